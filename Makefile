@@ -1,0 +1,63 @@
+# Two entry points do all set-up on a fresh machine: `make all` (whole pipeline) and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+RUN ?= artifacts/default
+TARGET ?= rp2040
+SEED ?= 0
+EMU := firmware/emulator
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: toolchain setup all pipeline firmware export bench test test-e2e clean help
+
+help:
+	@echo "make all                   - set up, run the whole default pipeline offline, build firmware, export, benchmark"
+	@echo "make test                  - set up and run the test suite (fast; the long e2e run is 'make test-e2e')"
+	@echo "make firmware TARGET=rp2040 - build build/rp2040/<name>.uf2 from $(RUN)"
+	@echo "make setup                 - venv with pinned deps, ARM toolchain, rp2040js emulator (idempotent)"
+
+# Re-installs only when pyproject.toml changes.
+$(VENV)/.stamp: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)"; exit 2; }
+	[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip check
+	touch $@
+
+toolchain:
+	@command -v arm-none-eabi-gcc >/dev/null && [ -f /usr/lib/arm-none-eabi/newlib/thumb/v6-m/nofp/libc_nano.a ] || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q gcc-arm-none-eabi libnewlib-arm-none-eabi; }
+
+$(EMU)/node_modules/.stamp: $(EMU)/package.json $(EMU)/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nodejs npm; }
+	cd $(EMU) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.stamp toolchain $(EMU)/node_modules/.stamp
+
+pipeline: setup
+	$(BIN)/python -m compress all --run $(RUN) --seed $(SEED)
+
+firmware: setup
+	@[ "$(TARGET)" = rp2040 ] || { echo "error: firmware exists for TARGET=rp2040 only (got '$(TARGET)')"; exit 2; }
+	$(BIN)/python -m export.rp2040.build --run $(RUN) --out build/rp2040
+
+export: setup
+	for t in jetson-nano jetson-orin-nano rpi4 edgetpu openvino; do \
+	  $(BIN)/python -m compress export --run $(RUN) --target $$t || exit $$?; done
+
+bench: setup
+	$(BIN)/python -m benchmarks.run --all --run $(RUN)
+
+all: pipeline firmware export bench
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+test-e2e: setup
+	$(BIN)/python -m pytest -q -m e2e
+
+clean:
+	rm -rf build dist artifacts

@@ -1,0 +1,121 @@
+"""`python -m compress`: one subcommand per pipeline stage, and `all` to run them in order."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+# Stage name -> (module, one-line help). Modules are imported only when their stage is used,
+# so `--help` and light stages do not pay for torch/tensorflow start-up.
+STAGES = {
+    "data": ("compress.data", "generate the procedural pizza set or index your ImageFolder -> R/data/dataset.json"),
+    "teach": ("compress.teach", "fit/load the teacher and cache its soft labels -> R/teacher/soft_labels.npz"),
+    "distill": ("compress.distill", "train the tiny CNN student from soft labels, then INT8 QAT -> R/student/"),
+    "quantize": ("compress.quantize", "full-INT8 .tflite + TFLite-Micro C array + ONNX, verified in TFLM -> R/quant/"),
+}
+PIPELINE = ("data", "teach", "distill", "quantize")
+
+SUMMARY_ROWS = (
+    ("teacher test accuracy", "teacher_test_acc", "pct"),
+    ("student float accuracy", "student_float_acc", "pct"),
+    ("student INT8 accuracy (TFLite-Micro)", "student_int8_acc", "pct"),
+    ("teacher-student agreement", "teacher_student_agreement", "pct"),
+    ("INT8 model bytes", "model_bytes", "int"),
+    ("TFLite-Micro arena bytes", "arena_bytes", "int"),
+    ("MACs", "macs", "int"),
+    ("parameters", "params", "int"),
+)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=Path, default=Path("artifacts/default"),
+                   help="run folder holding every stage's files (default: artifacts/default)")
+    p.add_argument("--seed", type=int, default=0, help="seed for data, training and calibration (default: 0)")
+
+
+def _stage_module(name: str):
+    return importlib.import_module(STAGES[name][0])
+
+
+def _build_parser(stage: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m compress",
+        description="Distil a vision teacher into a tiny full-INT8 CNN. Stages run in order "
+                    "data -> teach -> distill -> quantize -> export; each reads the files the previous one wrote.")
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE")
+    for name, (_, help_) in STAGES.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        _common(sp)
+        if name == stage or stage == "all":
+            _stage_module(name).add_arguments(sp)
+    sp = sub.add_parser("all", help="run data, teach, distill and quantize, then print the summary table",
+                        description="Run every stage on the same run folder and print the summary table.",
+                        conflict_handler="resolve")
+    _common(sp)
+    if stage == "all":
+        for name in PIPELINE:
+            _stage_module(name).add_arguments(sp)
+    sp = sub.add_parser("export", help="write per-target artifacts (jetson-nano, jetson-orin-nano, rpi4, edgetpu, "
+                                       "openvino) -> R/export/<target>/")
+    _common(sp)
+    sp.add_argument("--target", required=True, help="target name, e.g. rpi4 or jetson-orin-nano")
+    return parser
+
+
+def _fmt(value, kind: str) -> str:
+    if value is None:
+        return "not run"
+    if kind == "pct":
+        return f"{100.0 * value:.2f} %"
+    return f"{int(value):,}"
+
+
+def summary_table(metrics: dict) -> str:
+    width = max(len(r[0]) for r in SUMMARY_ROWS)
+    lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  {'-' * 12}"]
+    lines += [f"{label.ljust(width)}  {_fmt(metrics.get(key), kind)}" for label, key, kind in SUMMARY_ROWS]
+    return "\n".join(lines)
+
+
+def _run_export(args) -> dict:
+    from export import EXPORTERS
+
+    if args.target not in EXPORTERS:
+        raise UserError(f"unknown export target {args.target!r}; choose one of: {', '.join(sorted(EXPORTERS))}")
+    return EXPORTERS[args.target](args.run, args.run / "export" / args.target)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage = next((a for a in argv if not a.startswith("-")), None)
+    parser = _build_parser(stage if stage in STAGES or stage == "all" else None)
+    args = parser.parse_args(argv)
+    if args.stage is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.stage == "export":
+            metrics = _run_export(args)
+        elif args.stage == "all":
+            metrics, t0 = {}, time.monotonic()
+            for name in PIPELINE:
+                print(f"== {name} ==", flush=True)
+                metrics.update(_stage_module(name).run(args) or {})
+            print(f"\npipeline finished in {time.monotonic() - t0:.0f} s; run folder {args.run}\n")
+            print(summary_table(metrics))
+        else:
+            metrics = _stage_module(args.stage).run(args) or {}
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume from the cache/checkpoint", file=sys.stderr)
+        return 130
+    if args.stage not in ("all",) and metrics:
+        for k, v in metrics.items():
+            print(f"{k}: {v}")
+    return 0
