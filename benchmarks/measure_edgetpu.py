@@ -1,0 +1,54 @@
+"""Edge TPU target: op and type constraints on the full-INT8 .tflite, accuracy of that int8 graph on the
+TFLite reference kernels, and the compiled model / latency only where edgetpu_compiler / a Coral exist."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+
+from . import opcheck
+from .context import INT8_TFLITE, Context, drop_row
+from .results import Point, Result, check, measured, not_run
+
+
+def tflite_accuracy(ctx: Context, path) -> float:
+    """Top-1 accuracy (%) of a full-int8 .tflite on TFLite's reference kernels (int8 NHWC, pixel - 128)."""
+    from compress.quantize import describe_model, tflite_ref_invoke, to_int8_input
+
+    data = path.read_bytes()
+    _, h, w, _ = describe_model(data)["inputs"][0]["shape"]
+    x, y, _ = ctx.test_set((h, w))
+    pred = tflite_ref_invoke(data, to_int8_input(x)).argmax(1)
+    return 100.0 * float(np.mean(pred == y))
+
+
+def measure_edgetpu(ctx: Context, result: Result) -> None:
+    model = ctx.quant_file(INT8_TFLITE)
+    ops, wide = opcheck.tflite_inventory(model)
+    bad = opcheck.unsupported(ops, ctx.spec.ops.get("allowed", ops))
+    note = (f"unsupported: {', '.join(bad)}" if bad else f"all {sum(ops.values())} ops supported") + \
+        f" ({opcheck.describe(ops)})"
+    result.rows.append(check(f"TFLite ops vs targets/{ctx.spec.name}.toml", not bad, note))
+    if ctx.spec.ops.get("int8_only"):
+        result.rows.append(check("every tensor 8-bit (int32 bias allowed)", not wide,
+                                 f"not 8-bit: {', '.join(wide[:5])}" if wide else "all tensors int8/uint8/int32"))
+    if bad or (ctx.spec.ops.get("int8_only") and wide):
+        return
+    float_acc = ctx.float_baseline(result)
+    compiled = sorted((ctx.run_dir / "export" / "edgetpu").glob("*_edgetpu.tflite"))
+    if compiled:
+        result.rows.append(measured("model_bytes", f"Edge TPU model ({compiled[0].name})",
+                                    compiled[0].stat().st_size, "B"))
+    else:
+        why = "edgetpu_compiler not installed" if not shutil.which("edgetpu_compiler") else \
+            f"no *_edgetpu.tflite in {ctx.run_dir / 'export' / 'edgetpu'}: run " \
+            f"`python -m compress export --run {ctx.run_dir} --target edgetpu`"
+        result.rows += [not_run("model_bytes", "compiled Edge TPU model", why),
+                        measured("model_bytes", "full-INT8 .tflite (compiler input)", model.stat().st_size, "B",
+                                 "the compiler's output adds its executable to this")]
+    acc = tflite_accuracy(ctx, model)
+    result.rows += [measured("accuracy_pct", "INT8 accuracy (TFLite reference kernels, same int8 graph)",
+                             round(acc, 4), "%", "the Edge TPU executes this quantized graph"),
+                    drop_row("INT8 drop vs float", float_acc, acc)]
+    result.points.append(Point("int8", "TFLite int8", model.stat().st_size, acc))
+    result.rows.append(not_run("latency_ms", "Edge TPU latency", "no Coral device / libedgetpu here"))

@@ -1,0 +1,39 @@
+"""OpenVINO target: the exported INT8 IR, accuracy with OpenVINO Runtime on the CPU, timed when on x86."""
+from __future__ import annotations
+
+import numpy as np
+
+from .artifacts import export_dir, sidecar
+from .context import Context, drop_row, timing_rows
+from .results import Point, Result, measured
+
+
+def _input(x_uint8: np.ndarray, meta: dict) -> np.ndarray:
+    from export.targets_common import to_float_nchw
+
+    if meta["input"]["layout"] == "NCHW":
+        return to_float_nchw(x_uint8)
+    return x_uint8.astype(np.float32) / np.float32(255.0)
+
+
+def measure_openvino(ctx: Context, result: Result) -> None:
+    import openvino as ov
+
+    folder = export_dir(ctx.run_dir, "openvino")
+    meta = sidecar(folder)
+    xml = folder / meta["model"]
+    size = xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+    float_acc = ctx.float_baseline(result)
+    result.rows.append(measured("model_bytes", "OpenVINO IR (.xml + .bin)", size, "B", str(xml)))
+    x, y, _ = ctx.test_set((meta["input"]["height"], meta["input"]["width"]))
+    xin = _input(x, meta)
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": 1})
+    request = compiled.create_infer_request()
+    pred = np.array([int(np.argmax(request.infer({0: xin[i:i + 1]})[0])) for i in range(len(xin))])
+    acc = 100.0 * float(np.mean(pred == y))
+    precision = meta.get("precision", ctx.spec.precision)
+    result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy (OpenVINO Runtime CPU)", round(acc, 4),
+                             "%", f"{len(y)} test images"),
+                    drop_row(f"{precision.upper()} drop vs float", float_acc, acc)]
+    result.points.append(Point(precision, "OpenVINO IR", size, acc))
+    timing_rows(ctx, result, "openvino", xml, xin[:1], f"OpenVINO CPU, {ctx.facts.get('cpu', 'this CPU')}")

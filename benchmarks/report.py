@@ -1,0 +1,157 @@
+"""Render a target's result: console table, report.json, report.md and PNG plots (matplotlib, Agg)."""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from compress.io import atomic_path, tool_versions, write_json_atomic, write_text_atomic
+
+from .results import FAIL, NOT_RUN, PASS, Result, budget_text, fmt
+from .spec import TargetSpec
+
+STATUS_COLOURS = {PASS: "#2e7d32", FAIL: "#c62828"}
+
+
+def _cells(r) -> list[str]:
+    return [r.label, fmt(r.value, r.unit), budget_text(r), r.status, r.note]
+
+
+def table(result: Result) -> str:
+    header = ["metric", "measured", "budget", "status", "note"]
+    rows = [_cells(r) for r in result.rows]
+    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+    widths[-1] = 0  # the note column is last: no padding
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths[:-1]] + ["----"])] + [line(c) for c in rows])
+
+
+def verdict(result: Result) -> str:
+    fails = result.failures()
+    if fails:
+        return f"FAIL ({len(fails)} budget{'s' if len(fails) > 1 else ''} broken: " \
+               f"{', '.join(sorted({r.metric for r in fails}))})"
+    skipped = sum(r.status == NOT_RUN for r in result.rows)
+    return "PASS" + (f" ({skipped} not run)" if skipped else "")
+
+
+def to_json(result: Result, spec: TargetSpec, run_dir: Path, facts: dict) -> dict:
+    return {
+        "target": spec.name,
+        "description": spec.description,
+        "run": str(run_dir),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "verdict": verdict(result),
+        "passed": not result.failures(),
+        "budgets": spec.budgets,
+        "device": spec.device,
+        "host": facts,
+        "rows": [r.to_dict() for r in result.rows],
+        "accuracy_vs_size": [p.__dict__ for p in result.points],
+        "versions": tool_versions(),
+    }
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(result: Result, spec: TargetSpec, run_dir: Path) -> str:
+    lines = [f"# Benchmark: {spec.name}", "", spec.description, "",
+             f"Run folder: `{run_dir}`. Verdict: **{verdict(result)}**.", "",
+             "| metric | measured | budget | status | note |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in _cells(r)) + " |" for r in result.rows]
+    lines += ["", "Plots: `budgets.png` (each measured value as a share of its budget), "
+                  "`accuracy_vs_size.png` (accuracy against model bytes, per precision).", ""]
+    return "\n".join(lines)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def plot_budgets(result: Result, title: str, path: Path) -> None:
+    """Horizontal bars: measured / budget in percent (accuracy: budget / measured, so >100 % = broken)."""
+    plt = _plt()
+    rows = [r for r in result.rows if r.budget is not None and r.value is not None]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * max(len(rows), 1) + 1.2))
+    if rows:
+        share = [100.0 * (r.budget / r.value if r.metric == "accuracy_pct" else r.value / r.budget)
+                 if r.value else 0.0 for r in rows]
+        ax.barh([r.label for r in rows], share, color=[STATUS_COLOURS.get(r.status, "grey") for r in rows])
+        for y, (r, s) in enumerate(zip(rows, share)):
+            ax.text(s, y, f" {fmt(r.value, r.unit)} / {fmt(r.budget, r.unit)}", va="center", fontsize=8)
+        ax.invert_yaxis()
+    else:
+        ax.text(0.5, 0.5, "no budgeted metric was measured", ha="center", transform=ax.transAxes)
+    ax.axvline(100.0, color="black", linestyle="--", linewidth=1)
+    ax.set_xlabel("% of budget used (accuracy: budget / measured); right of the line = broken")
+    ax.set_title(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_accuracy_vs_size(points, title: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for precision in sorted({p.precision for p in points}):
+        pts = [p for p in points if p.precision == precision]
+        ax.scatter([p.model_bytes / 1024 for p in pts], [p.accuracy_pct for p in pts], label=precision, s=40)
+        for p in pts:
+            ax.annotate(p.runtime, (p.model_bytes / 1024, p.accuracy_pct), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+    if points:
+        ax.set_xscale("log")
+        ax.legend(title="precision")
+    else:
+        ax.text(0.5, 0.5, "no accuracy was measured", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("model size (KiB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def write(result: Result, spec: TargetSpec, run_dir: Path, out_dir: Path, facts: dict,
+          json_copy: Path | None = None) -> dict:
+    doc = to_json(result, spec, run_dir, facts)
+    write_json_atomic(out_dir / "report.json", doc)
+    if json_copy is not None:
+        write_json_atomic(json_copy, doc)
+    write_text_atomic(out_dir / "report.md", to_markdown(result, spec, run_dir))
+    plot_budgets(result, f"{spec.name}: measured vs budget", out_dir / "budgets.png")
+    plot_accuracy_vs_size(result.points, f"{spec.name}: accuracy vs model size", out_dir / "accuracy_vs_size.png")
+    return doc
+
+
+def write_summary(docs: list[dict], results: list[Result], out_dir: Path, json_copy: Path | None = None,
+                  skipped: list[str] = ()) -> str:
+    """One table for `--all`: per target, the verdict and the headline numbers."""
+    lines = ["# Benchmark summary", "", "| target | verdict | accuracy % | model bytes | RAM bytes | latency ms |",
+             "|---|---|---|---|---|---|"]
+    for doc in docs:
+        def first(metric):
+            vals = [r for r in doc["rows"] if r["metric"] == metric and r["value"] is not None]
+            return fmt(vals[0]["value"]) if vals else "not run"
+        lines.append(f"| {doc['target']} | {_md_escape(doc['verdict'])} | {first('accuracy_pct')} | "
+                     f"{first('model_bytes')} | {first('ram_bytes')} | {first('latency_ms')} |")
+    lines += [f"| {line.split(':', 1)[0]} | not run:{_md_escape(line.split(':', 1)[1])} | | | | |" for line in skipped]
+    text = "\n".join(lines) + "\n"
+    summary = {"targets": docs, "not_run": list(skipped), "passed": all(d["passed"] for d in docs)}
+    write_json_atomic(out_dir / "summary.json", summary)
+    if json_copy is not None:
+        write_json_atomic(json_copy, summary)
+    write_text_atomic(out_dir / "summary.md", text)
+    points = list({(p.precision, p.runtime, p.model_bytes): p for r in results for p in r.points}.values())
+    plot_accuracy_vs_size(points, "all targets: accuracy vs model size", out_dir / "accuracy_vs_size.png")
+    return text

@@ -1,0 +1,136 @@
+"""`python -m benchmarks.run --target T`: measure a run's artifacts for one device and enforce targets/T.toml.
+
+Exit status: 0 every measured budget holds (some may be "not run" here), 1 a budget is broken (named on
+stderr), 2 bad input (unknown target, malformed spec, missing pipeline outputs) as one line."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from compress.errors import UserError
+
+from . import report
+from .context import Context
+from .results import Result, evaluate, failure_line, not_run
+from .spec import DEFAULT_TARGETS_DIR, host_facts, load_all, resolve
+
+
+def _measure(runtime: str):
+    """The measuring function for a runtime; imported lazily so `--help` stays instant."""
+    if runtime == "tflm":
+        from .measure_rp2040 import measure_rp2040
+        return measure_rp2040
+    if runtime == "onnxruntime":
+        from .measure_onnx import measure_onnxruntime
+        return measure_onnxruntime
+    if runtime == "tensorrt":
+        from .measure_onnx import measure_tensorrt
+        return measure_tensorrt
+    if runtime == "openvino":
+        from .measure_openvino import measure_openvino
+        return measure_openvino
+    from .measure_edgetpu import measure_edgetpu
+    return measure_edgetpu
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="Check a run's model against a device's budgets (targets/<T>.toml): op support first, then "
+                    "accuracy on the test split with the runtime the device uses, model/flash/RAM sizes read from "
+                    "the artifacts, and latency where it can be measured. Writes R/bench/<T>/report.{json,md} and "
+                    "PNG plots. Exit 0 = budgets hold, 1 = a budget is broken, 2 = bad input.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--target", metavar="T",
+                       help="target name (a file in the targets folder, e.g. rp2040, jetson-nano, rpi4) or a family "
+                            "alias: 'jetson' picks the Jetson this runs on, else jetson-orin-nano")
+    which.add_argument("--all", action="store_true",
+                       help="benchmark every target in the targets folder and write R/bench/summary.{md,json}")
+    p.add_argument("--run", type=Path, default=Path("artifacts/default"),
+                   help="run folder written by `python -m compress all` (default: artifacts/default)")
+    p.add_argument("--device", metavar="PORT",
+                   help="serial port of a Pico running our firmware (e.g. /dev/ttyACM0): adds on-device latency "
+                        "and accuracy for rp2040")
+    p.add_argument("--json", type=Path, metavar="OUT",
+                   help="also write the report (with --all: the summary) as JSON to this path")
+    p.add_argument("--targets-dir", type=Path, default=DEFAULT_TARGETS_DIR, metavar="D",
+                   help=f"folder of target specs *.toml (default: {DEFAULT_TARGETS_DIR})")
+    p.add_argument("--build-dir", type=Path, default=Path("build/rp2040"), metavar="DIR",
+                   help="rp2040 firmware folder from `python -m export.rp2040.build` (default: build/rp2040)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="evaluate only the first N test images (quick checks; default: the whole test split)")
+    return p
+
+
+def bench_target(spec, args, facts: dict, cache: dict) -> tuple[Result, dict]:
+    result = Result(spec.name)
+    ctx = Context(run_dir=args.run, spec=spec, facts=facts, build_dir=args.build_dir, device_port=args.device,
+                  limit=args.limit, cache=cache)
+    print(f"== {spec.name}: {spec.description}", flush=True)
+    _measure(spec.runtime)(ctx, result)
+    if any(r.metric == "ops" and r.passed is False for r in result.rows):
+        result.rows.append(not_run("accuracy_pct", "accuracy, latency, memory", "stopped: unsupported ops"))
+    evaluate(result.rows, spec.budgets)
+    out_dir = args.run / "bench" / spec.name
+    doc = report.write(result, spec, args.run, out_dir, facts, None if args.all else args.json)
+    print(report.table(result))
+    print(f"{spec.name}: {report.verdict(result)}  -> {out_dir}/report.md\n", flush=True)
+    return result, doc
+
+
+def _check_args(args) -> None:
+    if not args.run.is_dir():
+        raise UserError(f"run folder not found: {args.run} (run `python -m compress all --run {args.run}` first)")
+    if args.limit is not None and args.limit <= 0:
+        raise UserError(f"--limit must be a positive number of images, got {args.limit}")
+    if args.device and not os.path.exists(args.device):
+        raise UserError(f"serial port not found: {args.device}")
+
+
+def run(args) -> int:
+    specs = load_all(args.targets_dir)
+    facts = host_facts()
+    target = None if args.all else resolve(args.target, specs, facts)
+    _check_args(args)
+    cache: dict = {}
+    if target is not None:
+        result, _ = bench_target(target, args, facts, cache)
+        for r in result.failures():
+            print(f"FAIL {failure_line(r)}", file=sys.stderr)
+        return 1 if result.failures() else 0
+    results, docs, skipped = [], [], []
+    for spec in specs.values():
+        try:
+            result, doc = bench_target(spec, args, facts, cache)
+        except UserError as e:  # one target's missing exporter must not hide the others
+            skipped.append(f"{spec.name}: {e}")
+            print(f"{spec.name}: not run: {e}\n", flush=True)
+            continue
+        results.append(result)
+        docs.append(doc)
+    if not results:
+        raise UserError(f"no target could be benchmarked; first problem: {skipped[0]}")
+    text = report.write_summary(docs, results, args.run / "bench", args.json, skipped)
+    print(text)
+    failed = [f"{r.target}: {failure_line(f)}" for r in results for f in r.failures()]
+    for line in failed:
+        print(f"FAIL {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
