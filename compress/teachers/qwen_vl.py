@@ -1,0 +1,166 @@
+"""`qwen2.5-vl` teacher: any local Qwen2.5-VL checkpoint answers a multiple-choice question about each
+image; class probabilities come from one forward pass per batch (see vlm_scoring), averaged over
+several option orders because chat VLMs favour an answer position."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from . import vlm_scoring
+
+IMAGE_PAD = "<|image_pad|>"
+# Bump when the prompt or the scoring changes: it is part of the label-cache key.
+SCORING_VERSION = 1
+
+
+def _require_transformers():
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise UserError("the qwen2.5-vl teacher needs transformers: pip install -e '.[vlm]'") from None
+
+
+def _image_processor_class():
+    """The PIL image processor: `Qwen2VLImageProcessorPil` in transformers 5, the same class was
+    `Qwen2VLImageProcessor` in 4.x (the torchvision one does not import beside torch 2.13)."""
+    try:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        return Qwen2VLImageProcessorPil
+    except ImportError:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+        return Qwen2VLImageProcessor
+
+
+def model_fingerprint(path: Path) -> str:
+    """Identifies a checkpoint without hashing GBs of weights: config, tokenizer and weight-file sizes."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.name in ("config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
+                      "chat_template.json", "chat_template.jinja", "model.safetensors.index.json"):
+            h.update(f.name.encode() + f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin"):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+class QwenVLTeacher:
+    """Scores images with a Qwen2.5-VL chat model. Subclasses swap the model class and extra inputs."""
+
+    name = "qwen2.5-vl"
+    model_types = ("qwen2_5_vl",)
+
+    def __init__(self, classes, model_path, *, orders: int | None = None, seed: int = 0, batch_size: int = 4,
+                 image_size: int = 448, device: str | None = None):
+        if model_path is None:
+            raise UserError(f"the {self.name} teacher needs --teacher-model PATH (a local checkpoint folder)")
+        self.classes = list(classes)
+        self.model_path = Path(model_path).expanduser().resolve()
+        self.orders = vlm_scoring.option_orders(len(self.classes), orders or len(self.classes), seed)
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.device = device
+        self._check_checkpoint()
+        self._loaded = False
+
+    def _check_checkpoint(self) -> None:
+        cfg = self.model_path / "config.json"
+        if not cfg.is_file():
+            raise UserError(f"no checkpoint at {self.model_path} (config.json missing); download it first, e.g. "
+                            f"huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct --local-dir {self.model_path}")
+        model_type = json.loads(cfg.read_text()).get("model_type")
+        if model_type not in self.model_types:
+            raise UserError(f"{self.model_path} holds a {model_type!r} model; the {self.name} teacher needs "
+                            f"model_type {' or '.join(map(repr, self.model_types))}")
+
+    def cache_identity(self) -> dict:
+        """Everything that changes the labels: the label cache is keyed on it."""
+        return {"teacher": self.name, "model": model_fingerprint(self.model_path), "orders": self.orders.tolist(),
+                "image_size": self.image_size, "scoring": SCORING_VERSION}
+
+    # --- hooks a subclass overrides -------------------------------------------------------------
+    def _load_model(self, dtype, device):
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        return Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            self.model_path, local_files_only=True, dtype=dtype).to(device).eval()
+
+    def _extra_inputs(self, pil_images, grid_thw) -> dict:
+        return {}
+
+    # --- shared code path -----------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        _require_transformers()
+        import torch
+        from transformers import AutoTokenizer
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+        self.tokenizer.padding_side = "left"
+        self.image_processor = _image_processor_class().from_pretrained(self.model_path, local_files_only=True)
+        self.model = self._load_model(dtype, device)
+        self._device = device
+        self.token_ids = vlm_scoring.class_token_ids(self.tokenizer, self.classes)
+        self.prompts = [self._prompt(order) for order in self.orders]
+        self._loaded = True
+
+    def _prompt(self, order) -> str:
+        template = self.tokenizer.chat_template
+        if template is None:
+            for name in ("chat_template.json", "chat_template.jinja"):
+                f = self.model_path / name
+                if f.is_file():
+                    template = json.loads(f.read_text())["chat_template"] if f.suffix == ".json" else f.read_text()
+                    break
+        if template is None:
+            raise UserError(f"{self.model_path} has no chat template (tokenizer_config.json or chat_template.json)")
+        messages = [{"role": "user", "content": [
+            {"type": "image"}, {"type": "text", "text": vlm_scoring.question(self.classes, order)}]}]
+        text = self.tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                  add_generation_prompt=True)
+        if text.count(IMAGE_PAD) != 1:
+            raise UserError(f"the chat template of {self.model_path} does not place one {IMAGE_PAD} for an image")
+        return text
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] -> per-order class probabilities [N, K, C] (one forward pass per batch)."""
+        self._load()
+        out = [self._score_batch(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.orders), len(self.classes)), np.float32)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] -> [N, C] probabilities averaged over the option orders."""
+        return self.score(images).mean(axis=1, dtype=np.float64).astype(np.float32)
+
+    def _score_batch(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+        from PIL import Image
+
+        k = len(self.orders)
+        pil = [Image.fromarray(a).convert("RGB") for a in batch]
+        # Image-major: sequence s = image s // k asked with option order s % k.
+        repeated = [img for img in pil for _ in range(k)]
+        vision = self.image_processor(images=repeated, return_tensors="pt")
+        grid = vision["image_grid_thw"]
+        merge = self.image_processor.merge_size ** 2
+        texts = [self.prompts[s % k].replace(IMAGE_PAD, IMAGE_PAD * (int(grid[s].prod()) // merge))
+                 for s in range(len(repeated))]
+        enc = self.tokenizer(texts, padding=True, return_tensors="pt")
+        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                  "pixel_values": vision["pixel_values"], "image_grid_thw": grid,
+                  **self._extra_inputs(repeated, grid)}
+        inputs = {n: (v.to(self._device) if hasattr(v, "to") else [t.to(self._device) for t in v])
+                  for n, v in inputs.items()}
+        if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+            inputs["logits_to_keep"] = 1
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits[:, -1, :]
+        return vlm_scoring.class_probs(logits, self.token_ids).reshape(len(batch), k, len(self.classes))
+

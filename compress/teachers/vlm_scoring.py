@@ -1,0 +1,79 @@
+"""Turn a chat VLM into a classifier: the multiple-choice prompt, seeded option orders, and class
+probabilities from the last-position logits. Shared by the Qwen2.5-VL and Spatial-MLLM teachers.
+
+Hand-written: no maintained library scores closed-vocabulary answers from a single forward pass.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UserError
+
+
+def display_name(cls: str) -> str:
+    """Folder names like `well_done` read as `well done` in the prompt."""
+    return cls.replace("_", " ").replace("-", " ")
+
+
+def question(classes: list[str], order) -> str:
+    names = [display_name(classes[i]) for i in order]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"Which of these describes the pizza: {listed}? Answer with one word."
+
+
+def option_orders(n_classes: int, n_orders: int, seed: int) -> np.ndarray:
+    """`n_orders` option orders [K, C]: rotations of one seeded permutation, so with K == C every
+    class is shown once at every position (a Latin square), which cancels a pure position bias."""
+    if not 1 <= n_orders <= n_classes:
+        raise UserError(f"--teacher-orders must be between 1 and the number of classes ({n_classes}), got {n_orders}")
+    base = np.random.default_rng(seed).permutation(n_classes)
+    return np.stack([np.roll(base, -k) for k in range(n_orders)])
+
+
+def class_token_ids(tokenizer, classes: list[str]) -> list[list[int]]:
+    """Token ids that can start each class's one-word answer.
+
+    A class scores the first token of its name as written, lower-case and capitalised (a model may
+    answer "Burnt" or "burnt"); a multi-token name like "progression" -> "pro" + "gression" is scored
+    by its first token, which decides the greedy answer. Variants that map to the unknown token are
+    dropped. Two classes whose names start with the same token cannot be told apart from one
+    forward pass, so that is an error naming them."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    owner: dict[int, str] = {}
+    out = []
+    for cls in classes:
+        name = display_name(cls)
+        ids = []
+        for variant in dict.fromkeys((name, name.lower(), name.capitalize())):
+            toks = tokenizer.encode(variant, add_special_tokens=False)
+            if toks and toks[0] != unk and toks[0] not in ids:
+                ids.append(toks[0])
+        if not ids:
+            raise UserError(f"class name {cls!r} has no token in the teacher's vocabulary")
+        for t in ids:
+            if owner.setdefault(t, cls) != cls:
+                raise UserError(f"classes {owner[t]!r} and {cls!r} both start with the token "
+                                f"{tokenizer.convert_ids_to_tokens(t)!r}; rename one class folder")
+        out.append(ids)
+    return out
+
+
+def class_probs(last_logits, token_ids: list[list[int]]) -> np.ndarray:
+    """[S, V] last-position logits -> [S, C] softmax over the classes (variants pooled by logsumexp)."""
+    import torch
+
+    logits = last_logits.float()
+    per_class = torch.stack([torch.logsumexp(logits[:, ids], dim=1) for ids in token_ids], dim=1)
+    return torch.softmax(per_class, dim=1).cpu().numpy().astype(np.float32)
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict:
+    """Accuracy, mean confidence and expected calibration error (equal-width confidence bins)."""
+    if len(labels) == 0:
+        return {}
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
+              for b in range(n_bins) if (bins == b).any())
+    return {"accuracy": float(correct.mean()), "mean_confidence": float(conf.mean()), "ece": float(ece)}
