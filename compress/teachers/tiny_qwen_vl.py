@@ -59,10 +59,10 @@ def build(out: Path, classes, image_size: int = 56, seed: int = 0) -> Path:
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
                          bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                         pad_token_id=ids["<|endoftext|>"]),
+                         pad_token_id=ids["<|endoftext|>"], initializer_range=0.3),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=32,
                            window_size=28, fullatt_block_indexes=[1], spatial_merge_size=2, patch_size=14,
-                           temporal_patch_size=2),
+                           temporal_patch_size=2, initializer_range=0.3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     torch.manual_seed(seed)

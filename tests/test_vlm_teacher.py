@@ -1,0 +1,116 @@
+"""The qwen2.5-vl teacher end to end on a tiny random Qwen2.5-VL built offline and loaded from a folder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+from compress.errors import UserError  # noqa: E402
+from compress.teachers import vlm_scoring  # noqa: E402
+from compress.teachers.qwen_vl import QwenVLTeacher  # noqa: E402
+from compress.teachers.spatial_mllm import image_tchw, missing_requirements  # noqa: E402
+from compress.teachers.tiny_qwen_vl import build  # noqa: E402
+
+CLASSES = ["basic", "burnt", "combined", "mixed", "progression", "segment"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    return build(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2.5-vl", CLASSES)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+
+
+def test_scores_are_probabilities_per_order(tiny, images):
+    t = QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=2)
+    s = t.score(images)
+    assert s.shape == (5, len(CLASSES), len(CLASSES)) and s.dtype == np.float32
+    assert np.allclose(s.sum(axis=2), 1.0, atol=1e-5)
+    p = t.predict(images)
+    assert p.shape == (5, len(CLASSES))
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    # Different images get different answers: the image really reaches the language model.
+    assert np.abs(s[0] - s[1]).max() > 1e-4
+
+
+def test_permutation_averaging(tiny, images):
+    """Each option order is a different question; the label is the mean over the orders."""
+    permuted = QwenVLTeacher(CLASSES, tiny, seed=3, batch_size=5)
+    fixed = QwenVLTeacher(CLASSES, tiny, seed=3, batch_size=5, orders=1)
+    assert (fixed.orders[0] == permuted.orders[0]).all()
+    per_order = permuted.score(images)
+    # A Latin square: every class is offered once at every position.
+    assert all(sorted(col) == list(range(len(CLASSES))) for col in permuted.orders.T)
+    assert np.abs(per_order[:, 0] - per_order[:, 1]).max() > 1e-4  # the order changes the answer
+    np.testing.assert_allclose(fixed.predict(images), per_order[:, 0], atol=1e-6)
+    np.testing.assert_allclose(permuted.predict(images), per_order.mean(axis=1), atol=1e-6)
+    assert np.abs(permuted.predict(images) - fixed.predict(images)).max() > 1e-4
+
+
+def test_seeded_orders_and_prompt():
+    a, b = vlm_scoring.option_orders(6, 4, seed=1), vlm_scoring.option_orders(6, 4, seed=1)
+    assert (a == b).all() and a.shape == (4, 6)
+    assert not (vlm_scoring.option_orders(6, 4, seed=2) == a).all()
+    assert vlm_scoring.question(["well_done", "burnt"], [1, 0]) == \
+        "Which of these describes the pizza: burnt or well done? Answer with one word."
+    with pytest.raises(UserError, match="--teacher-orders"):
+        vlm_scoring.option_orders(6, 7, seed=0)
+
+
+def test_class_tokens_must_differ(tiny):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny, local_files_only=True)
+    ids = vlm_scoring.class_token_ids(tok, CLASSES)
+    assert len({i for group in ids for i in group}) == sum(len(g) for g in ids)
+    with pytest.raises(UserError, match="no token"):
+        vlm_scoring.class_token_ids(tok, ["basic", "calzone"])
+
+
+def test_calibration_numbers():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], np.float32)
+    labels = np.array([0, 1, 1, 0])
+    cal = vlm_scoring.calibration(probs, labels, n_bins=10)
+    assert cal["accuracy"] == 0.75
+    assert cal["mean_confidence"] == pytest.approx(0.75)
+    # bins: 0.9 -> [1 correct], 0.8 -> [0 correct], 0.7 -> [1], 0.6 -> [1]
+    assert cal["ece"] == pytest.approx((0.1 + 0.8 + 0.3 + 0.4) / 4)
+
+
+def test_bad_checkpoint_is_one_line(tmp_path, tiny):
+    with pytest.raises(UserError, match="config.json missing"):
+        QwenVLTeacher(CLASSES, tmp_path)
+    with pytest.raises(UserError, match="--teacher-model"):
+        QwenVLTeacher(CLASSES, None)
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(UserError, match="'llama' model"):
+        QwenVLTeacher(CLASSES, tmp_path)
+
+
+def test_spatial_mllm_reports_what_is_missing(tiny):
+    from compress.teachers.spatial_mllm import SpatialMLLMTeacher
+
+    missing = missing_requirements(None)
+    assert any("source code" in m for m in missing)
+    if missing:
+        with pytest.raises(UserError) as e:
+            SpatialMLLMTeacher(CLASSES, tiny)
+        assert "\n" not in str(e.value) and "Spatial-MLLM" in str(e.value)
+
+
+def test_spatial_mllm_image_tensor():
+    """image_tchw mirrors Qwen's still-image handling: grid x patch pixels, [0, 1], temporal_patch_size frames."""
+    import torch
+    from PIL import Image
+
+    img = Image.fromarray(np.full((60, 50, 3), 255, np.uint8))
+    (t,) = image_tchw([img], torch.tensor([[1, 4, 2]]), patch_size=14, temporal_patch_size=2)
+    assert t.shape == (2, 3, 56, 28) and t.dtype == torch.float32
+    assert float(t.min()) == 1.0 and float(t.max()) == 1.0
