@@ -1,0 +1,202 @@
+"""IR -> kernel calls: folds PAD and RESHAPE away, computes every per-channel constant TFLite-Micro would
+compute at Prepare time, and re-lays weights out for the kernels in firmware/nn."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compress.errors import UserError
+
+from .quant import activation_range, quantize_multiplier, softmax_params
+from .tflite_graph import Graph, Tensor
+
+
+@dataclass
+class Step:
+    kernel: str                  # conv2d | pointwise | dwconv | avgpool | mean | softmax | add
+    inputs: list                 # tensor indices (after alias resolution)
+    output: int
+    fields: dict                 # scalar struct fields
+    arrays: dict = field(default_factory=dict)  # name -> (ctype, np.ndarray)
+    macs: int = 0
+
+
+def _one(t: Tensor, what: str) -> tuple[float, int]:
+    if t.scale.size != 1 or t.zero_point.size != 1:
+        raise UserError(f"{what}: tensor '{t.name}' must be per-tensor quantized")
+    return float(t.scale[0]), int(t.zero_point[0])
+
+
+def _per_channel(arr: np.ndarray, n: int) -> np.ndarray:
+    return np.broadcast_to(arr, (n,)) if arr.size == 1 else arr
+
+
+def _requant(g: Graph, op, w: Tensor, bias_idx: int | None, n_out: int, in_zp: int, w_sum: np.ndarray) -> tuple[dict, dict]:
+    s_in, _ = _one(g.tensors[op.inputs[0]], op.kind)
+    out = g.tensors[op.outputs[0]]
+    s_out, z_out = _one(out, op.kind)
+    if np.any(w.zero_point != 0):
+        raise UserError(f"{op.kind}: weights '{w.name}' have a non-zero zero point")
+    scales = _per_channel(w.scale.astype(np.float32), n_out)
+    mults, shifts = zip(*(quantize_multiplier(float(s_in) * float(s) / float(s_out)) for s in scales))
+    bias = np.zeros(n_out, np.int64)
+    if bias_idx is not None and bias_idx >= 0 and g.tensors[bias_idx].data is not None:
+        bias = g.tensors[bias_idx].data.astype(np.int64).reshape(n_out)
+    folded = bias - in_zp * w_sum.astype(np.int64)
+    if np.any(np.abs(folded) >= 2**31):
+        raise UserError(f"{op.kind}: folded bias overflows int32")
+    lo, hi = activation_range(op.options.get("fusedActivationFunction", 0), s_out, z_out)
+    fields = {"out_zp": z_out, "act_min": lo, "act_max": hi}
+    arrays = {"bias": ("int32_t", folded.astype(np.int32)), "mult": ("int32_t", np.array(mults, np.int32)),
+              "shift": ("int8_t", np.array(shifts, np.int8))}
+    return fields, arrays
+
+
+def _same_pad(in_size: int, out_size: int, k: int, stride: int, padding: int) -> int:
+    if padding != 0:   # VALID
+        return 0
+    return max((out_size - 1) * stride + k - in_size, 0) // 2
+
+
+def _check_dilation(op) -> None:
+    if op.options.get("dilationHFactor", 1) != 1 or op.options.get("dilationWFactor", 1) != 1:
+        raise UserError(f"{op.kind}: dilation is not supported")
+
+
+def lower(g: Graph) -> tuple[list[Step], dict]:
+    """Returns the kernel steps and an alias map (tensor -> tensor holding its bytes)."""
+    alias: dict[int, int] = {}
+    pads: dict[int, tuple[int, int, int]] = {}   # PAD output -> (its input, pad_top, pad_left)
+    consumers: dict[int, int] = {}
+    for op in g.ops:
+        for i in op.inputs:
+            consumers[i] = consumers.get(i, 0) + 1
+
+    def src(i: int) -> int:
+        while i in alias:
+            i = alias[i]
+        return i
+
+    steps: list[Step] = []
+    for op in g.ops:
+        ins = [g.tensors[i] for i in op.inputs if i >= 0]
+        out = g.tensors[op.outputs[0]]
+        if op.kind == "RESHAPE":
+            alias[op.outputs[0]] = src(op.inputs[0])
+            continue
+        if op.kind == "PAD":
+            p = ins[1].data.reshape(-1, 2) if ins[1].data is not None else None
+            if p is None or len(p) != 4 or p[0].any() or p[3].any() or consumers.get(op.outputs[0], 0) != 1 \
+                    or op.outputs[0] in g.outputs:
+                raise UserError("unsupported op PAD (only a spatial PAD feeding one convolution can be folded)")
+            pads[op.outputs[0]] = (op.inputs[0], int(p[1][0]), int(p[2][0]))
+            continue
+        pad_top = pad_left = 0
+        x_idx = op.inputs[0]
+        if x_idx in pads:
+            if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                raise UserError(f"unsupported op PAD (followed by {op.kind}, only convolutions absorb it)")
+            x_idx, pad_top, pad_left = pads[x_idx]
+        x = g.tensors[x_idx]
+        s_in, z_in = _one(x, op.kind)
+        step_in = [src(x_idx)]
+        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            _check_dilation(op)
+            w = ins[1]
+            _, in_h, in_w, in_c = x.shape
+            _, out_h, out_w, out_c = out.shape
+            kh, kw = w.shape[1], w.shape[2]
+            sh, sw = op.options["strideH"], op.options["strideW"]
+            # SAME padding is computed on the conv's own input (the PAD output when a PAD was folded in)
+            pad_top += _same_pad(g.tensors[op.inputs[0]].shape[1], out_h, kh, sh, op.options["padding"])
+            pad_left += _same_pad(g.tensors[op.inputs[0]].shape[2], out_w, kw, sw, op.options["padding"])
+            geom = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=kh, k_w=kw,
+                        stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, in_zp=z_in)
+            if op.kind == "DEPTHWISE_CONV_2D":
+                if out_c != in_c or op.options.get("depthMultiplier", 1) not in (0, 1):
+                    raise UserError("DEPTHWISE_CONV_2D: only depth multiplier 1 is supported")
+                wt = w.data.reshape(kh * kw, in_c).T.copy()                      # [C][KH*KW]
+                rq_fields, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
+                                                out_c, z_in, wt.astype(np.int64).sum(1))
+                steps.append(Step("dwconv", step_in, op.outputs[0], {**geom, **rq_fields},
+                                  {"weights": ("int8_t", wt), **rq_arrays}, out_h * out_w * out_c * kh * kw))
+                continue
+            w2 = w.data.reshape(out_c, -1)
+            rq_fields, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
+                                            out_c, z_in, w2.astype(np.int64).sum(1))
+            macs = out_h * out_w * out_c * kh * kw * in_c
+            if kh == kw == 1 and sh == sw == 1 and pad_top == pad_left == 0 and (in_h, in_w) == (out_h, out_w):
+                steps.append(_pointwise(step_in, op.outputs[0], out_h * out_w, in_c, out_c, w2, rq_fields,
+                                        rq_arrays, macs))
+            else:
+                steps.append(Step("conv2d", step_in, op.outputs[0], {**geom, **rq_fields},
+                                  {"weights": ("int8_t", w.data.reshape(-1)), **rq_arrays}, macs))
+        elif op.kind == "FULLY_CONNECTED":
+            w = ins[1]
+            if op.options.get("weightsFormat", 0) != 0:
+                raise UserError("FULLY_CONNECTED: only the default weights format is supported")
+            out_c, in_c = w.shape
+            rows = x.size // in_c
+            w2 = w.data.reshape(out_c, in_c)
+            rq_fields, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
+                                            out_c, z_in, w2.astype(np.int64).sum(1))
+            steps.append(_pointwise(step_in, op.outputs[0], rows, in_c, out_c, w2, rq_fields, rq_arrays,
+                                    rows * in_c * out_c))
+        elif op.kind == "AVERAGE_POOL_2D":
+            if _one(out, op.kind) != (s_in, z_in):
+                raise UserError("AVERAGE_POOL_2D: input and output quantization differ")
+            _, in_h, in_w, c = x.shape
+            _, out_h, out_w, _ = out.shape
+            kh, kw = op.options["filterHeight"], op.options["filterWidth"]
+            sh, sw = op.options["strideH"], op.options["strideW"]
+            lo, hi = activation_range(op.options.get("fusedActivationFunction", 0), s_in, z_in)
+            steps.append(Step("avgpool", step_in, op.outputs[0], dict(
+                in_h=in_h, in_w=in_w, c=c, out_h=out_h, out_w=out_w, k_h=kh, k_w=kw, stride_h=sh, stride_w=sw,
+                pad_top=_same_pad(in_h, out_h, kh, sh, op.options["padding"]),
+                pad_left=_same_pad(in_w, out_w, kw, sw, op.options["padding"]), act_min=lo, act_max=hi)))
+        elif op.kind == "MEAN":
+            axes = sorted(int(a) % 4 for a in np.asarray(ins[1].data).reshape(-1)) if ins[1].data is not None else []
+            if len(x.shape) != 4 or axes != [1, 2]:
+                raise UserError(f"MEAN: only the mean over height and width of an NHWC tensor is supported (axes {axes})")
+            s_out, z_out = _one(out, op.kind)
+            scale = np.float32(s_in) / np.float32(s_out)
+            bias = np.float32(-z_in) * scale
+            steps.append(Step("mean", step_in, op.outputs[0], dict(
+                hw=x.shape[1] * x.shape[2], c=x.shape[3], scale=scale, bias=bias, out_zp=np.float32(z_out))))
+        elif op.kind == "SOFTMAX":
+            s_out, z_out = _one(out, op.kind)
+            if z_out != -128 or abs(s_out - 1 / 256) > 1e-9:
+                raise UserError("SOFTMAX: int8 output must have scale 1/256 and zero point -128")
+            mult, shift, diff_min = softmax_params(op.options.get("beta", 1.0), s_in)
+            depth = x.shape[-1]
+            steps.append(Step("softmax", step_in, op.outputs[0], dict(
+                rows=x.size // depth, depth=depth, input_multiplier=mult, input_left_shift=shift, diff_min=diff_min)))
+        elif op.kind == "ADD":
+            y = ins[1]
+            if y.shape != x.shape or y.data is not None:
+                raise UserError("ADD: only the sum of two equally shaped activation tensors is supported (no broadcast)")
+            s2, z2 = _one(y, op.kind)
+            s_out, z_out = _one(out, op.kind)
+            twice_max = 2 * max(float(np.float32(s_in)), float(np.float32(s2)))
+            m1, sh1 = quantize_multiplier(float(s_in) / twice_max)
+            m2, sh2 = quantize_multiplier(float(s2) / twice_max)
+            mo, sho = quantize_multiplier(twice_max / ((1 << 20) * float(s_out)))
+            lo, hi = activation_range(op.options.get("fusedActivationFunction", 0), s_out, z_out)
+            steps.append(Step("add", step_in + [src(op.inputs[1])], op.outputs[0], dict(
+                n=x.size, in1_offset=-z_in, in2_offset=-z2, out_zp=z_out, left_shift=20, in1_mult=m1, in1_shift=sh1,
+                in2_mult=m2, in2_shift=sh2, out_mult=mo, out_shift=sho, act_min=lo, act_max=hi)))
+        else:  # parse() already refused anything else
+            raise UserError(f"unsupported op {op.kind}")
+    return steps, alias
+
+
+def _pointwise(step_in, out_idx, pixels, in_c, out_c, w2, rq_fields, rq_arrays, macs) -> Step:
+    """Weights as uint8 (w+128), channel pairs interleaved: the layout nn_pointwise.c streams through."""
+    wu = (w2.astype(np.int16) + 128).astype(np.uint8)
+    pairs = out_c // 2
+    parts = [wu[:2 * pairs].reshape(pairs, 2, in_c).transpose(0, 2, 1).reshape(-1)]
+    if out_c % 2:
+        parts.append(wu[-1])
+    return Step("pointwise", step_in, out_idx, dict(pixels=pixels, in_c=in_c, out_c=out_c, **rq_fields),
+                {"weights": ("uint8_t", np.concatenate(parts)), **rq_arrays}, macs)

@@ -1,0 +1,50 @@
+"""TFLite's host-side quantization helpers (QuantizeMultiplier & co.), reproduced in Python double precision
+so the constants baked into model.c equal those TFLite-Micro computes at Prepare time."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _round_away(x: float) -> int:
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def quantize_multiplier(m: float) -> tuple[int, int]:
+    """tflite::QuantizeMultiplier: m = q * 2^shift with q a Q31 value in [0.5, 1)."""
+    if m == 0.0:
+        return 0, 0
+    mant, shift = math.frexp(m)
+    q = _round_away(mant * (1 << 31))
+    if q == (1 << 31):
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        return (1 << 31) - 1, 30
+    return q, shift
+
+
+def activation_range(act: int, scale: float, zero_point: int) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for int8 (float32 division and roundf, as in TFLite)."""
+    def q(f: float) -> int:
+        return int(zero_point) + _round_away(float(np.float32(f) / np.float32(scale)))
+
+    lo, hi = -128, 127
+    if act == 1:                      # RELU
+        return max(lo, q(0.0)), hi
+    if act == 3:                      # RELU6
+        return max(lo, q(0.0)), min(hi, q(6.0))
+    if act == 2:                      # RELU_N1_TO_1
+        return max(lo, q(-1.0)), min(hi, q(1.0))
+    return lo, hi
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """PreprocessSoftmaxScaling + CalculateInputRadius with 5 integer bits: (multiplier, left_shift, diff_min)."""
+    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << 26), (1 << 31) - 1.0)
+    mult, shift = quantize_multiplier(real)
+    radius = math.floor(1.0 * 31 * (1 << 26) / (1 << shift))
+    return mult, shift, -int(radius)

@@ -1,0 +1,133 @@
+"""Read a full-INT8 .tflite into a small IR (tensors + ops in execution order) for the C model compiler.
+
+Uses the flatbuffer schema module shipped inside the tensorflow wheel (loaded by file path, so that
+reading a model does not import all of TensorFlow)."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compress.errors import UserError
+
+SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "ADD",
+             "RESHAPE", "PAD")
+_SCHEMA = None
+
+
+def schema():
+    """tensorflow/lite/python/schema_py_generated.py, imported on its own (needs only `flatbuffers`)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        spec = importlib.util.find_spec("tensorflow")
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError("tensorflow is not installed (its .tflite schema module is needed)")
+        path = Path(list(spec.submodule_search_locations)[0]) / "lite" / "python" / "schema_py_generated.py"
+        mod_spec = importlib.util.spec_from_file_location("_tflite_schema", path)
+        mod = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(mod)
+        _SCHEMA = mod
+    return _SCHEMA
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple
+    dtype: str                     # "int8", "int32", ...
+    data: np.ndarray | None        # constant data (weights, bias, shapes), None for activations
+    scale: np.ndarray              # float32, one per tensor or per channel
+    zero_point: np.ndarray         # int64
+    quant_dim: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+
+@dataclass
+class Op:
+    kind: str
+    inputs: list
+    outputs: list
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    tensors: list
+    ops: list
+    inputs: list
+    outputs: list
+
+
+def _enum_names(cls) -> dict:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_")}
+
+
+def _options(op) -> dict:
+    o = op.builtinOptions
+    if o is None:
+        return {}
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(o).items()}
+
+
+def load(path: str | Path) -> Graph:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f".tflite model not found: {p}")
+    buf = p.read_bytes()
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise UserError(f"{p} is not a .tflite flatbuffer (no TFL3 identifier)")
+    return parse(buf, str(p))
+
+
+def parse(buf: bytes, what: str = "model") -> Graph:
+    s = schema()
+    model = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    if len(model.subgraphs) != 1:
+        raise UserError(f"{what}: {len(model.subgraphs)} subgraphs; only single-subgraph models are supported")
+    g = model.subgraphs[0]
+    op_names = _enum_names(s.BuiltinOperator)
+    type_names = {k: v.lower() for k, v in _enum_names(s.TensorType).items()}
+
+    tensors = []
+    for i, t in enumerate(g.tensors):
+        dtype = type_names.get(t.type, str(t.type))
+        raw = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        data = None
+        if raw is not None and len(raw):
+            data = np.frombuffer(bytes(np.asarray(raw, dtype=np.uint8)), dtype=np.dtype(dtype)).reshape(shape)
+        q = t.quantization
+        scale = np.asarray(q.scale if q is not None and q.scale is not None else [], np.float32)
+        zp = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], np.int64)
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        tensors.append(Tensor(i, name, shape, dtype, data, scale, zp, int(q.quantizedDimension) if q else 0))
+
+    ops = []
+    for op in g.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"CUSTOM({code.customCode!r})")
+        if kind not in SUPPORTED:
+            raise UserError(f"{what}: unsupported op {kind} (the RP2040 compiler supports "
+                            f"{', '.join(s for s in SUPPORTED if s != 'PAD')})")
+        ops.append(Op(kind, [int(i) for i in op.inputs], [int(o) for o in op.outputs], _options(op)))
+
+    graph = Graph(tensors, ops, [int(i) for i in g.inputs], [int(o) for o in g.outputs])
+    _check_int8(graph, what)
+    return graph
+
+
+def _check_int8(graph: Graph, what: str) -> None:
+    for t in graph.tensors:
+        if t.dtype.startswith("float"):
+            raise UserError(f"{what}: tensor '{t.name}' is {t.dtype}; the RP2040 compiler needs a full-INT8 model "
+                            "(int8 input/output, int8 weights)")
+    for i in graph.inputs + graph.outputs:
+        t = graph.tensors[i]
+        if t.dtype != "int8":
+            raise UserError(f"{what}: model input/output '{t.name}' is {t.dtype}, expected int8")

@@ -1,0 +1,74 @@
+/* int8 kernels with TFLite's integer arithmetic, bit-exact with tflite-micro's reference kernels.
+ * Written here because tflite-micro's C++ sources cannot be installed for this target; plain C11,
+ * no allocation, tuned for Cortex-M0+ (no SIMD, single-cycle 32x32 multiply). */
+#ifndef NN_H
+#define NN_H
+
+#include <stdint.h>
+
+/* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift). */
+typedef struct {
+    const int32_t *bias;  /* bias with the input zero point folded in: bias - zp_in * sum(w) */
+    const int32_t *mult;  /* Q31 multipliers */
+    const int8_t *shift;  /* >0: left shift, <0: rounding right shift */
+    int32_t out_zp, act_min, act_max;
+} nn_requant_t;
+
+/* CONV_2D. Weights OHWI. Padding taps read as the input zero point (so the folded bias stays exact). */
+typedef struct {
+    int16_t in_h, in_w, in_c, out_h, out_w, out_c;
+    int16_t k_h, k_w, stride_h, stride_w, pad_top, pad_left;
+    int32_t in_zp;
+    const int8_t *weights;
+    nn_requant_t rq;
+} nn_conv_t;
+
+/* 1x1 stride-1 CONV_2D and FULLY_CONNECTED: out[p][o] = requant(bias[o] + sum_k in[p][k] * w[o][k]).
+ * Weights are stored as w+128 (uint8, so the M0+ loads them with an immediate offset) and
+ * pair-interleaved: [out_c/2][in_c][2], then [in_c] for an odd last channel. */
+typedef struct {
+    int32_t pixels;
+    int16_t in_c, out_c;
+    const uint8_t *weights;
+    nn_requant_t rq;
+} nn_pointwise_t;
+
+/* DEPTHWISE_CONV_2D, depth multiplier 1. Weights [C][k_h*k_w] (transposed at compile time). */
+typedef nn_conv_t nn_dwconv_t;
+
+/* AVERAGE_POOL_2D (input and output share their quantization, as TFLite requires). */
+typedef struct {
+    int16_t in_h, in_w, c, out_h, out_w;
+    int16_t k_h, k_w, stride_h, stride_w, pad_top, pad_left;
+    int32_t act_min, act_max;
+} nn_avgpool_t;
+
+/* MEAN over H and W: TFLM computes it in float32; we do the same float operations. */
+typedef struct {
+    int32_t hw, c;
+    float scale, bias, out_zp;  /* scale = s_in/s_out, bias = -zp_in*scale, as in TFLM */
+} nn_mean_t;
+
+/* SOFTMAX int8 -> int8 (scale 1/256, zp -128), gemmlowp fixed point as in TFLM. */
+typedef struct {
+    int32_t rows, depth;
+    int32_t input_multiplier, input_left_shift, diff_min;
+} nn_softmax_t;
+
+/* ADD of two equally shaped int8 tensors. */
+typedef struct {
+    int32_t n;
+    int32_t in1_offset, in2_offset, out_zp, left_shift;
+    int32_t in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
+    int32_t act_min, act_max;
+} nn_add_t;
+
+void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out);
+void nn_pointwise(const nn_pointwise_t *p, const int8_t *in, int8_t *out);
+void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out);
+void nn_avgpool(const nn_avgpool_t *p, const int8_t *in, int8_t *out);
+void nn_mean(const nn_mean_t *p, const int8_t *in, int8_t *out);
+void nn_softmax(const nn_softmax_t *p, const int8_t *in, int8_t *out);
+void nn_add(const nn_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+#endif

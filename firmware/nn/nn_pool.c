@@ -1,0 +1,44 @@
+/* AVERAGE_POOL_2D and MEAN over H,W with TFLite int8 semantics. */
+#include <math.h>
+
+#include "nn.h"
+#include "nn_fixed.h"
+
+void nn_avgpool(const nn_avgpool_t *p, const int8_t *in, int8_t *out) {
+    const int C = p->c;
+    for (int oy = 0; oy < p->out_h; oy++) {
+        const int iy0 = oy * p->stride_h - p->pad_top;
+        const int y0 = iy0 < 0 ? 0 : iy0;
+        const int y1 = iy0 + p->k_h > p->in_h ? p->in_h : iy0 + p->k_h;
+        for (int ox = 0; ox < p->out_w; ox++) {
+            const int ix0 = ox * p->stride_w - p->pad_left;
+            const int x0 = ix0 < 0 ? 0 : ix0;
+            const int x1 = ix0 + p->k_w > p->in_w ? p->in_w : ix0 + p->k_w;
+            const int32_t count = (y1 - y0) * (x1 - x0);
+            for (int c = 0; c < C; c++) {
+                int32_t acc = 0;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++) acc += in[(y * p->in_w + x) * C + c];
+                /* TFLite: round half away from zero */
+                acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                *out++ = nn_clamp8(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+/* TFLM's int8 MEAN (reference_ops::QuantizedMeanOrSum) rescales in float32; these are the same
+ * float operations in the same order, so the result is bit-identical (build with -ffp-contract=off). */
+void nn_mean(const nn_mean_t *p, const int8_t *in, int8_t *out) {
+    const float n = (float)p->hw;
+    for (int32_t c = 0; c < p->c; c++) {
+        int32_t sum = 0;
+        const int8_t *x = in + c;
+        for (int32_t i = 0; i < p->hw; i++, x += p->c) sum += *x;
+        const float mean = (float)sum / n;
+        float r = roundf(mean * p->scale + p->bias) + p->out_zp;
+        if (r > 127.0f) r = 127.0f;
+        if (r < -128.0f) r = -128.0f;
+        out[c] = (int8_t)r;
+    }
+}
