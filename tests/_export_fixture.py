@@ -1,0 +1,121 @@
+"""A tiny run folder with the quantize stage's files, for the exporter tests: a 32x32 CNN trained for a
+few steps on colour-coded images, its float ONNX, an onnxruntime QDQ ONNX and a Keras-rebuilt full-INT8
+.tflite with the same weights (so every runtime can be compared with the same float student)."""
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ["basic", "burnt", "mixed"]
+SIZE = 32
+PER_CLASS = {"train": 24, "test": 20}
+# Mean colour per class; the tiny model only has to tell colours apart through noise.
+COLOURS = np.array([[220, 170, 60], [60, 40, 30], [230, 220, 190]], dtype=np.float32)
+
+
+def _images(rng, label: int, n: int) -> np.ndarray:
+    base = COLOURS[label] + rng.normal(0, 35, size=(n, 1, 1, 3))
+    img = base + rng.normal(0, 25, size=(n, SIZE, SIZE, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _write_dataset(run: Path, seed: int = 0) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    items = []
+    for split, n in PER_CLASS.items():
+        for label, name in enumerate(CLASSES):
+            for i, img in enumerate(_images(rng, label, n)):
+                rel = f"images/{name}/{split}_{i:03d}.png"
+                (run / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(run / "data" / rel)
+                items.append({"path": rel, "sha256": f"{split}-{name}-{i}", "label": name, "split": split})
+    (run / "data" / "dataset.json").write_text(json.dumps({"classes": CLASSES, "source": {"kind": "fixture"},
+                                                           "items": items}))
+
+
+def _torch_model():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, len(CLASSES)))
+
+
+def _train(model, run: Path):
+    import torch
+
+    from compress.data import load_dataset, load_images
+
+    ds = load_dataset(run)
+    items = ds.split("train")
+    x = torch.from_numpy(load_images(run, items, (SIZE, SIZE))).permute(0, 3, 1, 2).float() / 255.0
+    y = torch.tensor([CLASSES.index(it["label"]) for it in items])
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x
+
+
+def _keras_int8(model, calib) -> bytes:
+    """The same network in Keras NHWC (valid padding, so no torch/TF pad mismatch), converted to full INT8."""
+    import tensorflow as tf
+
+    conv1, conv2, fc = model[0], model[2], model[6]
+    k = tf.keras.Sequential([
+        tf.keras.Input((SIZE, SIZE, 3), batch_size=1),
+        tf.keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+        tf.keras.layers.GlobalAveragePooling2D(),
+        tf.keras.layers.Dense(len(CLASSES)),
+        tf.keras.layers.Softmax(),
+    ])
+    for layer, src in zip(k.layers[:2], (conv1, conv2)):
+        layer.set_weights([src.weight.detach().numpy().transpose(2, 3, 1, 0), src.bias.detach().numpy()])
+    k.layers[3].set_weights([fc.weight.detach().numpy().T, fc.bias.detach().numpy()])
+    conv = tf.lite.TFLiteConverter.from_keras_model(k)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    nhwc = calib.permute(0, 2, 3, 1).numpy()
+    conv.representative_dataset = lambda: ([nhwc[i:i + 1]] for i in range(len(nhwc)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+class _Reader:
+    def __init__(self, x):
+        self.it = iter([{"input": x[i:i + 1].numpy()} for i in range(len(x))])
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_run() -> Path:
+    """Build once per test session; tests must write their outputs elsewhere (tmp_path)."""
+    import torch
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    run = Path(tempfile.mkdtemp(prefix="export-fixture-"))
+    _write_dataset(run)
+    model, x = _train(_torch_model(), run)
+    quant = run / "quant"
+    quant.mkdir()
+    torch.onnx.export(model, x[:1], str(quant / "student_float.onnx"), input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      dynamo=False)
+    # ORT's defaults (asymmetric activations, int32 bias): what a generic QDQ export looks like.
+    quantize_static(str(quant / "student_float.onnx"), str(quant / "student_int8_qdq.onnx"), _Reader(x),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+    (quant / "model_int8.tflite").write_bytes(_keras_int8(model, x))
+    return run
