@@ -12,7 +12,9 @@ INT8_TYPES = {"INT8", "UINT8", "INT32"}
 
 def tflite_inventory(path: Path) -> tuple[Counter, list[str]]:
     """(op name -> count, ['tensor: TYPE' for every tensor that is not 8-bit/int32]) of a .tflite file."""
-    from tensorflow.lite.python import schema_py_generated as fb
+    from export.rp2040.tflite_graph import schema  # TF's schema module, loaded without importing TF
+
+    fb = schema()
 
     data = Path(path).read_bytes()
     try:
