@@ -2,7 +2,8 @@
 and validated against the dataset; plus the exporter that writes a run's labels in the same format.
 
 File format: one row per image; a `sha256` column and/or a `path` column (as in R/data/dataset.json,
-or absolute), and one probability column per class named exactly like the class.
+or absolute), and one probability column per class named exactly like the class. A folder of
+Parquet files (Ray Data's `write_parquet`) reads as one table.
 
     python -m compress.teachers.labels_file export --run R --out labels.csv
     python -m compress teach --run R2 --teacher labels-file --teacher-labels labels.csv
@@ -26,9 +27,10 @@ KEY_COLUMNS = ("path", "sha256")
 
 def _read_table(path: Path) -> tuple[list[str], list[list]]:
     """(header, rows) from a CSV or Parquet file; cells stay strings (CSV) or Python values (Parquet)."""
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"labels file not found: {path}")
-    suffix = path.suffix.lower()
+    # A folder is a Parquet dataset, e.g. what Ray Data's write_parquet leaves.
+    suffix = ".parquet" if path.is_dir() else path.suffix.lower()
     if suffix == ".csv":
         try:
             with open(path, newline="", encoding="utf-8") as f:
@@ -47,7 +49,7 @@ def _read_table(path: Path) -> tuple[list[str], list[list]]:
         header = table.column_names
         cols = [table.column(c).to_pylist() for c in header]
         return header, [list(r) for r in zip(*cols)]
-    raise UserError(f"labels file {path} must end in .csv or .parquet")
+    raise UserError(f"labels file {path} must end in .csv or .parquet (or be a folder of Parquet files)")
 
 
 def _pyarrow_parquet():
