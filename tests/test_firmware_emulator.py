@@ -1,0 +1,101 @@
+"""The built RP2040 firmware running in rp2040js: boot self-test, bit-exact answers over the serial
+protocol against the host-compiled model, and error replies (then recovery) for malformed frames."""
+import argparse
+import re
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from export.rp2040.emulator import emulator_missing
+
+pytestmark = pytest.mark.emulator
+
+_missing = emulator_missing() or (None if shutil.which("arm-none-eabi-gcc") else "arm-none-eabi-gcc is not installed")
+if _missing:
+    pytest.skip(f"RP2040 emulator test needs the toolchain and rp2040js: {_missing}", allow_module_level=True)
+
+from _export_fixture import tiny_run  # noqa: E402
+
+from compress.data import load_dataset, load_images  # noqa: E402
+from export.rp2040 import build  # noqa: E402
+from export.rp2040.emulator import emulator  # noqa: E402
+from export.rp2040.host import HostModel  # noqa: E402
+from export.rp2040.serial_client import REQ_INFER, REP_ERROR, REP_INFER, Client, encode_frame  # noqa: E402
+from export.rp2040.uf2 import read_uf2  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "r"
+    shutil.copytree(tiny_run(), run)  # the build records a manifest in the run: keep the shared fixture clean
+    out = tmp_path_factory.mktemp("rp2040")
+    args = argparse.Namespace(run=run, fw_out=out, fw_name="pizza", fw_selftest_images=2, fw_stack=8192, seed=0)
+    report = build.run(args)
+    ds = load_dataset(run)
+    host = HostModel(run / "quant" / "model_int8.tflite", ds.classes)
+    return run, out, report, ds, host
+
+
+def test_build_outputs_and_size_report(firmware):
+    _, out, report, _, host = firmware
+    for ext in ("uf2", "elf", "bin", "map"):
+        assert (out / f"pizza.{ext}").stat().st_size > 0
+    blocks = read_uf2((out / "pizza.uf2").read_bytes())
+    assert len(blocks) * 256 >= report["flash_bytes"] > len(blocks) * 256 - 256
+    assert report["arena_bytes"] == host.arena_bytes
+    assert report["bss_bytes"] >= report["arena_bytes"] + host.summary["input_shape"][1] ** 2 * 3
+    assert report["stack_bytes"] == 8192
+    assert "__StackTop" in (out / "pizza.map").read_text()
+
+
+def test_emulated_firmware_is_bit_exact_and_survives_garbage(firmware):
+    run, out, _, ds, host = firmware
+    _, h, w, _ = host.summary["input_shape"]
+    baked, baked_labels, _ = build._selftest_images(run, h, w, 2)
+    test = ds.split("test")[:4]
+    x = (load_images(run, test, (h, w)).astype(np.int16) - 128).astype(np.int8)
+    want = host.run(x)
+
+    with emulator(out / "pizza.uf2") as port:
+        boot = port.wait_for(b"READY", 120).decode()
+        # Self-test: the device's scores on the baked images equal the host build of the same C.
+        lines = re.findall(r"selftest (\d+) label=(\w+) class=(\w+) rc=0 cycles=(\d+) scores=([-\d,]+)", boot)
+        assert len(lines) == 2
+        for (i, label, cls, cycles, scores), ref in zip(lines, host.run(baked)):
+            assert label == ds.classes[baked_labels[int(i)]]
+            assert [int(s) for s in scores.split(",")] == ref.tolist()
+            assert cls == ds.classes[int(np.argmax(ref))] and int(cycles) > 0
+
+        client = Client(port, timeout=60)
+        info = client.info()
+        assert (info.height, info.width, info.channels, info.num_classes) == (h, w, 3, len(ds.classes))
+        assert info.class_names == ds.classes and info.arena_bytes == host.arena_bytes
+        assert 0 < info.stack_used < info.stack_reserved
+
+        cycles = []
+        for xi, ref in zip(x, want):
+            r = client.infer(xi)
+            assert r.scores.tolist() == ref.tolist() and r.class_index == int(np.argmax(ref))
+            cycles.append(r.cycles)
+        assert min(cycles) > 0
+
+        good = encode_frame(REQ_INFER, x[0].tobytes())
+        bad_crc = bytearray(good)
+        bad_crc[20] ^= 0x01
+        cases = [(b"not a frame at all", 1, 18),                     # bytes before a magic
+                 (encode_frame(REQ_INFER, bytes(10)), 3, 10),        # wrong length for the type
+                 (encode_frame(0x7F), 2, 0x7F),                      # unknown type
+                 (bytes(bad_crc), 4, struct.unpack("<I", good[-4:])[0]),
+                 (good[:300], 5, 300)]                               # truncated: the device times out
+        for frame, status, detail in cases:
+            port.write(frame)
+            kind, payload = client.read_reply(timeout=60)
+            assert kind == REP_ERROR, frame[:20]
+            assert (payload[0], struct.unpack_from("<I", payload, 4)[0]) == (status, detail)
+            # ...and the next valid frame is still answered, bit-exact.
+            port.write(good)
+            kind, payload = client.read_reply(timeout=60)
+            assert kind == REP_INFER and np.frombuffer(payload[8:], np.int8).tolist() == want[0].tolist()
+    assert port.cycles and port.cycles > sum(cycles)
