@@ -99,11 +99,9 @@ def count_params(cfg: StudentConfig) -> int:
 
 
 def _pad_same(x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
-    top, bottom = same_pad(x.shape[-2], spec.kernel, spec.stride)
-    left, right = same_pad(x.shape[-1], spec.kernel, spec.stride)
-    if top or bottom or left or right:
-        x = F.pad(x, (left, right, top, bottom))
-    return x
+    """Pad from the layer's configured input size (a constant, also when traced for ONNX)."""
+    before, after = same_pad(spec.in_hw, spec.kernel, spec.stride)
+    return F.pad(x, (before, after, before, after)) if before or after else x
 
 
 class ConvBNReLU6(nn.Module):

@@ -1,0 +1,59 @@
+"""Tiny colour-coded run folders (dataset.json + PNGs + teacher soft labels) for the distill/quantize tests."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ["basic", "burnt", "combined", "mixed", "progression", "segment"]
+SIZE = 32
+COLOURS = np.array([[220, 170, 60], [50, 35, 25], [150, 90, 40], [235, 225, 195], [190, 120, 60], [110, 60, 30]],
+                   np.float32)
+
+
+def images(rng: np.random.Generator, labels: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """uint8 NHWC images whose class is their mean colour, under noise and a brightness gradient."""
+    n = len(labels)
+    base = COLOURS[labels][:, None, None, :] + rng.normal(0, 12, (n, 1, 1, 3))
+    ramp = np.linspace(-25, 25, size)[None, :, None, None] * rng.choice([-1, 1], (n, 1, 1, 1))
+    return np.clip(base + ramp + rng.normal(0, 20, (n, size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def make_run(root: Path, per_class: dict | None = None, seed: int = 0, teacher_classes=None) -> Path:
+    per_class = per_class or {"train": 16, "val": 2, "test": 8}
+    rng = np.random.default_rng(seed)
+    items, hashes, probs = [], [], []
+    for split, n in per_class.items():
+        labels = np.repeat(np.arange(len(CLASSES)), n)
+        for i, (img, y) in enumerate(zip(images(rng, labels), labels)):
+            rel = Path("images") / CLASSES[y] / f"{split}_{i:04d}.png"
+            path = root / "data" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(path)
+            sha = f"{split}-{i:04d}"
+            items.append({"path": str(rel), "sha256": sha, "label": CLASSES[y], "split": split})
+            p = np.full(len(CLASSES), 0.1 / (len(CLASSES) - 1), np.float32)
+            p[y] = 0.9
+            hashes.append(sha)
+            probs.append(p)
+    (root / "data" / "dataset.json").write_text(json.dumps({"classes": CLASSES, "source": {}, "items": items}))
+    (root / "teacher").mkdir(parents=True, exist_ok=True)
+    np.savez(root / "teacher" / "soft_labels.npz", hashes=np.array(hashes), probs=np.stack(probs),
+             classes=np.array(teacher_classes or CLASSES))
+    return root
+
+
+def stage_args(run: Path, *extra: str) -> argparse.Namespace:
+    from compress import distill, quantize
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--run", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    distill.add_arguments(p)
+    quantize.add_arguments(p)
+    return p.parse_args(["--run", str(run), "--student-input-size", str(SIZE), "--student-epochs", "2",
+                         "--student-qat-epochs", "1", "--student-batch-size", "16", "--student-threads", "1",
+                         "--quant-calib-images", "24", *extra])

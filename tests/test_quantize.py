@@ -1,0 +1,147 @@
+"""Full-INT8 .tflite: contract quantization, TFLM vs tf.lite reference, C array, arena, determinism, ONNX."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import _tiny_run
+from compress import distill, quantize
+from compress.distill import TrainParams, predict, train_student
+from compress.errors import UserError
+from compress.quantize import (c_array, check_int8_model, convert_int8, describe_model, tflite_ref_invoke,
+                               tflm_arena_bytes, tflm_invoke, to_int8_input)
+from compress.student import StudentConfig, fold_bn
+
+CFG = StudentConfig(input_size=_tiny_run.SIZE)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    rng = np.random.default_rng(1)
+    y_train = np.repeat(np.arange(6), 12)
+    x_train = _tiny_run.images(rng, y_train)
+    y_test = np.repeat(np.arange(6), 6)
+    x_test = _tiny_run.images(rng, y_test)
+    soft = np.full((len(y_train), 6), 0.02, np.float32)
+    soft[np.arange(len(y_train)), y_train] = 0.9
+    model, qat = train_student(x_train, soft, y_train, CFG, TrainParams(epochs=3, qat_epochs=1, batch_size=16,
+                                                                       threads=1), seed=0, log=lambda m: None)
+    tflite = convert_int8(qat.export_folded(), CFG.input_size, x_train[:32])
+    return {"model": model, "qat": qat, "tflite": tflite, "x_train": x_train, "x_test": x_test, "y_test": y_test}
+
+
+def test_tflite_is_full_int8_with_contract_io(trained):
+    d = describe_model(trained["tflite"])
+    assert set(d["ops"]) == {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}
+    (inp,), (out,) = d["inputs"], d["outputs"]
+    assert inp["type"] == "INT8" and inp["shape"] == [1, 32, 32, 3] and inp["zero_points"] == [-128]
+    assert inp["scales"][0] == pytest.approx(1 / 255, abs=1e-9)
+    assert out["type"] == "INT8" and out["zero_points"] == [-128] and out["scales"][0] == pytest.approx(1 / 256)
+    assert len(d["weights"]) == 12
+    for w in d["weights"]:
+        channels = w["shape"][-1] if w["op"] == "DEPTHWISE_CONV_2D" else w["shape"][0]
+        assert w["type"] == "INT8" and len(w["scales"]) == channels > 1 and set(w["zero_points"]) == {0}
+
+
+def test_input_quantization_is_forced_even_for_dim_calibration_images(trained):
+    dim = (trained["x_train"][:16] // 3).astype(np.uint8)  # max pixel 85
+    tflite = convert_int8(trained["qat"].export_folded(), CFG.input_size, dim)
+    inp = describe_model(tflite)["inputs"][0]
+    assert inp["zero_points"] == [-128] and inp["scales"][0] == pytest.approx(1 / 255, abs=1e-9)
+
+
+def test_conversion_is_byte_identical(trained):
+    again = convert_int8(trained["qat"].export_folded(), CFG.input_size, trained["x_train"][:32])
+    assert again == trained["tflite"]
+
+
+def test_check_rejects_a_float_model(trained):
+    import tensorflow as tf
+
+    fn = quantize._tf_function(fold_bn(trained["model"]), CFG.input_size, 3)
+    float_model = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert()
+    with pytest.raises(RuntimeError, match="input is FLOAT32"):
+        check_int8_model(float_model)
+
+
+def test_tf_graph_matches_torch_float(trained):
+    # same padding, layouts and BN folding: the TF graph is the torch student's function
+    fn = quantize._tf_function(fold_bn(trained["model"]), CFG.input_size, 3)
+    x = trained["x_test"][:4]
+    tf_probs = np.concatenate([fn(x[i:i + 1].astype(np.float32) / 255.0).numpy() for i in range(len(x))])
+    torch_probs = torch.softmax(torch.from_numpy(predict(trained["model"], x)), 1).numpy()
+    np.testing.assert_allclose(tf_probs, torch_probs, atol=2e-5)
+
+
+def test_tflm_matches_tflite_reference_kernels(trained):
+    q = to_int8_input(trained["x_test"])
+    assert np.array_equal(q.astype(np.int16), trained["x_test"].astype(np.int16) - 128)
+    micro = tflm_invoke(trained["tflite"], q)
+    ref = tflite_ref_invoke(trained["tflite"], q)
+    assert micro.shape == ref.shape == (len(q), 6) and micro.dtype == np.int8
+    assert np.abs(micro.astype(np.int16) - ref.astype(np.int16)).max() <= 1
+
+
+def test_int8_model_agrees_with_the_qat_student(trained):
+    q = to_int8_input(trained["x_test"])
+    int8_probs = (tflm_invoke(trained["tflite"], q).astype(np.float32) + 128) / 256
+    qat_probs = torch.softmax(torch.from_numpy(predict(trained["qat"], trained["x_test"])), 1).numpy()
+    assert np.abs(int8_probs - qat_probs).max() < 0.1
+
+
+def test_arena_measurement_is_exact(trained):
+    arena = tflm_arena_bytes(trained["tflite"])
+    q = to_int8_input(trained["x_test"][:2])
+    tflm_invoke(trained["tflite"], q, arena_size=arena)  # enough
+    with pytest.raises(RuntimeError, match="allocate"):
+        tflm_invoke(trained["tflite"], q, arena_size=arena - 64)
+
+
+def test_c_array_bytes_equal_the_tflite(trained):
+    model = trained["tflite"]
+    header, body = c_array(model)
+    assert "extern const unsigned char g_model_data[];" in header
+    assert "extern const unsigned int g_model_data_len;" in header
+    assert "alignas(16) const unsigned char g_model_data[] = {" in body
+    array = re.search(r"g_model_data\[\] = \{(.*?)\};", body, re.S).group(1)
+    parsed = bytes(int(tok, 16) for tok in re.findall(r"0x([0-9a-f]{2})", array))
+    assert parsed == model
+    assert int(re.search(r"g_model_data_len = (\d+);", body).group(1)) == len(model)
+
+
+def test_onnx_float_and_qdq(trained, tmp_path):
+    import onnx
+
+    float_path, qdq_path = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    quantize.export_onnx_float(trained["model"], CFG.input_size, float_path)
+    x = trained["x_test"]
+    torch_probs = torch.softmax(torch.from_numpy(predict(trained["model"], x)), 1).numpy()
+    np.testing.assert_allclose(quantize.onnx_predict(float_path, x), torch_probs, atol=1e-5)
+    quantize.export_onnx_qdq(float_path, trained["x_train"][:16], qdq_path)
+    graph = onnx.load(str(qdq_path)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    scales = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    assert any(v.ndim == 1 and v.size > 1 for k, v in scales.items() if "scale" in k)  # per-channel weights
+    qdq = quantize.onnx_predict(qdq_path, x)
+    assert qdq.shape == (len(x), 6) and np.abs(qdq - torch_probs).max() < 0.2
+
+
+def test_quantize_stage_end_to_end(tmp_path):
+    run = _tiny_run.make_run(tmp_path / "r")
+    with pytest.raises(UserError, match="run the distill stage first"):
+        quantize.run(_tiny_run.stage_args(run))
+    assert not (run / "quant").exists()
+    distill.run(_tiny_run.stage_args(run))
+    metrics = quantize.run(_tiny_run.stage_args(run))
+    out = run / "quant"
+    for name in ("model_int8.tflite", "model_data.h", "model_data.cc", "student_float.onnx",
+                 "student_int8_qdq.onnx", "tflm.json", "manifest.json"):
+        assert (out / name).is_file(), name
+    tflite = (out / "model_int8.tflite").read_bytes()
+    assert metrics["model_bytes"] == len(tflite) and metrics["arena_bytes"] == tflm_arena_bytes(tflite)
+    assert metrics["tflm_vs_ref_max_lsb"] <= 1
+    first = tflite
+    quantize.run(_tiny_run.stage_args(run))
+    assert (out / "model_int8.tflite").read_bytes() == first
