@@ -70,7 +70,7 @@ def _selftest_images(run: Path, height: int, width: int, count: int) -> tuple[np
 
 def _symbols(elf: Path) -> dict[str, int]:
     out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
-    return {m.group(2): int(m.group(1), 16) for m in re.finditer(r"^([0-9a-f]+) \w (\S+)$", out, re.M)}
+    return {m.group(2): int(m.group(1), 16) for m in re.finditer(r"^([0-9a-f]+) \S (\S+)$", out, re.M)}
 
 
 def _sections(elf: Path) -> dict[str, int]:

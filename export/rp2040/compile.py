@@ -32,8 +32,6 @@ class Compiled:
 
 
 def _c_value(v) -> str:
-    if isinstance(v, (np.floating, float)):
-        return float(np.float32(v)).hex() + "f"     # exact float32 literal
     return str(int(v))
 
 
@@ -130,7 +128,7 @@ int model_run(const int8_t *input, int8_t *output);
 
 const char *const model_class_names[MODEL_NUM_CLASSES] = {{{name_list}}};
 
-_Alignas(4) static int8_t arena[MODEL_ARENA_BYTES > 0 ? MODEL_ARENA_BYTES : 4];
+{"_Alignas(4) static int8_t arena[MODEL_ARENA_BYTES];" if arena else "/* no intermediate tensors: no arena */"}
 
 {"".join(consts)}
 int model_run(const int8_t *input, int8_t *output) {{

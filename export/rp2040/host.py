@@ -16,7 +16,7 @@ from . import tflite_graph
 from .compile import compile_graph
 
 NN_DIR = Path(__file__).resolve().parents[2] / "firmware" / "nn"
-CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fPIC", "-shared"]
+CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared"]
 
 
 def kernel_sources() -> list[Path]:
@@ -38,7 +38,7 @@ class HostModel:
         (d / "model.h").write_text(compiled.model_h)
         lib = d / "libmodel.so"
         cmd = ["gcc", *CFLAGS, f"-I{NN_DIR}", f"-I{d}", str(d / "model.c"), *map(str, kernel_sources()),
-               "-o", str(lib), "-lm"]
+               "-o", str(lib)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"host build of the generated model failed:\n{r.stderr}")

@@ -8,7 +8,7 @@ import numpy as np
 
 from compress.errors import UserError
 
-from .quant import activation_range, quantize_multiplier, softmax_params
+from .quant import activation_range, mean_multiplier, quantize_multiplier, softmax_params
 from .tflite_graph import Graph, Tensor
 
 
@@ -160,10 +160,10 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
             if len(x.shape) != 4 or axes != [1, 2]:
                 raise UserError(f"MEAN: only the mean over height and width of an NHWC tensor is supported (axes {axes})")
             s_out, z_out = _one(out, op.kind)
-            scale = np.float32(s_in) / np.float32(s_out)
-            bias = np.float32(-z_in) * scale
+            n = x.shape[1] * x.shape[2]
+            mult, shift = mean_multiplier(float(s_in) / float(s_out), n)
             steps.append(Step("mean", step_in, op.outputs[0], dict(
-                hw=x.shape[1] * x.shape[2], c=x.shape[3], scale=scale, bias=bias, out_zp=np.float32(z_out))))
+                hw=n, c=x.shape[3], in_zp_sum=z_in * n, mult=mult, shift=shift, out_zp=z_out)))
         elif op.kind == "SOFTMAX":
             s_out, z_out = _one(out, op.kind)
             if z_out != -128 or abs(s_out - 1 / 256) > 1e-9:

@@ -48,3 +48,10 @@ def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
     mult, shift = quantize_multiplier(real)
     radius = math.floor(1.0 * 31 * (1 << 26) / (1 << shift))
     return mult, shift, -int(radius)
+
+
+def mean_multiplier(real: float, n: int) -> tuple[int, int]:
+    """QuantizedMeanOrSum folds 1/n into the multiplier: shift by floor(log2 n) (clamped), integer-divide."""
+    mult, shift = quantize_multiplier(real)
+    extra = min(n.bit_length() - 1, 32, 31 + shift)
+    return int((mult << extra) // n), shift - extra

@@ -43,10 +43,11 @@ typedef struct {
     int32_t act_min, act_max;
 } nn_avgpool_t;
 
-/* MEAN over H and W: TFLM computes it in float32; we do the same float operations. */
+/* MEAN over H and W (TFLite's reference QuantizedMeanOrSum): the 1/(H*W) is folded into mult/shift. */
 typedef struct {
     int32_t hw, c;
-    float scale, bias, out_zp;  /* scale = s_in/s_out, bias = -zp_in*scale, as in TFLM */
+    int32_t in_zp_sum;  /* zp_in * H * W */
+    int32_t mult, shift, out_zp;
 } nn_mean_t;
 
 /* SOFTMAX int8 -> int8 (scale 1/256, zp -128), gemmlowp fixed point as in TFLM. */

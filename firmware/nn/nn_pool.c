@@ -1,6 +1,4 @@
 /* AVERAGE_POOL_2D and MEAN over H,W with TFLite int8 semantics. */
-#include <math.h>
-
 #include "nn.h"
 #include "nn_fixed.h"
 
@@ -27,18 +25,11 @@ void nn_avgpool(const nn_avgpool_t *p, const int8_t *in, int8_t *out) {
     }
 }
 
-/* TFLM's int8 MEAN (reference_ops::QuantizedMeanOrSum) rescales in float32; these are the same
- * float operations in the same order, so the result is bit-identical (build with -ffp-contract=off). */
 void nn_mean(const nn_mean_t *p, const int8_t *in, int8_t *out) {
-    const float n = (float)p->hw;
     for (int32_t c = 0; c < p->c; c++) {
         int32_t sum = 0;
         const int8_t *x = in + c;
         for (int32_t i = 0; i < p->hw; i++, x += p->c) sum += *x;
-        const float mean = (float)sum / n;
-        float r = roundf(mean * p->scale + p->bias) + p->out_zp;
-        if (r > 127.0f) r = 127.0f;
-        if (r < -128.0f) r = -128.0f;
-        out[c] = (int8_t)r;
+        out[c] = nn_clamp8(nn_mbqm(sum - p->in_zp_sum, p->mult, p->shift) + p->out_zp, -128, 127);
     }
 }
