@@ -114,3 +114,23 @@ def test_spatial_mllm_image_tensor():
     (t,) = image_tchw([img], torch.tensor([[1, 4, 2]]), patch_size=14, temporal_patch_size=2)
     assert t.shape == (2, 3, 56, 28) and t.dtype == torch.float32
     assert float(t.min()) == 1.0 and float(t.max()) == 1.0
+
+
+def test_order_report_finds_a_position_bias():
+    """A model that always answers the first option: every pick is at position 0, orders disagree."""
+    orders = vlm_scoring.option_orders(3, 3, seed=0)
+    per_order = np.zeros((4, 3, 3), np.float32)
+    for k, order in enumerate(orders):
+        per_order[:, k, order[0]] = 1.0
+    rep = vlm_scoring.order_report(per_order, orders, np.array([0, 1, 2, 0]))
+    assert rep["position_pick_rate"] == [1.0, 0.0, 0.0]
+    assert rep["order_agreement"] == 0.0
+    assert len(rep["order_accuracy"]) == 3
+
+
+def test_diagnose_on_labelled_images(tiny, images):
+    rep = QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=5).diagnose(images, np.array([0, 1, 2, 3, 4]))
+    assert set(rep) == {"accuracy", "mean_confidence", "ece", "position_pick_rate", "order_agreement",
+                        "order_accuracy"}
+    assert sum(rep["position_pick_rate"]) == pytest.approx(1.0) and len(rep["order_accuracy"]) == len(CLASSES)
+    assert 1 / len(CLASSES) <= rep["mean_confidence"] <= 1 and 0 <= rep["ece"] <= 1

@@ -139,6 +139,12 @@ class QwenVLTeacher:
         """uint8 [N, H, W, 3] -> [N, C] probabilities averaged over the option orders."""
         return self.score(images).mean(axis=1, dtype=np.float64).astype(np.float32)
 
+    def diagnose(self, images: np.ndarray, labels: np.ndarray) -> dict:
+        """Calibration of the averaged answer and the option-order report, on labelled (validation) images."""
+        per_order = self.score(images)
+        avg = per_order.mean(axis=1, dtype=np.float64)
+        return {**vlm_scoring.calibration(avg, labels), **vlm_scoring.order_report(per_order, self.orders, labels)}
+
     def _score_batch(self, batch: np.ndarray) -> np.ndarray:
         import torch
         from PIL import Image

@@ -77,3 +77,20 @@ def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict
     ece = sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
               for b in range(n_bins) if (bins == b).any())
     return {"accuracy": float(correct.mean()), "mean_confidence": float(conf.mean()), "ece": float(ece)}
+
+
+def order_report(per_order: np.ndarray, orders: np.ndarray, labels: np.ndarray) -> dict:
+    """How much the option order sways the answer, from [N, K, C] per-order probabilities.
+
+    `position_pick_rate[j]`: how often the answer was the option shown at position j (1/C each for an
+    unbiased model); `order_agreement`: fraction of images whose answer is the same in every order;
+    `order_accuracy`: accuracy of each order alone, next to the averaged answer's."""
+    if len(labels) == 0:
+        return {}
+    picks = per_order.argmax(axis=2)  # [N, K] class index
+    position = np.argsort(orders, axis=1)  # position[k, c] = where class c sits in order k
+    shown_at = position[np.arange(orders.shape[0])[None, :], picks]  # [N, K]
+    rate = np.bincount(shown_at.ravel(), minlength=orders.shape[1]) / shown_at.size
+    return {"position_pick_rate": [round(float(r), 4) for r in rate],
+            "order_agreement": float((picks == picks[:, :1]).all(axis=1).mean()),
+            "order_accuracy": [round(float((picks[:, k] == labels).mean()), 4) for k in range(picks.shape[1])]}
