@@ -18,4 +18,4 @@ def test_bad_name_is_rejected(tmp_path):
     (tmp_path / "quant" / "model_int8.tflite").write_bytes(b"x")
     r = subprocess.run([sys.executable, "-m", "export.rp2040.build", "--run", str(tmp_path), "--out",
                         str(tmp_path / "fw"), "--fw-name", "../evil"], capture_output=True, text=True)
-    assert r.returncode == 2 and "--fw-name" in r.stderr or "toolchain" in r.stderr
+    assert r.returncode == 2 and ("--fw-name" in r.stderr or "toolchain" in r.stderr)
