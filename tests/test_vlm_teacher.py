@@ -132,5 +132,5 @@ def test_diagnose_on_labelled_images(tiny, images):
     rep = QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=5).diagnose(images, np.array([0, 1, 2, 3, 4]))
     assert set(rep) == {"accuracy", "mean_confidence", "ece", "position_pick_rate", "order_agreement",
                         "order_accuracy"}
-    assert sum(rep["position_pick_rate"]) == pytest.approx(1.0) and len(rep["order_accuracy"]) == len(CLASSES)
+    assert sum(rep["position_pick_rate"]) == pytest.approx(1.0, abs=1e-3) and len(rep["order_accuracy"]) == len(CLASSES)
     assert 1 / len(CLASSES) <= rep["mean_confidence"] <= 1 and 0 <= rep["ece"] <= 1
