@@ -1,26 +1,27 @@
-"""Find a target's exported files in the run folder, building them with the target's exporter when missing."""
+"""Find a target's exported files in the run folder, running its exporter (as a subprocess) when missing."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from compress.errors import UserError
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 def export_dir(run_dir: Path, target: str, required: str = "model.json") -> Path:
-    """R/export/<target>/, built by `export.EXPORTERS[target]` when `required` is not there yet."""
+    """R/export/<target>/, built by the exporter's own CLI when `required` is not there yet."""
     out = run_dir / "export" / target
     if (out / required).is_file():
         return out
-    command = f"python -m compress export --run {run_dir} --target {target}"
-    try:
-        from export import EXPORTERS
-    except ImportError:
-        raise UserError(f"{out / required} not found and no exporter is installed: run `{command}`") from None
-    if target not in EXPORTERS:
-        raise UserError(f"{out / required} not found and export.EXPORTERS has no '{target}': run `{command}`")
-    print(f"[bench] {out} missing: building it ({command})", flush=True)
-    EXPORTERS[target](run_dir, out)
+    command = ["-m", "compress", "export", "--run", str(run_dir.resolve()), "--target", target]
+    print(f"[bench] {out} missing: building it (python {' '.join(command)})", flush=True)
+    proc = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"building {out} failed (python {' '.join(command)}): {tail}")
     if not (out / required).is_file():
         raise UserError(f"the {target} exporter did not write {out / required}")
     return out

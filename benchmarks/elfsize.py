@@ -54,4 +54,5 @@ def firmware_memory(path: Path, ram_start: int = 0x20000000) -> dict:
     stack = symbols.get("__StackTop", 0) - symbols.get("__StackLimit", 0)
     return {"flash_bytes": flash, "static_ram_bytes": static_ram, "stack_bytes": max(stack, 0),
             "ram_bytes": static_ram + max(stack, 0),
-            "sections": {s.name: s.size for s in sections}}
+            "flash_sections": {s.name: s.size for s in sections if not s.nobits},
+            "ram_sections": {s.name: s.size for s in sections if s.addr >= ram_start}}

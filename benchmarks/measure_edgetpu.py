@@ -2,12 +2,11 @@
 TFLite reference kernels, and the compiled model / latency only where edgetpu_compiler / a Coral exist."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 
 from . import opcheck
-from .context import INT8_TFLITE, Context, drop_row
+from .artifacts import export_dir, sidecar
+from .context import Context, drop_row
 from .results import Point, Result, check, measured, not_run
 
 
@@ -22,8 +21,10 @@ def tflite_accuracy(ctx: Context, path) -> float:
     return 100.0 * float(np.mean(pred == y))
 
 
-def measure_edgetpu(ctx: Context, result: Result) -> None:
-    model = ctx.quant_file(INT8_TFLITE)
+def _gate(ctx: Context, result: Result, model) -> bool:
+    """The spec's op list and 8-bit rule, then the exporter's finer Edge TPU rules (MEAN depth, shapes...)."""
+    from export.edgetpu import check_rules
+
     ops, wide = opcheck.tflite_inventory(model)
     bad = opcheck.unsupported(ops, ctx.spec.ops.get("allowed", ops))
     note = (f"unsupported: {', '.join(bad)}" if bad else f"all {sum(ops.values())} ops supported") + \
@@ -32,20 +33,31 @@ def measure_edgetpu(ctx: Context, result: Result) -> None:
     if ctx.spec.ops.get("int8_only"):
         result.rows.append(check("every tensor 8-bit (int32 bias allowed)", not wide,
                                  f"not 8-bit: {', '.join(wide[:5])}" if wide else "all tensors int8/uint8/int32"))
-    if bad or (ctx.spec.ops.get("int8_only") and wide):
+    problems = check_rules(model)["problems"]
+    result.rows.append(check("Edge TPU op constraints (export/edgetpu.py rules)", not problems,
+                             "; ".join(problems[:3]) if problems else "none broken"))
+    return not bad and not (ctx.spec.ops.get("int8_only") and wide) and not problems
+
+
+def measure_edgetpu(ctx: Context, result: Result) -> None:
+    folder = export_dir(ctx.run_dir, "edgetpu")
+    meta = sidecar(folder)
+    model = folder / meta["model"]
+    if not _gate(ctx, result, model):
         return
     float_acc = ctx.float_baseline(result)
-    compiled = sorted((ctx.run_dir / "export" / "edgetpu").glob("*_edgetpu.tflite"))
-    if compiled:
-        result.rows.append(measured("model_bytes", f"Edge TPU model ({compiled[0].name})",
-                                    compiled[0].stat().st_size, "B"))
+    compiler = meta.get("edgetpu_compiler", {}).get("status", "not run: edgetpu_compiler not installed")
+    compiled = sorted(folder.glob("*_edgetpu.tflite"))
+    if compiler == "compiled" and compiled:
+        c = meta["edgetpu_compiler"]
+        result.rows += [measured("model_bytes", f"Edge TPU model ({compiled[0].name})", compiled[0].stat().st_size,
+                                 "B"),
+                        check("every op mapped to the Edge TPU", c["ops_on_cpu"] == 0,
+                              f"{c['ops_on_edgetpu']} on the TPU, {c['ops_on_cpu']} on the CPU")]
     else:
-        why = "edgetpu_compiler not installed" if not shutil.which("edgetpu_compiler") else \
-            f"no *_edgetpu.tflite in {ctx.run_dir / 'export' / 'edgetpu'}: run " \
-            f"`python -m compress export --run {ctx.run_dir} --target edgetpu`"
-        result.rows += [not_run("model_bytes", "compiled Edge TPU model", why),
+        result.rows += [not_run("model_bytes", "compiled Edge TPU model", compiler.removeprefix("not run: ")),
                         measured("model_bytes", "full-INT8 .tflite (compiler input)", model.stat().st_size, "B",
-                                 "the compiler's output adds its executable to this")]
+                                 "the compiled model adds the TPU executable to this")]
     acc = tflite_accuracy(ctx, model)
     result.rows += [measured("accuracy_pct", "INT8 accuracy (TFLite reference kernels, same int8 graph)",
                              round(acc, 4), "%", "the Edge TPU executes this quantized graph"),

@@ -21,7 +21,8 @@ def measure_openvino(ctx: Context, result: Result) -> None:
 
     folder = export_dir(ctx.run_dir, "openvino")
     meta = sidecar(folder)
-    xml = folder / meta["model"]
+    precision = ctx.spec.precision
+    xml = folder / (meta["models"][precision] if "models" in meta else meta["model"])
     size = xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
     float_acc = ctx.float_baseline(result)
     result.rows.append(measured("model_bytes", "OpenVINO IR (.xml + .bin)", size, "B", str(xml)))
@@ -31,9 +32,8 @@ def measure_openvino(ctx: Context, result: Result) -> None:
     request = compiled.create_infer_request()
     pred = np.array([int(np.argmax(request.infer({0: xin[i:i + 1]})[0])) for i in range(len(xin))])
     acc = 100.0 * float(np.mean(pred == y))
-    precision = meta.get("precision", ctx.spec.precision)
     result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy (OpenVINO Runtime CPU)", round(acc, 4),
                              "%", f"{len(y)} test images"),
                     drop_row(f"{precision.upper()} drop vs float", float_acc, acc)]
     result.points.append(Point(precision, "OpenVINO IR", size, acc))
-    timing_rows(ctx, result, "openvino", xml, xin[:1], f"OpenVINO CPU, {ctx.facts.get('cpu', 'this CPU')}")
+    timing_rows(ctx, result, "openvino", xml, xin[:1], f"OpenVINO CPU, {ctx.facts['cpu']}")

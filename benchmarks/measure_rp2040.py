@@ -109,12 +109,13 @@ def _memory(result: Result, uf2: Path, elf: Path) -> None:
 
     mem = firmware_memory(elf)
     blocks = read_uf2(uf2.read_bytes())
-    sections = ", ".join(f"{k} {v:,}" for k, v in mem["sections"].items())
+    sections = ", ".join(f"{k} {v:,}" for k, v in mem["flash_sections"].items())
+    ram_sections = ", ".join(f"{k} {v:,}" for k, v in mem["ram_sections"].items())
     result.rows += [measured("flash_bytes", "firmware flash image (ELF, stored sections)", mem["flash_bytes"], "B",
                              sections),
                     info("UF2 payload", sum(len(b) for b in blocks.values()), "B", f"{len(blocks)} blocks of 256 B"),
                     measured("ram_bytes", "static RAM: data + bss + reserved stack (ELF)", mem["ram_bytes"], "B",
-                             f"data+bss {mem['static_ram_bytes']:,} (arena included) + stack {mem['stack_bytes']:,}")]
+                             f"{ram_sections} (arena in .bss) + stack {mem['stack_bytes']:,}")]
 
 
 def _run_firmware(ctx: Context, result: Result, client, xq: np.ndarray, where: str, host_out) -> tuple[list, list]:

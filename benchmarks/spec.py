@@ -164,11 +164,18 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _cpu_model(root: Path) -> str:
+    for line in _read(root / "proc/cpuinfo").splitlines():
+        if line.lower().startswith(("model name", "hardware")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def host_facts(root: Path = Path("/")) -> dict[str, str]:
-    """What this machine says it is: the device-tree model (Pi, Jetson), the L4T release, the CPU arch."""
+    """What this machine says it is: the device-tree model (Pi, Jetson), the L4T release, the CPU."""
     return {"device_tree_model": _read(root / "proc/device-tree/model"),
             "tegra_release": _read(root / "etc/nv_tegra_release"),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "cpu": _cpu_model(root)}
 
 
 def runs_on(spec: TargetSpec, facts: dict[str, str]) -> bool:
