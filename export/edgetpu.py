@@ -36,7 +36,7 @@ EDGETPU_OPS = {
 }
 
 
-def _interpreter(model_path, threads: int = 1, delegates: bool = True):
+def _interpreter(model_path, threads: int = 1, delegates: bool = True, allocate: bool = True):
     import tensorflow as tf
     from tensorflow.lite.python.interpreter import OpResolverType
 
@@ -48,7 +48,8 @@ def _interpreter(model_path, threads: int = 1, delegates: bool = True):
                                      experimental_op_resolver_type=kind)
         except ValueError as e:
             raise UserError(f"{model_path} is not a valid .tflite model: {str(e).splitlines()[0]}") from None
-    it.allocate_tensors()
+    if allocate:
+        it.allocate_tensors()
     return it
 
 
@@ -57,7 +58,7 @@ def _op_check(op, tensors) -> str:
     name = op["op_name"]
     if name not in EDGETPU_OPS:
         return "not in the Edge TPU supported-op list (runs on CPU)"
-    if name == "MEAN":
+    if name == "MEAN" and tensors[op["inputs"][1]]["value"] is not None:
         axes = tensors[op["inputs"][1]]["value"]
         rank = len(tensors[op["inputs"][0]]["shape"])
         depth = tensors[op["inputs"][0]]["shape"][-1]
@@ -75,7 +76,12 @@ def check_rules(model_path) -> dict:
     from tensorflow.lite.python import schema_py_generated as schema
 
     fb = schema.Model.GetRootAs(Path(model_path).read_bytes(), 0)
-    it = _interpreter(model_path, delegates=False)
+    it = _interpreter(model_path, delegates=False, allocate=False)
+    problems = []
+    try:
+        it.allocate_tensors()
+    except RuntimeError as e:  # e.g. dynamic shapes; the checks below still name the cause
+        problems.append(f"tf.lite cannot allocate the model: {str(e).splitlines()[0]}")
     tensors = {}
     for t in it.get_tensor_details():
         try:
@@ -83,7 +89,6 @@ def check_rules(model_path) -> dict:
         except ValueError:  # intermediate tensors have no data before invoke
             value = None
         tensors[t["index"]] = {**t, "value": value}
-    problems = []
     if fb.SubgraphsLength() != 1:
         problems.append(f"{fb.SubgraphsLength()} subgraphs (Edge TPU compiles one)")
     for t in tensors.values():

@@ -72,8 +72,7 @@ def eval_split(run_dir, split: str, size: tuple[int, int], limit: int | None = N
     if not items:
         raise UserError(f"the {split} split of {run_dir} is empty")
     x = load_images(run_dir, items, size)
-    y = np.array([ds.classes.index(it["label"]) for it in items], dtype=np.int64)
-    return x, y, list(ds.classes)
+    return x, ds.labels(items), list(ds.classes)
 
 
 def to_float_nchw(x_uint8: np.ndarray) -> np.ndarray:

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 HERE = Path(__file__).resolve().parent
 
 
 def preprocess(path, spec):
-    """RGB, bilinear resize to the model's input size, pixel / 255, NCHW float32 (as in training)."""
-    img = Image.open(path).convert("RGB").resize((spec["width"], spec["height"]), Image.BILINEAR)
+    """EXIF-upright RGB, bilinear resize to the model's input size, pixel / 255, NCHW float32 (as in training)."""
+    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB").resize((spec["width"], spec["height"]), Image.BILINEAR)
     x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
