@@ -13,7 +13,7 @@ import numpy as np
 
 from compress.errors import UserError
 
-from .results import Point, Result, info, measured, not_run
+from .results import Point, Result, Row, info, measured, not_run
 from .spec import TargetSpec, runs_on
 
 FLOAT_ONNX = "quant/student_float.onnx"
@@ -82,7 +82,7 @@ class Context:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def drop_row(label: str, float_acc: float, acc: float) -> "object":
+def drop_row(label: str, float_acc: float, acc: float) -> Row:
     return measured("drop_pts", label, round(float_acc - acc, 4), "pts", "float accuracy minus this one")
 
 

@@ -24,7 +24,7 @@ def ops_gate(ctx: Context, result: Result, model: Path) -> bool:
     return not bad
 
 
-def _accuracy(ctx: Context, model) -> tuple[float, np.ndarray]:
+def _accuracy(ctx: Context, model) -> tuple[float, np.ndarray, int]:
     from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session, to_float_nchw
 
     proto = load_onnx(model) if isinstance(model, Path) else model
@@ -32,7 +32,7 @@ def _accuracy(ctx: Context, model) -> tuple[float, np.ndarray]:
     x, y, _ = ctx.test_set((h, w))
     xf = to_float_nchw(x)
     pred = ort_outputs(ort_session(proto), xf).argmax(1)
-    return 100.0 * float(np.mean(pred == y)), xf[:1]
+    return 100.0 * float(np.mean(pred == y)), xf[:1], len(y)
 
 
 def measure_onnxruntime(ctx: Context, result: Result) -> None:
@@ -42,8 +42,9 @@ def measure_onnxruntime(ctx: Context, result: Result) -> None:
     float_acc = ctx.float_baseline(result)
     size = model.stat().st_size
     result.rows.append(measured("model_bytes", "INT8 QDQ ONNX file", size, "B", str(model)))
-    acc, x1 = _accuracy(ctx, model)
-    result.rows += [measured("accuracy_pct", "INT8 accuracy (onnxruntime CPU, QDQ)", round(acc, 4), "%"),
+    acc, x1, n = _accuracy(ctx, model)
+    result.rows += [measured("accuracy_pct", "INT8 accuracy (onnxruntime CPU, QDQ)", round(acc, 4), "%",
+                             f"{n} test images"),
                     drop_row("INT8 drop vs float", float_acc, acc)]
     result.points.append(Point("int8", "onnxruntime QDQ", size, acc))
     timing_rows(ctx, result, "onnxruntime", model, x1, "onnxruntime INT8 QDQ")
@@ -69,9 +70,9 @@ def measure_tensorrt(ctx: Context, result: Result) -> None:
         checked, how = to_fp16(load_onnx(model)), "onnxruntime, weights+activations cast to FP16"
     else:
         checked, how = model, "onnxruntime CPU, same Q/DQ graph"
-    acc, _ = _accuracy(ctx, checked)
+    acc, _, n = _accuracy(ctx, checked)
     result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy ({how})", round(acc, 4), "%",
-                             "TensorRT kernels may differ slightly from onnxruntime's"),
+                             f"{n} test images; TensorRT kernels may differ slightly from onnxruntime's"),
                     drop_row(f"{precision.upper()} drop vs float", float_acc, acc)]
     result.points.append(Point(precision, f"onnxruntime ({precision} graph)", size, acc))
     reason = trt_engine.status()

@@ -57,11 +57,12 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(result: Result, spec: TargetSpec, run_dir: Path) -> str:
     lines = [f"# Benchmark: {spec.name}", "", spec.description, "",
-             f"Run folder: `{run_dir}`. Verdict: **{verdict(result)}**.", "",
+             f"Run folder: `{run_dir}`. Verdict: **{verdict(result)}**. Rows marked `not run` could not be "
+             "measured on this machine; the note says why. Nothing in this table is estimated.", "",
              "| metric | measured | budget | status | note |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in _cells(r)) + " |" for r in result.rows]
-    lines += ["", "Plots: `budgets.png` (each measured value as a share of its budget), "
-                  "`accuracy_vs_size.png` (accuracy against model bytes, per precision).", ""]
+    lines += ["", "Each measured value as a share of its budget:", "", "![budgets](budgets.png)", "",
+              "Accuracy against model size, per precision:", "", "![accuracy vs size](accuracy_vs_size.png)", ""]
     return "\n".join(lines)
 
 
