@@ -76,7 +76,6 @@ def export(run_dir, out_dir, *, target: str = "jetson-orin-nano", seed: int = 0,
     if precision == "fp16":
         shipped, source = float_b1, f"R/{FLOAT_ONNX} with batch pinned to 1"
         checked = to_fp16(float_b1)
-        metrics["qdq_check"] = "not applicable (FP16 engine)"
     else:
         shipped, source, report = _tensorrt_qdq(run_dir, inputs[1], float_b1, input_name, (h, w), calib, seed)
         checked = shipped
