@@ -63,4 +63,35 @@ def measure_edgetpu(ctx: Context, result: Result) -> None:
                              round(acc, 4), "%", "the Edge TPU executes this quantized graph"),
                     drop_row("INT8 drop vs float", float_acc, acc)]
     result.points.append(Point("int8", "TFLite int8", model.stat().st_size, acc))
-    result.rows.append(not_run("latency_ms", "Edge TPU latency", "no Coral device / libedgetpu here"))
+    _on_tpu(ctx, result, compiled[0] if compiled else None)
+
+
+def _on_tpu(ctx: Context, result: Result, compiled) -> None:
+    """Latency and accuracy on a Coral, through the libedgetpu delegate, when one is attached here."""
+    import tensorflow as tf
+
+    from export.targets_common import median_ms
+
+    try:
+        delegate = tf.lite.experimental.load_delegate("libedgetpu.so.1")
+    except (ValueError, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        result.rows.append(not_run("latency_ms", "Edge TPU latency", f"no Edge TPU runtime/device here ({reason})"))
+        return
+    if compiled is None:
+        result.rows.append(not_run("latency_ms", "Edge TPU latency", "no compiled *_edgetpu.tflite to load"))
+        return
+    it = tf.lite.Interpreter(model_path=str(compiled), experimental_delegates=[delegate])
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x, y, _ = ctx.test_set((int(inp["shape"][1]), int(inp["shape"][2])))
+    pred = []
+    for img in x:
+        it.set_tensor(inp["index"], (img.astype(np.int16) - 128).astype(np.int8)[None])
+        it.invoke()
+        pred.append(int(np.argmax(it.get_tensor(out["index"])[0])))
+    acc = 100.0 * float(np.mean(np.array(pred) == y))
+    result.rows += [measured("accuracy_pct", "INT8 accuracy on the Edge TPU", round(acc, 4), "%",
+                             f"{len(y)} test images"),
+                    measured("latency_ms", "Edge TPU latency", median_ms(it.invoke, warmup=10, runs=100), "ms",
+                             "median of 100 invokes after 10 warm-up, batch 1")]
