@@ -42,11 +42,11 @@ def test_fixed_shape_batches_make_shards_byte_identical(tmp_path):
     teacher = QwenVLTeacher(classes, build(tmp_path / "tiny", classes), seed=0, batch_size=64)
     images = np.random.default_rng(1).integers(0, 256, (11, 56, 56, 3), dtype=np.uint8)
     hashes = [hashlib.sha256(a.tobytes()).hexdigest() for a in images]
-    whole = predict_fixed_shape(teacher.predict, images, 4)
+    whole = predict_fixed_shape(teacher.predict_proba, images, 4)
     merged = np.full_like(whole, np.nan)
     for k in range(4):
         idx = [i for i, h in enumerate(hashes) if shard_of(h, 4) == k]
         if idx:
-            merged[idx] = predict_fixed_shape(teacher.predict, images[idx], 4)
+            merged[idx] = predict_fixed_shape(teacher.predict_proba, images[idx], 4)
     assert whole.shape == (11, 3)
     assert merged.tobytes() == whole.tobytes()

@@ -33,7 +33,7 @@ def test_scores_are_probabilities_per_order(tiny, images):
     s = t.score(images)
     assert s.shape == (5, len(CLASSES), len(CLASSES)) and s.dtype == np.float32
     assert np.allclose(s.sum(axis=2), 1.0, atol=1e-5)
-    p = t.predict(images)
+    p = t.predict_proba(images)
     assert p.shape == (5, len(CLASSES))
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
     # Different images get different answers: the image really reaches the language model.
@@ -49,9 +49,9 @@ def test_permutation_averaging(tiny, images):
     # A Latin square: every class is offered once at every position.
     assert all(sorted(col) == list(range(len(CLASSES))) for col in permuted.orders.T)
     assert np.abs(per_order[:, 0] - per_order[:, 1]).max() > 1e-4  # the order changes the answer
-    np.testing.assert_allclose(fixed.predict(images), per_order[:, 0], atol=1e-6)
-    np.testing.assert_allclose(permuted.predict(images), per_order.mean(axis=1), atol=1e-6)
-    assert np.abs(permuted.predict(images) - fixed.predict(images)).max() > 1e-4
+    np.testing.assert_allclose(fixed.predict_proba(images), per_order[:, 0], atol=1e-6)
+    np.testing.assert_allclose(permuted.predict_proba(images), per_order.mean(axis=1), atol=1e-6)
+    assert np.abs(permuted.predict_proba(images) - fixed.predict_proba(images)).max() > 1e-4
 
 
 def test_seeded_orders_and_prompt():

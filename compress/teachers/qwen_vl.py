@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import UserError
 from . import vlm_scoring
+from .base import Teacher
 
 IMAGE_PAD = "<|image_pad|>"
 # Bump when the prompt or the scoring changes: it is part of the label-cache key.
@@ -48,7 +49,19 @@ def model_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-class QwenVLTeacher:
+def add_arguments(g) -> None:
+    """Options of the VLM teachers (qwen2.5-vl, spatial-mllm), added to the teach stage's group."""
+    g.add_argument("--teacher-model", "--model", dest="teacher_model", type=Path, default=None,
+                   help="qwen2.5-vl / spatial-mllm: local checkpoint folder (never downloaded at run time)")
+    g.add_argument("--teacher-orders", type=int, default=None,
+                   help="VLM: option orders averaged per image (default: one per class, a Latin square)")
+    g.add_argument("--teacher-vlm-size", type=int, default=448,
+                   help="VLM: image side sent to the model (default 448 = 256 image tokens for Qwen2.5-VL)")
+    g.add_argument("--spatial-mllm-root", default=None,
+                   help="spatial-mllm: clone of github.com/diankun-wu/Spatial-MLLM (default $SPATIAL_MLLM_ROOT)")
+
+
+class QwenVLTeacher(Teacher):
     """Scores images with a Qwen2.5-VL chat model. Subclasses swap the model class and extra inputs."""
 
     name = "qwen2.5-vl"
@@ -66,6 +79,11 @@ class QwenVLTeacher:
         self.device = device
         self._check_checkpoint()
         self._loaded = False
+
+    @classmethod
+    def from_args(cls, classes, args, work_dir):
+        return cls(classes, args.teacher_model, orders=args.teacher_orders, seed=args.seed,
+                   batch_size=args.teacher_batch, image_size=args.teacher_vlm_size)
 
     def _check_checkpoint(self) -> None:
         cfg = self.model_path / "config.json"
@@ -135,7 +153,7 @@ class QwenVLTeacher:
         out = [self._score_batch(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.orders), len(self.classes)), np.float32)
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> [N, C] probabilities averaged over the option orders."""
         return self.score(images).mean(axis=1, dtype=np.float64).astype(np.float32)
 
