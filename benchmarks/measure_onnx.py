@@ -74,7 +74,8 @@ def measure_tensorrt(ctx: Context, result: Result) -> None:
     result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy ({how})", round(acc, 4), "%",
                              f"{n} test images; TensorRT kernels may differ slightly from onnxruntime's"),
                     drop_row(f"{precision.upper()} drop vs float", float_acc, acc)]
-    result.points.append(Point(precision, f"onnxruntime ({precision} graph)", size, acc))
+    graph_bytes = len(checked.SerializeToString()) if precision == "fp16" else size  # FP16 weights: half the bytes
+    result.points.append(Point(precision, f"onnxruntime ({precision} graph)", graph_bytes, acc))
     reason = trt_engine.status()
     if reason:
         why = reason.removeprefix("not run: ")

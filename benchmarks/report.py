@@ -102,20 +102,23 @@ def plot_budgets(result: Result, title: str, path: Path) -> None:
 
 
 def plot_accuracy_vs_size(points, title: str, path: Path) -> None:
+    """Colour = precision, marker = runtime: several runtimes often share one size and accuracy."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for precision in sorted({p.precision for p in points}):
-        pts = [p for p in points if p.precision == precision]
-        ax.scatter([p.model_bytes / 1024 for p in pts], [p.accuracy_pct for p in pts], label=precision, s=40)
-        for p in pts:
-            ax.annotate(p.runtime, (p.model_bytes / 1024, p.accuracy_pct), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colours = {prec: f"C{i}" for i, prec in enumerate(sorted({p.precision for p in points}))}
+    series = sorted({(p.precision, p.runtime) for p in points})
+    for i, (precision, runtime) in enumerate(series):
+        pts = [p for p in points if (p.precision, p.runtime) == (precision, runtime)]
+        ax.scatter([p.model_bytes / 1024 for p in pts], [p.accuracy_pct for p in pts], s=60, alpha=0.8,
+                   color=colours[precision], marker="osD^v<>Px*"[i % 10], label=f"{precision}: {runtime}")
     if points:
-        ax.set_xscale("log")
-        ax.legend(title="precision")
+        sizes = [p.model_bytes for p in points]
+        if max(sizes) / min(sizes) > 20:
+            ax.set_xscale("log")
+        ax.legend(fontsize=7, loc="best")
     else:
         ax.text(0.5, 0.5, "no accuracy was measured", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("model size (KiB, log scale)")
+    ax.set_xlabel("model size (KiB)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
