@@ -260,9 +260,10 @@ def _index_folder(args, wanted: list[str] | None) -> dict:
                             f"({sum(1 for s in skipped if Path(s['path']).parent.name == cls)} skipped as unreadable)")
         order = rng.permutation(len(mine))
         n_train, n_val, _ = _split_counts(len(mine), args.data_val_frac, args.data_test_frac)
+        split_of = {}
         for rank, j in enumerate(order):
-            split = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-            out.append(dict(mine[j], split=split))
+            split_of[j] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        out += sorted((dict(it, split=split_of[j]) for j, it in enumerate(mine)), key=lambda it: it["path"])
     source = {"kind": "imagefolder", "root": str(root.resolve()), "seed": int(args.seed),
               "val_frac": args.data_val_frac, "test_frac": args.data_test_frac, "format": FORMAT_VERSION,
               "skipped_unreadable": len(skipped), "skipped": skipped, "ignored_non_images": ignored,
