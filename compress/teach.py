@@ -1,0 +1,141 @@
+"""Stage "teach": fit (or load) the teacher, then label every image, caching soft labels by image hash.
+
+The cache lives in R/teacher/cache/<teacher cache_key>/ as chunk files written atomically. Chunks are fixed
+slices of the sorted list of image hashes, so a resumed run computes exactly the batches an uninterrupted run
+would and the final R/teacher/soft_labels.npz is byte-identical either way.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .data import load_dataset, load_images
+from .errors import UserError
+from .io import atomic_path, ensure_dir
+from .manifest import record_stage
+from .teachers.base import TEACHERS, teacher_class
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .teachers import effnet
+
+    g = p.add_argument_group("teach")
+    g.add_argument("--teacher", default="effnet-lite0",
+                   help=f"which teacher labels the images: {', '.join(sorted(TEACHERS))} (default effnet-lite0)")
+    g.add_argument("--teacher-chunk", type=int, default=256,
+                   help="images per label-cache chunk; an interrupted run redoes at most one chunk (default 256)")
+    effnet.add_arguments(g)
+
+
+def write_npz(path, **arrays) -> None:
+    """np.savez with fixed zip timestamps, so equal arrays give byte-identical files; written atomically."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(arrays[name]), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def data_key(ds, splits=("train", "val")) -> str:
+    """Identifies what a trainable teacher learns from: hashes, labels and splits of train and val."""
+    rows = sorted((it["sha256"], it["label"], it["split"]) for it in ds.items if it["split"] in splits)
+    blob = json.dumps({"classes": ds.classes, "rows": rows}, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _read_cache(cache_dir: Path, n_classes: int) -> dict[str, np.ndarray]:
+    done = {}
+    for f in sorted(cache_dir.glob("chunk-*.npz")):
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                hashes, probs = z["hashes"], z["probs"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            f.unlink()  # unreadable leftovers are recomputed
+            continue
+        if probs.shape == (len(hashes), n_classes):
+            done.update(zip(hashes.tolist(), probs))
+    return done
+
+
+def label_all(teacher, run_dir: Path, ds, chunk: int) -> tuple[list[str], np.ndarray, int]:
+    """Sorted unique hashes, their probabilities (teacher column order) and how many were labelled now."""
+    first = {}
+    for it in ds.items:
+        first.setdefault(it["sha256"], it)
+    hashes = sorted(first)
+    cache_dir = ensure_dir(run_dir / "teacher" / "cache" / teacher.cache_key())
+    for stale in cache_dir.glob(".*.tmp"):
+        stale.unlink()
+    done = _read_cache(cache_dir, len(teacher.classes))
+    slices = [hashes[i:i + chunk] for i in range(0, len(hashes), chunk)]
+    todo = [(j, hs) for j, hs in enumerate(slices) if not all(h in done for h in hs)]
+    labelled = 0
+    for j, hs in tqdm(todo, desc=f"teach: label ({teacher.name})", unit="chunk"):
+        images = load_images(run_dir, [first[h] for h in hs], teacher.image_size)
+        probs = np.asarray(teacher.predict_proba(images), np.float32)
+        if probs.shape != (len(hs), len(teacher.classes)) or not np.all(np.isfinite(probs)):
+            raise RuntimeError(f"teacher {teacher.name} returned {probs.shape} probabilities for {len(hs)} images")
+        digest = hashlib.sha256("".join(hs).encode()).hexdigest()[:12]
+        write_npz(cache_dir / f"chunk-{j:05d}-{digest}.npz", hashes=np.array(hs), probs=probs)
+        done.update(zip(hs, probs))
+        labelled += len(hs)
+    return hashes, np.stack([done[h] for h in hashes]) if hashes else np.zeros((0, len(teacher.classes))), labelled
+
+
+def _accuracy(ds, split: str, index: dict, probs: np.ndarray) -> float | None:
+    items = ds.split(split)
+    if not items:
+        return None
+    pred = probs[[index[it["sha256"]] for it in items]].argmax(1)
+    return float(np.mean(pred == ds.labels(items)))
+
+
+def run(args) -> dict:
+    run_dir = Path(args.run)
+    t0 = time.perf_counter()
+    ds = load_dataset(run_dir)
+    if args.teacher_chunk < 1:
+        raise UserError(f"--teacher-chunk must be at least 1, got {args.teacher_chunk}")
+    teacher = teacher_class(args.teacher).from_args(ds.classes, args, run_dir / "teacher")
+    if set(teacher.classes) != set(ds.classes) or len(teacher.classes) != len(ds.classes):
+        raise UserError(f"teacher {teacher.name} knows classes {sorted(teacher.classes)} but the dataset has "
+                        f"{sorted(ds.classes)}")
+    metrics: dict = {"teacher": teacher.name}
+    if teacher.trainable:
+        key = data_key(ds)
+        if teacher.load_fitted(key):
+            print(f"teach: {teacher.name} already fine-tuned on this training split; reusing its weights")
+        else:
+            train, val = ds.split("train"), ds.split("val")
+            if not train:
+                raise UserError("the dataset has no training images to fit the teacher on")
+            metrics.update(teacher.fit(load_images(run_dir, train, teacher.image_size), ds.labels(train),
+                                       load_images(run_dir, val, teacher.image_size), ds.labels(val), key))
+    hashes, probs, labelled = label_all(teacher, run_dir, ds, args.teacher_chunk)
+    probs = probs[:, [teacher.classes.index(c) for c in ds.classes]]  # columns in the dataset's class order
+    out = run_dir / "teacher" / "soft_labels.npz"
+    write_npz(out, hashes=np.array(hashes), probs=probs.astype(np.float32), classes=np.array(ds.classes))
+    index = {h: i for i, h in enumerate(hashes)}
+    for split in ("train", "val", "test"):
+        acc = _accuracy(ds, split, index, probs)
+        metrics[f"teacher_{split}_acc"] = acc  # None (printed "not run") when the split is empty
+    metrics.update({"teacher_cache_key": teacher.cache_key(), "teacher_labelled_now": labelled,
+                    "teacher_labelled_cached": len(hashes) - labelled,
+                    "teach_seconds": round(time.perf_counter() - t0, 2)})
+    params = {k: v for k, v in vars(args).items() if k.startswith("teacher") or k == "seed"}
+    record_stage(run_dir, "teacher", inputs=[run_dir / "data" / "dataset.json"], outputs=[out], params=params,
+                 metrics=metrics, seed=args.seed)
+    print(f"teach: {len(hashes)} images labelled ({labelled} now, {len(hashes) - labelled} from cache); "
+          f"teacher val {metrics['teacher_val_acc']}, test {metrics['teacher_test_acc']} -> {out}")
+    return metrics

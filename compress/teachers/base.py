@@ -1,0 +1,73 @@
+"""The Teacher interface every labeller implements, and the registry `compress.teach` picks them from."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+
+import numpy as np
+
+from ..errors import UserError
+
+
+class Teacher:
+    """Turns RGB uint8 images into class probabilities.
+
+    Subclasses set `name`, `classes` (the order of the probability columns) and `image_size` (the side the
+    images are resized to before `predict_proba`; None = whatever the caller has), and implement
+    `predict_proba` and `cache_identity`. Teachers that learn from the training split set `trainable = True`
+    and implement `load_fitted` and `fit`; zero-shot teachers (VLMs, imported label files) do not.
+    """
+
+    name: str = "teacher"
+    classes: list[str]
+    image_size: int | None = None
+    trainable: bool = False
+
+    @classmethod
+    def from_args(cls, classes: list[str], args, work_dir) -> "Teacher":
+        """Build the teacher from the parsed CLI options; `work_dir` (R/teacher) is where it may keep files."""
+        return cls(classes)
+
+    def load_fitted(self, data_key: str) -> bool:
+        """Load weights fitted earlier on the training data identified by `data_key`; False if there are none."""
+        return True
+
+    def fit(self, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+            val_labels: np.ndarray, data_key: str) -> dict:
+        """Fit on the training split (choosing with val), save the result, return metrics."""
+        return {}
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] -> float32 [N, C] probabilities (rows sum to 1), columns in `classes` order."""
+        raise NotImplementedError
+
+    def cache_identity(self) -> dict:
+        """Everything that changes the labels (weights fingerprint, prompt, resolution...): JSON-serialisable."""
+        raise NotImplementedError
+
+    def cache_key(self) -> str:
+        """Stable folder name for the label cache; changes whenever `cache_identity()` does."""
+        blob = json.dumps(self.cache_identity(), sort_keys=True, separators=(",", ":")).encode()
+        return f"{self.name}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+# name -> "module:Class", imported on use so a teacher's heavy dependencies load only when it is picked.
+TEACHERS = {
+    "effnet-lite0": "compress.teachers.effnet:EffNetLite0Teacher",
+}
+
+
+def register_teacher(name: str, target: str) -> None:
+    TEACHERS[name] = target
+
+
+def teacher_class(name: str) -> type[Teacher]:
+    if name not in TEACHERS:
+        raise UserError(f"unknown teacher {name!r}; choose one of: {', '.join(sorted(TEACHERS))}")
+    module, _, attr = TEACHERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_teacher(name: str, **kw) -> Teacher:
+    return teacher_class(name)(**kw)

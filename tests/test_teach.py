@@ -1,0 +1,147 @@
+"""Teach stage: teacher fit/reuse, soft labels, resumable label cache, class checks."""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compress import data, teach
+from compress.errors import UserError
+from compress.teachers import base
+from compress.teachers.effnet import EffNetLite0Teacher
+
+TINY_DATA = ("--data-size", "40", "--data-train", "3", "--data-val", "1", "--data-test", "2", "--data-workers", "1")
+TINY_TEACHER = ("--teacher-size", "32", "--teacher-train-blocks", "1", "--teacher-epochs", "1",
+                "--teacher-batch", "8", "--teacher-threads", "1", "--teacher-chunk", "8")
+
+
+def args_for(run: Path, *extra: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    p.add_argument("--run", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    data.add_arguments(p)
+    teach.add_arguments(p)
+    return p.parse_args(["--run", str(run), *TINY_DATA, *TINY_TEACHER, *extra])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("teach")
+    data.run(args_for(run))
+    return run
+
+
+def _load(run: Path):
+    with np.load(run / "teacher" / "soft_labels.npz") as z:
+        return z["hashes"], z["probs"], z["classes"]
+
+
+def test_teach_writes_soft_labels_for_every_image(run_dir):
+    m = teach.run(args_for(run_dir))
+    hashes, probs, classes = _load(run_dir)
+    ds = data.load_dataset(run_dir)
+    assert list(classes) == ds.classes
+    assert list(hashes) == sorted({it["sha256"] for it in ds.items})
+    assert probs.dtype == np.float32 and probs.shape == (len(hashes), 6)
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5) and (probs >= 0).all()
+    assert m["teacher_labelled_now"] == len(hashes) and m["teacher_labelled_cached"] == 0
+    for split in ("train", "val", "test"):
+        assert 0.0 <= m[f"teacher_{split}_acc"] <= 1.0
+    assert (run_dir / "teacher" / "effnet-lite0" / "weights.pt").is_file()
+    assert (run_dir / "teacher" / "manifest.json").is_file()
+
+
+def test_rerun_reuses_weights_and_labels(run_dir, monkeypatch):
+    teach.run(args_for(run_dir))
+    before = (run_dir / "teacher" / "soft_labels.npz").read_bytes()
+    monkeypatch.setattr(EffNetLite0Teacher, "fit", lambda *a, **k: pytest.fail("teacher refitted"))
+    m = teach.run(args_for(run_dir))
+    assert m["teacher_labelled_now"] == 0
+    assert (run_dir / "teacher" / "soft_labels.npz").read_bytes() == before
+
+
+def test_interrupted_labelling_resumes_to_identical_file(run_dir, monkeypatch):
+    teach.run(args_for(run_dir))
+    out = run_dir / "teacher" / "soft_labels.npz"
+    reference = out.read_bytes()
+    shutil.rmtree(run_dir / "teacher" / "cache")
+    out.unlink()
+    n_chunks = -(-len(_load_hashes(run_dir)) // 8)
+    real = EffNetLite0Teacher.predict_proba
+    calls = []
+
+    def interrupted(self, images):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the third chunk
+        calls.append(len(images))
+        return real(self, images)
+
+    monkeypatch.setattr(EffNetLite0Teacher, "predict_proba", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        teach.run(args_for(run_dir))
+    cache = next((run_dir / "teacher" / "cache").iterdir())
+    assert len(list(cache.glob("chunk-*.npz"))) == 2 and not out.exists()
+    # What a kill -9 leaves behind: a temp file and a damaged chunk; both are cleaned up and redone.
+    (cache / ".chunk-00009-x.npz.abc.tmp").write_bytes(b"partial")
+    damaged = sorted(cache.glob("chunk-*.npz"))[1]
+    damaged.write_bytes(damaged.read_bytes()[:50])
+
+    calls.clear()
+    monkeypatch.setattr(EffNetLite0Teacher, "predict_proba", lambda self, x: calls.append(len(x)) or real(self, x))
+    m = teach.run(args_for(run_dir))
+    assert len(calls) == n_chunks - 1 and m["teacher_labelled_now"] == sum(calls)
+    assert out.read_bytes() == reference
+    assert not list(cache.glob(".*.tmp"))
+
+
+def _load_hashes(run: Path) -> set:
+    return {it["sha256"] for it in data.load_dataset(run).items}
+
+
+class ReversedTeacher(base.Teacher):
+    """Zero-shot teacher with the dataset's classes in reverse order: its columns must be reordered."""
+
+    name = "reversed"
+    image_size = 16
+
+    def __init__(self, classes):
+        self.classes = list(reversed(classes))
+
+    def predict_proba(self, images):
+        p = np.full((len(images), len(self.classes)), 0.02, np.float32)
+        p[:, 0] = 1 - 0.02 * (len(self.classes) - 1)  # always the last dataset class
+        return p
+
+    def cache_identity(self):
+        return {"teacher": self.name}
+
+
+class WrongClassesTeacher(ReversedTeacher):
+    name = "wrong"
+
+    def __init__(self, classes):
+        self.classes = ["cat", "dog"]
+
+
+def test_zero_shot_teacher_columns_follow_dataset_order(run_dir, monkeypatch):
+    monkeypatch.setitem(base.TEACHERS, "reversed", f"{__name__}:ReversedTeacher")
+    m = teach.run(args_for(run_dir, "--teacher", "reversed"))
+    _, probs, classes = _load(run_dir)
+    assert (probs.argmax(1) == len(classes) - 1).all()
+    assert m["teacher_test_acc"] == pytest.approx(1 / 6)
+
+
+def test_teacher_class_mismatch_and_unknown_teacher(run_dir, monkeypatch):
+    monkeypatch.setitem(base.TEACHERS, "wrong", f"{__name__}:WrongClassesTeacher")
+    with pytest.raises(UserError, match="knows classes"):
+        teach.run(args_for(run_dir, "--teacher", "wrong"))
+    with pytest.raises(UserError, match="unknown teacher"):
+        teach.run(args_for(run_dir, "--teacher", "nope"))
+
+
+def test_teach_without_dataset(tmp_path):
+    with pytest.raises(UserError, match="run the data stage first"):
+        teach.run(args_for(tmp_path))
