@@ -2,6 +2,8 @@
 TFLite reference kernels, and the compiled model / latency only where edgetpu_compiler / a Coral exist."""
 from __future__ import annotations
 
+import ctypes.util
+
 import numpy as np
 
 from . import opcheck
@@ -72,6 +74,9 @@ def _on_tpu(ctx: Context, result: Result, compiled) -> None:
 
     from export.targets_common import median_ms
 
+    if ctypes.util.find_library("edgetpu") is None:  # checked first: a failed load_delegate spams stderr
+        result.rows.append(not_run("latency_ms", "Edge TPU latency", "libedgetpu (the Coral runtime) not installed"))
+        return
     try:
         delegate = tf.lite.experimental.load_delegate("libedgetpu.so.1")
     except (ValueError, OSError) as e:

@@ -139,7 +139,7 @@ def write(result: Result, spec: TargetSpec, run_dir: Path, out_dir: Path, facts:
 
 
 def write_summary(docs: list[dict], results: list[Result], out_dir: Path, json_copy: Path | None = None,
-                  skipped: list[str] = ()) -> str:
+                  skipped: list[str] = (), crashed: list[str] = ()) -> str:
     """One table for `--all`: per target, the verdict and the headline numbers."""
     lines = ["# Benchmark summary", "", "| target | verdict | accuracy % | model bytes | RAM bytes | latency ms |",
              "|---|---|---|---|---|---|"]
@@ -150,8 +150,10 @@ def write_summary(docs: list[dict], results: list[Result], out_dir: Path, json_c
         lines.append(f"| {doc['target']} | {_md_escape(doc['verdict'])} | {first('accuracy_pct')} | "
                      f"{first('model_bytes')} | {first('ram_bytes')} | {first('latency_ms')} |")
     lines += [f"| {line.split(':', 1)[0]} | not run:{_md_escape(line.split(':', 1)[1])} | | | | |" for line in skipped]
+    lines += [f"| {line.split(':', 1)[0]} | CRASHED:{_md_escape(line.split(':', 1)[1])} | | | | |" for line in crashed]
     text = "\n".join(lines) + "\n"
-    summary = {"targets": docs, "not_run": list(skipped), "passed": all(d["passed"] for d in docs)}
+    summary = {"targets": docs, "not_run": list(skipped), "crashed": list(crashed),
+               "passed": all(d["passed"] for d in docs) and not crashed}
     write_json_atomic(out_dir / "summary.json", summary)
     if json_copy is not None:
         write_json_atomic(json_copy, summary)

@@ -1,12 +1,14 @@
 """`python -m benchmarks.run --target T`: measure a run's artifacts for one device and enforce targets/T.toml.
 
 Exit status: 0 every measured budget holds (some may be "not run" here), 1 a budget is broken (named on
-stderr), 2 bad input (unknown target, malformed spec, missing pipeline outputs) as one line."""
+stderr), 2 bad input (unknown target, malformed spec, missing pipeline outputs) as one line, 3 a tool the
+harness ran crashed (traceback printed), so a crash never reads as a broken budget."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from compress.errors import UserError
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a run's model against a device's budgets (targets/<T>.toml): op support first, then "
                     "accuracy on the test split with the runtime the device uses, model/flash/RAM sizes read from "
                     "the artifacts, and latency where it can be measured. Writes R/bench/<T>/report.{json,md} and "
-                    "PNG plots. Exit 0 = budgets hold, 1 = a budget is broken, 2 = bad input.")
+                    "PNG plots. Exit 0 = budgets hold, 1 = a budget is broken, 2 = bad input, 3 = a tool crashed.")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--target", metavar="T",
                        help="target name (a file in the targets folder, e.g. rp2040, jetson-nano, rpi4) or a family "
@@ -100,7 +102,7 @@ def run(args) -> int:
         for r in result.failures():
             print(f"FAIL {failure_line(r)}", file=sys.stderr)
         return 1 if result.failures() else 0
-    results, docs, skipped = [], [], []
+    results, docs, skipped, crashed = [], [], [], []
     for spec in specs.values():
         try:
             result, doc = bench_target(spec, args, facts, cache)
@@ -108,16 +110,22 @@ def run(args) -> int:
             skipped.append(f"{spec.name}: {e}")
             print(f"{spec.name}: not run: {e}\n", flush=True)
             continue
+        except Exception as e:  # a crashing tool: report it, keep measuring the other targets
+            traceback.print_exc()
+            crashed.append(f"{spec.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            continue
         results.append(result)
         docs.append(doc)
-    if not results:
+    if not results and not crashed:
         raise UserError(f"no target could be benchmarked; first problem: {skipped[0]}")
-    text = report.write_summary(docs, results, args.run / "bench", args.json, skipped)
+    text = report.write_summary(docs, results, args.run / "bench", args.json, skipped, crashed)
     print(text)
     failed = [f"{r.target}: {failure_line(f)}" for r in results for f in r.failures()]
     for line in failed:
         print(f"FAIL {line}", file=sys.stderr)
-    return 1 if failed else 0
+    for line in crashed:
+        print(f"CRASH {line}", file=sys.stderr)
+    return 3 if crashed else 1 if failed else 0
 
 
 def main(argv=None) -> int:
@@ -130,6 +138,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a crash in a tool the harness ran: exit 3, never 1 (which means "budget broken")
+        traceback.print_exc()
+        return 3
 
 
 if __name__ == "__main__":

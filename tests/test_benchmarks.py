@@ -268,3 +268,14 @@ def test_all_writes_one_summary(run_dir, tmp_path, capsys):
     summary = (run_dir / "bench" / "summary.md").read_text()
     assert "| host | PASS" in summary and "| rpi4 | PASS (2 not run)" in summary
     assert [t["target"] for t in json.loads((tmp_path / "s.json").read_text())["targets"]] == ["host", "rpi4"]
+
+
+def test_a_crashing_tool_exits_3_not_1(run_dir, monkeypatch, capsys):
+    import benchmarks.run as bench_run
+
+    def crash(ctx, result):
+        raise RuntimeError("simulated compiler crash")
+
+    monkeypatch.setattr(bench_run, "_measure", lambda runtime: crash)
+    rc, _, err = bench(capsys, "--target", "host", "--run", run_dir)
+    assert rc == 3 and "RuntimeError: simulated compiler crash" in err
