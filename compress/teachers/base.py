@@ -55,6 +55,9 @@ class Teacher:
 # name -> "module:Class", imported on use so a teacher's heavy dependencies load only when it is picked.
 TEACHERS = {
     "effnet-lite0": "compress.teachers.effnet:EffNetLite0Teacher",
+    "qwen2.5-vl": "compress.teachers.qwen_vl:QwenVLTeacher",
+    "spatial-mllm": "compress.teachers.spatial_mllm:SpatialMLLMTeacher",
+    "labels-file": "compress.teachers.labels_file:LabelsFileTeacher",
 }
 
 
