@@ -1,11 +1,11 @@
-"""Sharded teacher labelling: which images shard k of n owns, and batches whose results do not
-depend on which other images share them, so n shards merged equal one unsharded run byte for byte."""
+"""Sharded teacher labelling: which label-cache chunks shard k of n computes.
+
+The teach stage cuts the sha256-sorted image list into fixed chunks (`--teacher-chunk`); chunk j belongs
+to shard j mod n. A shard therefore runs exactly the batches an unsharded run would, so n shards'
+cache files merged give the same soft_labels.npz byte for byte (same hardware and software)."""
 from __future__ import annotations
 
 import re
-from typing import Callable
-
-import numpy as np
 
 from .errors import UserError
 
@@ -20,30 +20,5 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
-def shard_of(sha256: str, n: int) -> int:
-    """The shard of an image: its content hash's first 64 bits modulo n (stable across machines)."""
-    try:
-        return int(sha256[:16], 16) % n
-    except ValueError:
-        raise UserError(f"image hash {sha256!r} is not a hex sha256; re-run the data stage") from None
-
-
-def select(items: list[dict], shard: tuple[int, int] | None) -> list[dict]:
-    if shard is None:
-        return list(items)
-    k, n = shard
-    return [it for it in items if shard_of(it["sha256"], n) == k]
-
-
-def predict_fixed_shape(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int) -> np.ndarray:
-    """Run `predict` on batches of exactly `batch` images (the last one padded with copies of its last
-    image). Kernels pick their summation order from the tensor shape, so with one shape an image's
-    probabilities do not depend on its batch-mates, and shards reproduce the unsharded labels."""
-    outs = []
-    for i in range(0, len(images), batch):
-        chunk = images[i:i + batch]
-        pad = batch - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-        outs.append(np.asarray(predict(chunk))[:batch - pad])
-    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+def owns(chunk_index: int, shard: tuple[int, int] | None) -> bool:
+    return shard is None or chunk_index % shard[1] == shard[0]

@@ -21,18 +21,29 @@ from .data import load_dataset, load_images
 from .errors import UserError
 from .io import atomic_path, ensure_dir
 from .manifest import record_stage
+from .shards import owns, parse_shard
 from .teachers.base import TEACHERS, teacher_class
+from .teachers.calibration import calibration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .teachers import effnet
+    from .teachers import effnet, qwen_vl
 
     g = p.add_argument_group("teach")
     g.add_argument("--teacher", default="effnet-lite0",
                    help=f"which teacher labels the images: {', '.join(sorted(TEACHERS))} (default effnet-lite0)")
     g.add_argument("--teacher-chunk", type=int, default=256,
                    help="images per label-cache chunk; an interrupted run redoes at most one chunk (default 256)")
+    g.add_argument("--shard", default=None, metavar="K/N",
+                   help="label only cache chunks j with j %% N == K (0 <= K < N), for N parallel jobs; "
+                        "then copy the caches together and run --merge (docs/scale-out.md)")
+    g.add_argument("--merge", action="store_true",
+                   help="label nothing: build soft_labels.npz from the cache (all shards' chunks); "
+                        "fails if an image has no label yet")
+    g.add_argument("--teacher-labels", type=Path, default=None,
+                   help="labels-file: soft labels to import (.csv, .parquet or a Parquet folder)")
     effnet.add_arguments(g)
+    qwen_vl.add_arguments(g)
 
 
 def write_npz(path, **arrays) -> None:
@@ -68,8 +79,9 @@ def _read_cache(cache_dir: Path, n_classes: int) -> dict[str, np.ndarray]:
     return done
 
 
-def label_all(teacher, run_dir: Path, ds, chunk: int) -> tuple[list[str], np.ndarray, int]:
-    """Sorted unique hashes, their probabilities (teacher column order) and how many were labelled now."""
+def label_all(teacher, run_dir: Path, ds, chunk: int, shard=None, merge: bool = False):
+    """Sorted unique hashes, their probabilities (teacher column order; None for a shard, which labels only
+    its chunks) and how many were labelled now. `merge` labels nothing and requires every chunk cached."""
     first = {}
     for it in ds.items:
         first.setdefault(it["sha256"], it)
@@ -79,17 +91,27 @@ def label_all(teacher, run_dir: Path, ds, chunk: int) -> tuple[list[str], np.nda
         stale.unlink()
     done = _read_cache(cache_dir, len(teacher.classes))
     slices = [hashes[i:i + chunk] for i in range(0, len(hashes), chunk)]
-    todo = [(j, hs) for j, hs in enumerate(slices) if not all(h in done for h in hs)]
+    todo = [(j, hs) for j, hs in enumerate(slices) if owns(j, shard) and not all(h in done for h in hs)]
+    if merge and todo:
+        missing = sum(h not in done for _, hs in todo for h in hs)
+        raise UserError(f"--merge: {missing} of {len(hashes)} images have no label in {cache_dir} (chunks "
+                        f"{', '.join(str(j) for j, _ in todo[:8])}{', ...' if len(todo) > 8 else ''}); run or copy "
+                        "the missing shards first")
     labelled = 0
     for j, hs in tqdm(todo, desc=f"teach: label ({teacher.name})", unit="chunk"):
-        images = load_images(run_dir, [first[h] for h in hs], teacher.image_size)
-        probs = np.asarray(teacher.predict_proba(images), np.float32)
+        if getattr(teacher, "needs_images", True):
+            images = load_images(run_dir, [first[h] for h in hs], teacher.image_size)
+            probs = np.asarray(teacher.predict_proba(images), np.float32)
+        else:  # imported labels are looked up by hash
+            probs = np.asarray(teacher.labels_for(hs), np.float32)
         if probs.shape != (len(hs), len(teacher.classes)) or not np.all(np.isfinite(probs)):
             raise RuntimeError(f"teacher {teacher.name} returned {probs.shape} probabilities for {len(hs)} images")
         digest = hashlib.sha256("".join(hs).encode()).hexdigest()[:12]
         write_npz(cache_dir / f"chunk-{j:05d}-{digest}.npz", hashes=np.array(hs), probs=probs)
         done.update(zip(hs, probs))
         labelled += len(hs)
+    if shard is not None:
+        return hashes, None, labelled
     return hashes, np.stack([done[h] for h in hashes]) if hashes else np.zeros((0, len(teacher.classes))), labelled
 
 
@@ -101,12 +123,39 @@ def _accuracy(ds, split: str, index: dict, probs: np.ndarray) -> float | None:
     return float(np.mean(pred == ds.labels(items)))
 
 
+def _val_calibration(teacher, run_dir: Path, ds, index: dict, probs: np.ndarray) -> dict:
+    """ECE and mean confidence of the labels on the validation split; VLM teachers add how much the
+    option order sways them (re-scored once per cache key, then read from the cache folder)."""
+    val = ds.split("val")
+    if not val:
+        return {}
+    labels = ds.labels(val)
+    cal = calibration(probs[[index[it["sha256"]] for it in val]], labels)
+    out = {"teacher_val_ece": cal["ece"], "teacher_val_confidence": cal["mean_confidence"]}
+    if hasattr(teacher, "diagnose"):
+        path = run_dir / "teacher" / "cache" / teacher.cache_key() / "val-diagnosis.json"
+        key = hashlib.sha256("".join(it["sha256"] for it in val).encode()).hexdigest()
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        if saved.get("val") != key:
+            saved = {"val": key, "report": teacher.diagnose(load_images(run_dir, val, teacher.image_size), labels)}
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(saved))
+        rep = saved["report"]
+        out.update({"teacher_val_position_pick_rate": rep["position_pick_rate"],
+                    "teacher_val_order_agreement": rep["order_agreement"],
+                    "teacher_val_order_accuracy": rep["order_accuracy"]})
+    return out
+
+
 def run(args) -> dict:
     run_dir = Path(args.run)
     t0 = time.perf_counter()
     ds = load_dataset(run_dir)
     if args.teacher_chunk < 1:
         raise UserError(f"--teacher-chunk must be at least 1, got {args.teacher_chunk}")
+    shard = parse_shard(args.shard)
+    if shard is not None and args.merge:
+        raise UserError("--shard and --merge are separate steps: label each shard, then --merge once")
     teacher = teacher_class(args.teacher).from_args(ds.classes, args, run_dir / "teacher")
     if set(teacher.classes) != set(ds.classes) or len(teacher.classes) != len(ds.classes):
         raise UserError(f"teacher {teacher.name} knows classes {sorted(teacher.classes)} but the dataset has "
@@ -122,7 +171,12 @@ def run(args) -> dict:
                 raise UserError("the dataset has no training images to fit the teacher on")
             metrics.update(teacher.fit(load_images(run_dir, train, teacher.image_size), ds.labels(train),
                                        load_images(run_dir, val, teacher.image_size), ds.labels(val), key))
-    hashes, probs, labelled = label_all(teacher, run_dir, ds, args.teacher_chunk)
+    hashes, probs, labelled = label_all(teacher, run_dir, ds, args.teacher_chunk, shard, args.merge)
+    if shard is not None:
+        print(f"teach: shard {args.shard} labelled {labelled} images into {run_dir / 'teacher' / 'cache'}; "
+              "run --merge once every shard is done")
+        return {"teacher": teacher.name, "teacher_shard": args.shard, "teacher_labelled_now": labelled,
+                "teacher_cache_key": teacher.cache_key(), "teach_seconds": round(time.perf_counter() - t0, 2)}
     probs = probs[:, [teacher.classes.index(c) for c in ds.classes]]  # columns in the dataset's class order
     out = run_dir / "teacher" / "soft_labels.npz"
     write_npz(out, hashes=np.array(hashes), probs=probs.astype(np.float32), classes=np.array(ds.classes))
@@ -130,6 +184,7 @@ def run(args) -> dict:
     for split in ("train", "val", "test"):
         acc = _accuracy(ds, split, index, probs)
         metrics[f"teacher_{split}_acc"] = acc  # None (printed "not run") when the split is empty
+    metrics.update(_val_calibration(teacher, run_dir, ds, index, probs))
     metrics.update({"teacher_cache_key": teacher.cache_key(), "teacher_labelled_now": labelled,
                     "teacher_labelled_cached": len(hashes) - labelled,
                     "teach_seconds": round(time.perf_counter() - t0, 2)})

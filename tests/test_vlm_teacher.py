@@ -8,6 +8,7 @@ pytest.importorskip("transformers")
 
 from compress.errors import UserError  # noqa: E402
 from compress.teachers import vlm_scoring  # noqa: E402
+from compress.teachers.calibration import calibration  # noqa: E402
 from compress.teachers.qwen_vl import QwenVLTeacher  # noqa: E402
 from compress.teachers.spatial_mllm import image_tchw, missing_requirements  # noqa: E402
 from compress.teachers.tiny_qwen_vl import build  # noqa: E402
@@ -77,7 +78,7 @@ def test_class_tokens_must_differ(tiny):
 def test_calibration_numbers():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], np.float32)
     labels = np.array([0, 1, 1, 0])
-    cal = vlm_scoring.calibration(probs, labels, n_bins=10)
+    cal = calibration(probs, labels, n_bins=10)
     assert cal["accuracy"] == 0.75
     assert cal["mean_confidence"] == pytest.approx(0.75)
     # bins: 0.9 -> [1 correct], 0.8 -> [0 correct], 0.7 -> [1], 0.6 -> [1]

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_path
+from ..io import atomic_path, sha256_file
+from .base import Teacher
 
 SUM_TOLERANCE = 1e-3
 KEY_COLUMNS = ("path", "sha256")
@@ -124,6 +125,39 @@ def read_labels(path, dataset, run_dir) -> tuple[list[str], np.ndarray]:
                         f"(first: {missing[0]['path']})")
     hashes = [it["sha256"] for it in dataset.items]
     return hashes, np.stack([labels[h] for h in hashes]) if hashes else np.zeros((0, len(classes)), np.float32)
+
+
+class LabelsFileTeacher(Teacher):
+    """Looks labels up by image hash instead of computing them: `labels_for` replaces `predict_proba`."""
+
+    name = "labels-file"
+    needs_images = False
+
+    def __init__(self, classes, path, dataset, run_dir):
+        if path is None:
+            raise UserError("the labels-file teacher needs --teacher-labels FILE (.csv, .parquet or a Parquet folder)")
+        self.classes = list(classes)
+        self.path = Path(path).expanduser()
+        hashes, probs = read_labels(self.path, dataset, run_dir)
+        self._index = {h: i for i, h in enumerate(hashes)}
+        self._probs = probs
+
+    @classmethod
+    def from_args(cls, classes, args, work_dir):
+        from ..data import load_dataset
+
+        run_dir = Path(work_dir).parent
+        return cls(classes, args.teacher_labels, load_dataset(run_dir), run_dir)
+
+    def labels_for(self, hashes) -> np.ndarray:
+        return self._probs[[self._index[h] for h in hashes]]
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        raise UserError("the labels-file teacher labels images by hash, not by pixels")
+
+    def cache_identity(self) -> dict:
+        files = sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
+        return {"teacher": self.name, "files": [sha256_file(f) for f in files]}
 
 
 def write_labels(out, classes, hashes, probs, paths) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import UserError
 from . import vlm_scoring
 from .base import Teacher
+from .calibration import calibration
 
 IMAGE_PAD = "<|image_pad|>"
 # Bump when the prompt or the scoring changes: it is part of the label-cache key.
@@ -55,6 +56,8 @@ def add_arguments(g) -> None:
                    help="qwen2.5-vl / spatial-mllm: local checkpoint folder (never downloaded at run time)")
     g.add_argument("--teacher-orders", type=int, default=None,
                    help="VLM: option orders averaged per image (default: one per class, a Latin square)")
+    g.add_argument("--teacher-vlm-batch", type=int, default=4,
+                   help="VLM: images per forward pass (x orders sequences; default 4)")
     g.add_argument("--teacher-vlm-size", type=int, default=448,
                    help="VLM: image side sent to the model (default 448 = 256 image tokens for Qwen2.5-VL)")
     g.add_argument("--spatial-mllm-root", default=None,
@@ -83,7 +86,7 @@ class QwenVLTeacher(Teacher):
     @classmethod
     def from_args(cls, classes, args, work_dir):
         return cls(classes, args.teacher_model, orders=args.teacher_orders, seed=args.seed,
-                   batch_size=args.teacher_batch, image_size=args.teacher_vlm_size)
+                   batch_size=args.teacher_vlm_batch, image_size=args.teacher_vlm_size)
 
     def _check_checkpoint(self) -> None:
         cfg = self.model_path / "config.json"
@@ -161,7 +164,7 @@ class QwenVLTeacher(Teacher):
         """Calibration of the averaged answer and the option-order report, on labelled (validation) images."""
         per_order = self.score(images)
         avg = per_order.mean(axis=1, dtype=np.float64)
-        return {**vlm_scoring.calibration(avg, labels), **vlm_scoring.order_report(per_order, self.orders, labels)}
+        return {**calibration(avg, labels), **vlm_scoring.order_report(per_order, self.orders, labels)}
 
     def _score_batch(self, batch: np.ndarray) -> np.ndarray:
         import torch
