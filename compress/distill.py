@@ -27,7 +27,7 @@ class TrainParams:
     weight_decay: float = 1e-3
     temperature: float = 4.0
     alpha: float = 0.7
-    threads: int = 2
+    threads: int = 1
 
 
 def kd_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor,
@@ -121,7 +121,8 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg: StudentConfig,
                   params: TrainParams, seed: int, checkpoint: Path | None = None,
-                  fingerprint: str = "", log=print) -> tuple[Student, QATStudent]:
+                  fingerprint: str = "", log=print, val: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[Student, QATStudent]:
     """KD training then QAT on uint8 NHWC images; resumes from `checkpoint` when its fingerprint matches.
 
     Deterministic on CPU for a fixed seed and thread count: every random choice (init, order,
@@ -178,7 +179,8 @@ def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg:
                 "fingerprint": fingerprint, "epochs_done": epoch + 1, "model": model.state_dict(),
                 "qat": qat.state_dict() if qat is not None else None,
                 "opt": o.state_dict(), "sched": s.state_dict(), "gen": gen.get_state()})
-        log(f"{phase} epoch {epoch + 1}/{total}: loss {loss:.4f}")
+        score = f", val acc {100.0 * float((predict(net, val[0]).argmax(1) == val[1]).mean()):.1f} %" if val else ""
+        log(f"{phase} epoch {epoch + 1}/{total}: loss {loss:.4f}{score}")
     if qat is None:
         qat, _, _ = make_qat()
     qat.freeze_observers()
@@ -219,7 +221,8 @@ def add_arguments(p) -> None:
     p.add_argument("--student-alpha", type=float, default=d.alpha, help="weight of the soft (KD) term")
     p.add_argument("--student-input-size", type=int, default=StudentConfig.input_size, help="square input side")
     p.add_argument("--student-width", type=float, default=StudentConfig.width, help="channel width multiplier")
-    p.add_argument("--student-threads", type=int, default=d.threads, help="torch CPU threads (fixed for determinism)")
+    p.add_argument("--student-threads", type=int, default=d.threads,
+                   help="torch CPU threads (default 1: these tiny convs run slower on more; fixed for determinism)")
 
 
 def _params_from_args(args) -> TrainParams:
@@ -237,13 +240,13 @@ def _params_from_args(args) -> TrainParams:
     return params
 
 
-def load_split(run_dir: Path, split: str, size: int, teacher: dict | None = None):
-    """(uint8 images, labels, teacher probs or None) for one split of the run's dataset."""
+def load_split(run_dir: Path, split: str, size: int, teacher: dict | None = None, required: bool = True):
+    """(uint8 images, labels, teacher probs or None, classes) for one split of the run's dataset."""
     from .data import load_dataset, load_images
 
     ds = load_dataset(run_dir)
     items = ds.split(split)
-    if not items:
+    if not items and required:
         raise UserError(f"the {split} split of {run_dir / 'data' / 'dataset.json'} is empty")
     labels = ds.labels(items)
     probs = None
@@ -278,6 +281,7 @@ def run(args) -> dict:
     x_train, y_train, p_train, classes = load_split(run_dir, "train", args.student_input_size, teacher)
     if teacher["classes"] != list(classes):
         raise UserError(f"teacher classes {teacher['classes']} do not match the dataset's classes {list(classes)}")
+    x_val, y_val, _, _ = load_split(run_dir, "val", args.student_input_size, required=False)
     x_test, y_test, p_test, _ = load_split(run_dir, "test", args.student_input_size, teacher)
     cfg = StudentConfig(input_size=args.student_input_size, num_classes=len(classes), width=args.student_width)
     print(describe(cfg))
@@ -290,7 +294,7 @@ def run(args) -> dict:
     t0 = time.monotonic()
     model, qat = train_student(x_train, p_train, y_train, cfg, params, args.seed,
                                checkpoint=out_dir / "checkpoint.pt", fingerprint=fingerprint,
-                               log=lambda m: tqdm.write(m))
+                               log=lambda m: tqdm.write(m), val=(x_val, y_val) if len(y_val) else None)
     train_s = time.monotonic() - t0
 
     pred_float = predict(model, x_test).argmax(1)

@@ -289,7 +289,7 @@ def run(args) -> dict:
     for p in (float_path, qat_path):
         if not p.is_file():
             raise UserError(f"student model not found: {p} (run the distill stage first)")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     student, qat = load_float(float_path), load_qat(qat_path)
     cfg = student.cfg
     out_dir = ensure_dir(run_dir / "quant")
