@@ -188,7 +188,8 @@ def run(args) -> dict:
     metrics.update({"teacher_cache_key": teacher.cache_key(), "teacher_labelled_now": labelled,
                     "teacher_labelled_cached": len(hashes) - labelled,
                     "teach_seconds": round(time.perf_counter() - t0, 2)})
-    params = {k: v for k, v in vars(args).items() if k.startswith("teacher") or k == "seed"}
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+              if k.startswith("teacher") or k in ("seed", "shard", "merge")}
     record_stage(run_dir, "teacher", inputs=[run_dir / "data" / "dataset.json"], outputs=[out], params=params,
                  metrics=metrics, seed=args.seed)
     print(f"teach: {len(hashes)} images labelled ({labelled} now, {len(hashes) - labelled} from cache); "
