@@ -1,13 +1,16 @@
-"""Sharded labelling: shards partition the dataset, and 4 shards merged equal one unsharded run byte for byte."""
+"""Sharded labelling: 4 shards labelled in separate run folders, caches copied together and merged, equal
+one unsharded run byte for byte."""
 from __future__ import annotations
 
-import hashlib
+import shutil
+from pathlib import Path
 
-import numpy as np
 import pytest
 
+from compress import data, teach
 from compress.errors import UserError
-from compress.shards import parse_shard, predict_fixed_shape, select, shard_of
+from compress.shards import owns, parse_shard
+from test_teach import args_for
 
 
 def test_parse_shard():
@@ -15,38 +18,46 @@ def test_parse_shard():
     for bad in ("4/4", "1", "-1/4", "a/b", "1/0"):
         with pytest.raises(UserError, match="--shard must be k/n"):
             parse_shard(bad)
+    assert [j for j in range(10) if owns(j, (1, 4))] == [1, 5, 9]
+    assert all(sum(owns(j, (k, 4)) for k in range(4)) == 1 for j in range(10))
 
 
-def test_shards_partition_the_dataset():
-    items = [{"sha256": hashlib.sha256(str(i).encode()).hexdigest()} for i in range(400)]
-    parts = [select(items, (k, 4)) for k in range(4)]
-    hashes = [it["sha256"] for part in parts for it in part]
-    assert sorted(hashes) == sorted(it["sha256"] for it in items)  # disjoint and complete
-    assert all(60 < len(p) < 140 for p in parts)  # roughly balanced
-    assert shard_of("f" * 64, 4) == int("f" * 16, 16) % 4
-    with pytest.raises(UserError, match="not a hex sha256"):
-        shard_of("train-0001", 4)
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("unsharded")
+    data.run(args_for(run))
+    teach.run(args_for(run))
+    return run
 
 
-def test_fixed_shape_batches_make_shards_byte_identical(tmp_path):
-    """The property sharding relies on, checked on the tiny Qwen2.5-VL: padded fixed-shape batches
-    give every image the same bytes whichever images share its batch."""
-    pytest.importorskip("transformers")
-    import torch
-
-    from compress.teachers.qwen_vl import QwenVLTeacher
-    from compress.teachers.tiny_qwen_vl import build
-
-    torch.set_num_threads(1)
-    classes = ["basic", "burnt", "mixed"]
-    teacher = QwenVLTeacher(classes, build(tmp_path / "tiny", classes), seed=0, batch_size=64)
-    images = np.random.default_rng(1).integers(0, 256, (11, 56, 56, 3), dtype=np.uint8)
-    hashes = [hashlib.sha256(a.tobytes()).hexdigest() for a in images]
-    whole = predict_fixed_shape(teacher.predict_proba, images, 4)
-    merged = np.full_like(whole, np.nan)
+def test_four_shards_merged_equal_unsharded(whole, tmp_path):
+    reference = (whole / "teacher" / "soft_labels.npz").read_bytes()
+    merged = tmp_path / "merged"
+    labelled = []
     for k in range(4):
-        idx = [i for i, h in enumerate(hashes) if shard_of(h, 4) == k]
-        if idx:
-            merged[idx] = predict_fixed_shape(teacher.predict_proba, images[idx], 4)
-    assert whole.shape == (11, 3)
-    assert merged.tobytes() == whole.tobytes()
+        # Each job gets its own copy of the run folder (dataset + the fitted teacher, no labels).
+        job = tmp_path / f"job{k}"
+        shutil.copytree(whole / "data", job / "data")
+        shutil.copytree(whole / "teacher" / "effnet-lite0", job / "teacher" / "effnet-lite0")
+        m = teach.run(args_for(job, "--shard", f"{k}/4"))
+        assert not (job / "teacher" / "soft_labels.npz").exists()
+        labelled.append(m["teacher_labelled_now"])
+        shutil.copytree(job / "teacher", merged / "teacher", dirs_exist_ok=True)
+    shutil.copytree(whole / "data", merged / "data")
+    assert sum(labelled) == len({it["sha256"] for it in data.load_dataset(whole).items})
+    assert all(n > 0 for n in labelled)
+    m = teach.run(args_for(merged, "--merge"))
+    assert m["teacher_labelled_now"] == 0
+    assert (merged / "teacher" / "soft_labels.npz").read_bytes() == reference
+
+
+def test_merge_names_what_is_missing(whole, tmp_path):
+    job = tmp_path / "job"
+    shutil.copytree(whole / "data", job / "data")
+    shutil.copytree(whole / "teacher" / "effnet-lite0", job / "teacher" / "effnet-lite0")
+    teach.run(args_for(job, "--shard", "0/4"))
+    with pytest.raises(UserError, match=r"--merge: \d+ of \d+ images have no label .* \(chunks 1, 2"):
+        teach.run(args_for(job, "--merge"))
+    assert not (job / "teacher" / "soft_labels.npz").exists()
+    with pytest.raises(UserError, match="separate steps"):
+        teach.run(args_for(job, "--merge", "--shard", "1/4"))
