@@ -1,6 +1,11 @@
 """The qwen2.5-vl teacher end to end on a tiny random Qwen2.5-VL built offline and loaded from a folder."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,6 +19,7 @@ from compress.teachers.spatial_mllm import image_tchw, missing_requirements  # n
 from compress.teachers.tiny_qwen_vl import build  # noqa: E402
 
 CLASSES = ["basic", "burnt", "combined", "mixed", "progression", "segment"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +141,91 @@ def test_diagnose_on_labelled_images(tiny, images):
                         "order_accuracy"}
     assert sum(rep["position_pick_rate"]) == pytest.approx(1.0, abs=1e-3) and len(rep["order_accuracy"]) == len(CLASSES)
     assert 1 / len(CLASSES) <= rep["mean_confidence"] <= 1 and 0 <= rep["ece"] <= 1
+
+
+# --- through the teach stage and into the student ----------------------------------------------------
+
+def _vlm_args(run, model, *extra):
+    from test_teach import args_for
+
+    return args_for(run, "--teacher", "qwen2.5-vl", "--teacher-model", str(model), "--teacher-vlm-size", "56",
+                    "--teacher-vlm-batch", "3", "--teacher-orders", "2", "--teacher-threads", "1", *extra)
+
+
+@pytest.fixture(scope="module")
+def vlm_run(tmp_path_factory, tiny):
+    from compress import data, teach
+
+    run = tmp_path_factory.mktemp("vlm-run")
+    data.run(_vlm_args(run, tiny))
+    metrics = teach.run(_vlm_args(run, tiny))
+    return run, metrics
+
+
+def test_teach_stage_labels_every_image(vlm_run):
+    from compress import data
+
+    run, m = vlm_run
+    with np.load(run / "teacher" / "soft_labels.npz") as z:
+        hashes, probs, classes = list(z["hashes"]), z["probs"], list(z["classes"])
+    ds = data.load_dataset(run)
+    assert classes == ds.classes and hashes == sorted({it["sha256"] for it in ds.items})
+    assert probs.dtype == np.float32 and probs.shape == (len(hashes), len(CLASSES))
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert m["teacher"] == "qwen2.5-vl" and m["teacher_labelled_now"] == len(hashes)
+    assert 0 <= m["teacher_val_ece"] <= 1 and len(m["teacher_val_position_pick_rate"]) == len(CLASSES)
+    assert len(m["teacher_val_order_accuracy"]) == 2
+
+
+def test_teach_stage_resumes_an_interrupted_run(vlm_run, tiny, monkeypatch):
+    from compress import teach
+
+    run, _ = vlm_run
+    out = run / "teacher" / "soft_labels.npz"
+    reference = out.read_bytes()
+    with monkeypatch.context() as mp:  # all cached: the model is not even loaded
+        mp.setattr(QwenVLTeacher, "_load_model", lambda *a: pytest.fail("model loaded for a cached run"))
+        m = teach.run(_vlm_args(run, tiny))
+    assert m["teacher_labelled_now"] == 0 and out.read_bytes() == reference
+
+    shutil.rmtree(run / "teacher" / "cache")
+    out.unlink()
+    real, calls = QwenVLTeacher.predict_proba, []
+
+    def interrupted(self, images):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the third chunk
+        calls.append(len(images))
+        return real(self, images)
+
+    monkeypatch.setattr(QwenVLTeacher, "predict_proba", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        teach.run(_vlm_args(run, tiny))
+    assert not out.exists()
+    monkeypatch.setattr(QwenVLTeacher, "predict_proba", real)
+    m = teach.run(_vlm_args(run, tiny))
+    assert m["teacher_labelled_cached"] == sum(calls) == 16 and m["teacher_labelled_now"] == 36 - 16
+    assert out.read_bytes() == reference
+
+
+def test_cli_acceptance_command(vlm_run, tiny):
+    """`python -m compress teach --teacher qwen2.5-vl --model PATH`, as a user types it."""
+    run, _ = vlm_run
+    cmd = [sys.executable, "-m", "compress", "teach", "--run", str(run), "--teacher", "qwen2.5-vl",
+           "--model", str(tiny), "--teacher-vlm-size", "56", "--teacher-orders", "2", "--teacher-vlm-batch", "3"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "teacher_val_order_agreement" in r.stdout
+    r = subprocess.run(cmd[:-6] + ["--model", str(run)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint at") and "Traceback" not in r.stderr
+
+
+def test_student_distils_from_vlm_labels(vlm_run):
+    from _tiny_run import stage_args
+
+    from compress import distill
+
+    run, _ = vlm_run
+    m = distill.run(stage_args(run, "--student-epochs", "1"))
+    assert (run / "student" / "student_float.pt").is_file() and (run / "student" / "student_qat.pt").is_file()
+    assert 0.0 <= m["student_float_acc"] <= 1.0 and 0.0 <= m["teacher_student_agreement"] <= 1.0

@@ -71,7 +71,7 @@ class QwenVLTeacher(Teacher):
     model_types = ("qwen2_5_vl",)
 
     def __init__(self, classes, model_path, *, orders: int | None = None, seed: int = 0, batch_size: int = 4,
-                 image_size: int = 448, device: str | None = None):
+                 image_size: int = 448, device: str | None = None, threads: int | None = None):
         if model_path is None:
             raise UserError(f"the {self.name} teacher needs --teacher-model PATH (a local checkpoint folder)")
         self.classes = list(classes)
@@ -80,13 +80,15 @@ class QwenVLTeacher(Teacher):
         self.batch_size = batch_size
         self.image_size = image_size
         self.device = device
+        self.threads = threads
         self._check_checkpoint()
         self._loaded = False
 
     @classmethod
     def from_args(cls, classes, args, work_dir):
         return cls(classes, args.teacher_model, orders=args.teacher_orders, seed=args.seed,
-                   batch_size=args.teacher_vlm_batch, image_size=args.teacher_vlm_size)
+                   batch_size=args.teacher_vlm_batch, image_size=args.teacher_vlm_size,
+                   threads=args.teacher_threads)
 
     def _check_checkpoint(self) -> None:
         cfg = self.model_path / "config.json"
@@ -121,6 +123,8 @@ class QwenVLTeacher(Teacher):
         import torch
         from transformers import AutoTokenizer
 
+        if self.threads:
+            torch.set_num_threads(self.threads)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)

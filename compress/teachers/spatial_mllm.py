@@ -60,7 +60,8 @@ class SpatialMLLMTeacher(QwenVLTeacher):
     @classmethod
     def from_args(cls, classes, args, work_dir):
         return cls(classes, args.teacher_model, repo_root=args.spatial_mllm_root, orders=args.teacher_orders,
-                   seed=args.seed, batch_size=args.teacher_vlm_batch, image_size=args.teacher_vlm_size)
+                   seed=args.seed, batch_size=args.teacher_vlm_batch, image_size=args.teacher_vlm_size,
+                   threads=args.teacher_threads)
 
     def _load_model(self, dtype, device):
         sys.path.insert(0, str(Path(self.repo_root).resolve()))
