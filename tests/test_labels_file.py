@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,29 @@ def test_wrong_extension_and_missing_file(run, tmp_path):
                         "--out", str(tmp_path / "l.csv")], capture_output=True, text=True,
                        cwd=Path(__file__).parents[1])
     assert r.returncode == 2 and r.stderr.startswith("error: no soft labels") and not (tmp_path / "l.csv").exists()
+
+
+def test_default_teacher_labels_round_trip_through_teach_and_distill(tmp_path):
+    """Export the effnet teacher's labels, import them in a fresh run, distil both: same student."""
+    import torch
+    from _tiny_run import stage_args
+    from test_teach import args_for
+
+    from compress import data, distill, teach
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    data.run(args_for(a))
+    teach.run(args_for(a))
+    export(a, tmp_path / "labels.csv")
+    shutil.copytree(a / "data", b / "data")
+    m = teach.run(args_for(b, "--teacher", "labels-file", "--teacher-labels", str(tmp_path / "labels.csv")))
+    assert m["teacher"] == "labels-file"
+    assert (b / "teacher" / "soft_labels.npz").read_bytes() == (a / "teacher" / "soft_labels.npz").read_bytes()
+    ma = distill.run(stage_args(a, "--student-epochs", "1"))
+    mb = distill.run(stage_args(b, "--student-epochs", "1"))
+    assert {k: v for k, v in ma.items() if "seconds" not in k} == {k: v for k, v in mb.items() if "seconds" not in k}
+    wa = torch.load(a / "student" / "student_float.pt", weights_only=False)["state_dict"]
+    wb = torch.load(b / "student" / "student_float.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    with pytest.raises(UserError, match="needs --teacher-labels"):
+        teach.run(args_for(b, "--teacher", "labels-file"))
