@@ -2,6 +2,8 @@
 firmware ELF, latency from the firmware's own cycle counter in the rp2040js emulator (and on a real Pico)."""
 from __future__ import annotations
 
+import importlib.util
+import json
 import statistics
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import numpy as np
 from compress.errors import UserError
 
 from . import opcheck
+from .artifacts import REPO_ROOT
 from .context import INT8_TFLITE, Context, drop_row
 from .elfsize import firmware_memory
 from .results import Point, Result, check, info, measured, not_run
@@ -47,7 +50,7 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 def _tflm(ctx: Context, result: Result, data: bytes, xq: np.ndarray, y, float_acc: float, size: int) -> np.ndarray:
     from compress.quantize import tflm_arena_bytes, tflm_invoke
 
-    out = tflm_invoke(data, xq, progress=True)
+    out = tflm_invoke(data, xq, progress=sys.stderr.isatty())
     acc = _accuracy(out.argmax(1), y)
     result.rows += [measured("accuracy_pct", "INT8 accuracy (TFLite-Micro interpreter)", round(acc, 4), "%",
                              f"{len(y)} test images"),
@@ -81,26 +84,37 @@ def _c_model(result: Result, model: Path, xq, y, float_acc: float, tflm_out: np.
     return out
 
 
+def _built_from(run_dir: Path, uf2: Path, model: Path) -> bool:
+    """True when the firmware stage's manifest says this .uf2 was built from this very model."""
+    from compress.io import sha256_file
+
+    manifest = run_dir / "firmware" / "manifest.json"
+    if not manifest.is_file():
+        return False
+    doc = json.loads(manifest.read_text())
+    inputs = {v.get("sha256") for v in doc.get("inputs", {}).values()}
+    outputs = {v.get("sha256") for v in doc.get("outputs", {}).values()}
+    return sha256_file(model) in inputs and sha256_file(uf2) in outputs
+
+
 def firmware_files(ctx: Context, model: Path) -> tuple[Path, Path] | str:
-    """(uf2, elf) built from this run's model, building them when missing or older than the model;
+    """(uf2, elf) built from this run's model, building them when missing or built from another model;
     a 'not run' reason when the firmware cannot be built here."""
     build = ctx.build_dir
     command = [sys.executable, "-m", "export.rp2040.build", "--run", str(ctx.run_dir), "--out", str(build)]
     uf2s = sorted(build.glob("*.uf2"), key=lambda p: p.stat().st_mtime)
-    fresh = uf2s and uf2s[-1].stat().st_mtime >= model.stat().st_mtime and uf2s[-1].with_suffix(".elf").is_file()
-    if not fresh:
-        try:
-            import export.rp2040.build  # noqa: F401  (only to know whether the builder exists)
-        except ImportError:
-            return f"no firmware in {build} and export.rp2040.build is unavailable"
-        print(f"[bench] building the firmware: {' '.join(command[1:])}", flush=True)
-        proc = subprocess.run(command, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"firmware build failed ({' '.join(command[1:])}): {tail}")
-        uf2s = sorted(build.glob("*.uf2"), key=lambda p: p.stat().st_mtime)
-        if not uf2s:
-            raise UserError(f"the firmware build wrote no .uf2 into {build}")
+    if uf2s and uf2s[-1].with_suffix(".elf").is_file() and _built_from(ctx.run_dir, uf2s[-1], model):
+        return uf2s[-1], uf2s[-1].with_suffix(".elf")
+    if importlib.util.find_spec("export.rp2040.build") is None:
+        return f"no firmware in {build} built from this model, and export.rp2040.build is unavailable"
+    print(f"[bench] building the firmware: python {' '.join(command[1:])}", flush=True)
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"firmware build failed (python {' '.join(command[1:])}): {tail}")
+    uf2s = sorted(build.glob("*.uf2"), key=lambda p: p.stat().st_mtime)
+    if not uf2s:
+        raise UserError(f"the firmware build wrote no .uf2 into {build}")
     return uf2s[-1], uf2s[-1].with_suffix(".elf")
 
 

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from compress.errors import UserError
+from compress.manifest import record_stage
 
 from . import report
 from .context import Context
@@ -77,14 +78,19 @@ def bench_target(spec, args, facts: dict, cache: dict) -> tuple[Result, dict]:
     evaluate(result.rows, spec.budgets)
     out_dir = args.run / "bench" / spec.name
     doc = report.write(result, spec, args.run, out_dir, facts, None if args.all else args.json)
+    record_stage(args.run, f"bench/{spec.name}", outputs=sorted(out_dir.glob("*.*")),
+                 params={"target": str(spec.path), "budgets": spec.budgets, "limit": args.limit},
+                 metrics={f"bench_{spec.name.replace('-', '_')}_verdict": doc["verdict"]})
     print(report.table(result))
     print(f"{spec.name}: {report.verdict(result)}  -> {out_dir}/report.md\n", flush=True)
     return result, doc
 
 
-def _check_args(args) -> None:
+def _check_args(args, target) -> None:
     if not args.run.is_dir():
         raise UserError(f"run folder not found: {args.run} (run `python -m compress all --run {args.run}` first)")
+    if args.device and target is not None and target.runtime != "tflm":
+        raise UserError(f"--device is a serial port for a Pico (rp2040); target {target.name} does not use it")
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive number of images, got {args.limit}")
     if args.device and not os.path.exists(args.device):
@@ -95,7 +101,9 @@ def run(args) -> int:
     specs = load_all(args.targets_dir)
     facts = host_facts()
     target = None if args.all else resolve(args.target, specs, facts)
-    _check_args(args)
+    _check_args(args, target)
+    # Absolute from here on: exporters, the firmware build and probes run as subprocesses in the repo root.
+    args.run, args.build_dir = args.run.resolve(), args.build_dir.resolve()
     cache: dict = {}
     if target is not None:
         result, _ = bench_target(target, args, facts, cache)
