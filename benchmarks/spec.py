@@ -1,4 +1,5 @@
-"""Target specs: load `targets/<name>.toml`, validate it against a small schema, resolve family aliases."""
+"""Target specs: load `targets/<name>.toml`, validate it, resolve family aliases. The validator is hand-written:
+tomllib has no schema support and a dozen keys do not justify a jsonschema dependency."""
 from __future__ import annotations
 
 import platform
