@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,8 @@ from .student import QATStudent, Student, StudentConfig, count_macs, count_param
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = 30
-    qat_epochs: int = 4
+    epochs: int = 50
+    qat_epochs: int = 3
     batch_size: int = 64
     lr: float = 4e-3
     qat_lr: float = 2e-4
@@ -119,6 +120,18 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def _load_checkpoint(path: Path, fingerprint: str, log) -> dict | None:
+    try:
+        state = torch.load(path, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        log(f"checkpoint {path} is unreadable ({e}): starting afresh")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        log(f"checkpoint {path} is for other data or settings: starting afresh")
+        return None
+    return state
+
+
 def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg: StudentConfig,
                   params: TrainParams, seed: int, checkpoint: Path | None = None,
                   fingerprint: str = "", log=print, val: tuple[np.ndarray, np.ndarray] | None = None
@@ -140,10 +153,7 @@ def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg:
     opt, sched = _optimizer(model, params.lr, params, steps * params.epochs)
     qat = qopt = qsched = None
     done = 0
-    state = torch.load(checkpoint, weights_only=False) if checkpoint and checkpoint.is_file() else None
-    if state is not None and state.get("fingerprint") != fingerprint:
-        log(f"checkpoint {checkpoint} is for other data or settings: starting afresh")
-        state = None
+    state = _load_checkpoint(checkpoint, fingerprint, log) if checkpoint and checkpoint.is_file() else None
     if state is not None:
         done = state["epochs_done"]
         model.load_state_dict(state["model"])
@@ -155,7 +165,9 @@ def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg:
 
     def make_qat():
         model.eval()
-        q = QATStudent(cfg, fold_bn(model))
+        q = QATStudent(cfg, fold_bn(model)).train()
+        with torch.no_grad():  # start the activation ranges from clean training images
+            q(to_input(images_t[:256]))
         o, s = _optimizer(q, params.qat_lr, params, steps * params.qat_epochs)
         return q, o, s
 

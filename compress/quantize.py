@@ -299,7 +299,7 @@ def run(args) -> dict:
 
     t0 = time.monotonic()
     model = convert_int8(qat.export_folded(), cfg.input_size, calib, cfg.in_channels)
-    info = check_int8_model(model)
+    info = describe_model(model)
     arena = tflm_arena_bytes(model)
     q_in = to_int8_input(x_test)
     tflm_out = tflm_invoke(model, q_in, progress=True)

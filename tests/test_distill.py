@@ -174,3 +174,15 @@ def test_distill_stage_user_errors(tmp_path):
     assert not (run / "student" / "student_float.pt").exists()
     with pytest.raises(UserError, match="--student-width"):
         distill.run(_tiny_run.stage_args(run, "--student-width", "0"))
+
+
+def test_unreadable_checkpoint_starts_afresh(tmp_path):
+    x, soft, y = _data()
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    log = []
+    params = TrainParams(epochs=1, qat_epochs=0, batch_size=16, threads=1)
+    _, qat = train_student(x, soft, y, CFG, params, seed=0, checkpoint=ckpt, fingerprint="f", log=log.append)
+    assert "unreadable" in log[0] and torch.load(ckpt, weights_only=False)["epochs_done"] == 1
+    # without QAT epochs the activation ranges still come from the training images
+    assert all(bool(q.seen) and float(q.hi) > float(q.lo) for q in qat.q_convs)
