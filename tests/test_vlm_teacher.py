@@ -81,6 +81,18 @@ def test_class_tokens_must_differ(tiny):
         vlm_scoring.class_token_ids(tok, ["basic", "calzone"])
 
 
+
+def test_shared_first_tokens():
+    """Multi-word names are scored by their first word; a first word two classes share is not evidence."""
+    from compress.teachers.tiny_qwen_vl import build_tokenizer
+
+    tok = build_tokenizer(["well_done", "well_burnt", "burnt", "raw"])
+    ids = vlm_scoring.class_token_ids(tok, ["burnt", "raw"])
+    assert tok.convert_ids_to_tokens([i for g in ids for i in g]) == ["burnt", "raw"]
+    with pytest.raises(UserError, match="'well_done' starts with the same token as another class"):
+        vlm_scoring.class_token_ids(tok, ["well_done", "well_burnt", "raw"])
+
+
 def test_calibration_numbers():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], np.float32)
     labels = np.array([0, 1, 1, 0])

@@ -69,6 +69,7 @@ class QwenVLTeacher(Teacher):
 
     name = "qwen2.5-vl"
     model_types = ("qwen2_5_vl",)
+    example_repo = "Qwen/Qwen2.5-VL-7B-Instruct"
 
     def __init__(self, classes, model_path, *, orders: int | None = None, seed: int = 0, batch_size: int = 4,
                  image_size: int = 448, device: str | None = None, threads: int | None = None):
@@ -94,7 +95,7 @@ class QwenVLTeacher(Teacher):
         cfg = self.model_path / "config.json"
         if not cfg.is_file():
             raise UserError(f"no checkpoint at {self.model_path} (config.json missing); download it first, e.g. "
-                            f"huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct --local-dir {self.model_path}")
+                            f"huggingface-cli download {self.example_repo} --local-dir {self.model_path}")
         model_type = json.loads(cfg.read_text()).get("model_type")
         if model_type not in self.model_types:
             raise UserError(f"{self.model_path} holds a {model_type!r} model; the {self.name} teacher needs "

@@ -49,6 +49,7 @@ def missing_requirements(repo_root: str | None) -> list[str]:
 class SpatialMLLMTeacher(QwenVLTeacher):
     name = "spatial-mllm"
     model_types = ("spatial-mllm", "qwen2_5_vl")
+    example_repo = "Diankun/Spatial-MLLM-v1.1-Instruct-135K"
 
     def __init__(self, classes, model_path, *, repo_root: str | None = None, **kw):
         self.repo_root = repo_root or os.environ.get("SPATIAL_MLLM_ROOT")

@@ -35,26 +35,29 @@ def class_token_ids(tokenizer, classes: list[str]) -> list[list[int]]:
 
     A class scores the first token of its name as written, lower-case and capitalised (a model may
     answer "Burnt" or "burnt"); a multi-token name like "progression" -> "pro" + "gression" is scored
-    by its first token, which decides the greedy answer. Variants that map to the unknown token are
-    dropped. Two classes whose names start with the same token cannot be told apart from one
-    forward pass, so that is an error naming them."""
+    by its first token, which decides the greedy answer. Variants mapping to the unknown token are
+    dropped, and so is a first token two classes share (e.g. "B" from "Burnt" and "Basic"); a class
+    left with no token of its own cannot be told apart from one forward pass, which is an error."""
     unk = getattr(tokenizer, "unk_token_id", None)
-    owner: dict[int, str] = {}
-    out = []
+    candidates = []
     for cls in classes:
         name = display_name(cls)
-        ids = []
-        for variant in dict.fromkeys((name, name.lower(), name.capitalize())):
-            toks = tokenizer.encode(variant, add_special_tokens=False)
-            if toks and toks[0] != unk and toks[0] not in ids:
-                ids.append(toks[0])
+        firsts = [tokenizer.encode(v, add_special_tokens=False)[:1] for v in dict.fromkeys(
+            (name, name.lower(), name.capitalize()))]
+        candidates.append(list(dict.fromkeys(t[0] for t in firsts if t and t[0] != unk)))
+    owners: dict[int, int] = {}
+    for i, ids in enumerate(candidates):
+        for t in ids:
+            owners[t] = owners.get(t, 0) + 1
+    out = []
+    for cls, ids in zip(classes, candidates):
         if not ids:
             raise UserError(f"class name {cls!r} has no token in the teacher's vocabulary")
-        for t in ids:
-            if owner.setdefault(t, cls) != cls:
-                raise UserError(f"classes {owner[t]!r} and {cls!r} both start with the token "
-                                f"{tokenizer.convert_ids_to_tokens(t)!r}; rename one class folder")
-        out.append(ids)
+        own = [t for t in ids if owners[t] == 1]
+        if not own:
+            raise UserError(f"class {cls!r} starts with the same token as another class "
+                            f"({tokenizer.convert_ids_to_tokens(ids[0])!r}); rename one class folder")
+        out.append(own)
     return out
 
 
