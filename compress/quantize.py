@@ -292,9 +292,9 @@ def run(args) -> dict:
     torch.set_num_threads(1)
     student, qat = load_float(float_path), load_qat(qat_path)
     cfg = student.cfg
-    out_dir = ensure_dir(run_dir / "quant")
     x_train, _, _, _ = load_split(run_dir, "train", cfg.input_size)
     x_test, y_test, _, _ = load_split(run_dir, "test", cfg.input_size)
+    out_dir = ensure_dir(run_dir / "quant")
     calib = calibration_images(x_train, args.quant_calib_images, args.seed)
 
     t0 = time.monotonic()
@@ -335,7 +335,8 @@ def run(args) -> dict:
     write_json_atomic(paths["json"], {
         **metrics, "student_float_acc": float_acc, "test_images": len(y_test), "ops": info["ops"],
         "input": info["inputs"][0], "output": info["outputs"][0], "tflite_sha256": sha256_bytes(model),
-        "calibration_images": len(calib)})
+        "calibration_images": len(calib),
+        "arena_note": "RecordingMicroAllocator total after one invoke, host (64-bit) TFLite-Micro build"})
     record_stage(run_dir, "quant", inputs=[float_path, qat_path], outputs=list(paths.values()),
                  params={"calib_images": len(calib)}, metrics=metrics, seed=args.seed)
     return metrics
