@@ -131,7 +131,7 @@ proto_event_t proto_timeout(proto_parser_t *p)
     proto_event_t ev = PROTO_EV_NONE;
     uint32_t skipped = p->skipped + (p->state == ST_HUNT1 ? 1u : 0u);
     if (p->state > ST_HUNT1) {
-        uint32_t got = 3u; /* magic + type */
+        uint32_t got = p->state == ST_TYPE ? 2u : 3u; /* magic, then the type once it came */
         if (p->state == ST_LENGTH) got += p->got;
         else if (p->state == ST_PAYLOAD) got += 4u + p->got;
         else if (p->state == ST_CRC) got += 4u + p->length + p->got;
