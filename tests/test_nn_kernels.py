@@ -43,3 +43,27 @@ def test_kernel_bit_exact_with_tflm(name, tmp_path):
     assert ours.shape == ref.shape
     assert len(np.unique(ref)) > 2, "degenerate reference output: the case tests nothing"
     np.testing.assert_array_equal(ours, ref)
+
+
+def test_fast_requant_equals_tflite_reference(tmp_path):
+    """nn_requant (M0+ path, no 64-bit multiply, one collapsed rounding) == MultiplyByQuantizedMultiplier."""
+    import ctypes
+    import subprocess
+
+    from export.rp2040.host import NN_DIR
+
+    src = tmp_path / "rq.c"
+    src.write_text('#include "nn_fixed.h"\n'
+                   "int32_t ref(int32_t x, int32_t m, int s) { return nn_mbqm(x, m, s); }\n"
+                   "int32_t fast(int32_t x, int32_t m, int s) { return nn_requant(x, m, s); }\n")
+    lib = tmp_path / "rq.so"
+    subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", f"-I{NN_DIR}",
+                    str(src), "-o", str(lib)], check=True)
+    so = ctypes.CDLL(str(lib))
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.integers(-2**31, 2**31, 20000), rng.integers(-2**20, 2**20, 20000),
+                         rng.integers(-300, 300, 5000), [-2**31, 2**31 - 1, 0, 1, -1]])
+    ms = np.concatenate([rng.integers(2**30, 2**31, len(xs) - 4), [0, 2**30, 2**31 - 1, 2**30 + 1]])
+    shifts = rng.integers(-31, 8, len(xs))
+    bad = [(x, m, s) for x, m, s in zip(xs.tolist(), ms.tolist(), shifts.tolist()) if so.ref(x, m, s) != so.fast(x, m, s)]
+    assert not bad, bad[:5]

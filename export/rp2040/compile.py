@@ -22,6 +22,8 @@ from .plan import plan
 _STRUCT = {"conv2d": "nn_conv_t", "dwconv": "nn_dwconv_t", "pointwise": "nn_pointwise_t", "avgpool": "nn_avgpool_t",
            "mean": "nn_mean_t", "softmax": "nn_softmax_t", "add": "nn_add_t"}
 _RQ = ("bias", "mult", "shift", "out_zp", "act_min", "act_max")
+_GEOM = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "pad_top",
+         "pad_left", "in_zp")
 
 
 @dataclass
@@ -42,12 +44,16 @@ def _c_array(name: str, ctype: str, data: np.ndarray) -> str:
 
 
 def _struct(name: str, step: Step) -> str:
-    in_rq = lambda k: "mult" in step.arrays and k in _RQ  # noqa: E731  (kernels with per-channel requant)
-    parts, rq = [], []
+    has_rq = "mult" in step.arrays                      # per-channel requant lives in .rq
+    has_g = step.kernel in ("conv2d", "dwconv")          # window geometry lives in .g
+    parts, rq, geom = [], [], []
     for k, v in step.fields.items():
-        (rq if in_rq(k) else parts).append(f".{k} = {_c_value(v)}")
+        dst = rq if has_rq and k in _RQ else geom if has_g and k in _GEOM else parts
+        dst.append(f".{k} = {_c_value(v)}")
     for k in step.arrays:
-        (rq if in_rq(k) else parts).append(f".{k} = {name}_{k}")
+        (rq if has_rq and k in _RQ else parts).append(f".{k} = {name}_{k}")
+    if geom:
+        parts.append(".g = {" + ", ".join(geom) + "}")
     if rq:
         parts.append(".rq = {" + ", ".join(rq) + "}")
     return f"static const {_STRUCT[step.kernel]} {name} = {{{', '.join(parts)}}};\n"

@@ -116,6 +116,8 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
             if op.kind == "DEPTHWISE_CONV_2D":
                 if out_c != in_c or op.options.get("depthMultiplier", 1) not in (0, 1):
                     raise UserError("DEPTHWISE_CONV_2D: only depth multiplier 1 is supported")
+                if kh * kw > 49:
+                    raise UserError(f"DEPTHWISE_CONV_2D: kernel {kh}x{kw} is larger than the supported 7x7")
                 wt = w.data.reshape(kh * kw, in_c).T.copy()                      # [C][KH*KW]
                 rq_fields, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
                                                 out_c, z_in, wt.astype(np.int64).sum(1))
@@ -131,7 +133,7 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                                         rq_arrays, macs))
             else:
                 steps.append(Step("conv2d", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int8_t", w.data.reshape(-1)), **rq_arrays}, macs))
+                                  {"weights": ("int32_t", _blocks4(w2)), **_pad4(rq_arrays)}, macs))
         elif op.kind == "FULLY_CONNECTED":
             w = ins[1]
             if op.options.get("weightsFormat", 0) != 0:
@@ -191,12 +193,24 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
     return steps, alias
 
 
+def _blocks4(w2: np.ndarray) -> np.ndarray:
+    """[out_c][n] int8 -> int32 [ceil(out_c/4)][n][4], zero-padded: nn_dot4 loads 4 channels' weights at once."""
+    out_c, n = w2.shape
+    pad = np.zeros((-(-out_c // 4) * 4, n), np.int32)
+    pad[:out_c] = w2
+    return pad.reshape(-1, 4, n).transpose(0, 2, 1).reshape(-1)
+
+
+def _pad4(arrays: dict) -> dict:
+    """Per-channel constants padded to a multiple of 4 channels (the kernels read them 4 at a time)."""
+    out = {}
+    for k, (ctype, a) in arrays.items():
+        p = np.zeros(-(-len(a) // 4) * 4, a.dtype)
+        p[:len(a)] = a
+        out[k] = (ctype, p)
+    return out
+
+
 def _pointwise(step_in, out_idx, pixels, in_c, out_c, w2, rq_fields, rq_arrays, macs) -> Step:
-    """Weights as uint8 (w+128), channel pairs interleaved: the layout nn_pointwise.c streams through."""
-    wu = (w2.astype(np.int16) + 128).astype(np.uint8)
-    pairs = out_c // 2
-    parts = [wu[:2 * pairs].reshape(pairs, 2, in_c).transpose(0, 2, 1).reshape(-1)]
-    if out_c % 2:
-        parts.append(wu[-1])
     return Step("pointwise", step_in, out_idx, dict(pixels=pixels, in_c=in_c, out_c=out_c, **rq_fields),
-                {"weights": ("uint8_t", np.concatenate(parts)), **rq_arrays}, macs)
+                {"weights": ("int32_t", _blocks4(w2)), **_pad4(rq_arrays)}, macs)

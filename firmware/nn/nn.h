@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#define NN_DW_MAX_TAPS 49 /* depthwise kernels up to 7x7 */
+
 /* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift). */
 typedef struct {
     const int32_t *bias;  /* bias with the input zero point folded in: bias - zp_in * sum(w) */
@@ -14,27 +16,37 @@ typedef struct {
     int32_t out_zp, act_min, act_max;
 } nn_requant_t;
 
-/* CONV_2D. Weights OHWI. Padding taps read as the input zero point (so the folded bias stays exact). */
+/* CONV_2D and DEPTHWISE_CONV_2D geometry. Padding taps read as the input zero point, so the folded bias
+ * stays exact at the borders. */
 typedef struct {
     int16_t in_h, in_w, in_c, out_h, out_w, out_c;
     int16_t k_h, k_w, stride_h, stride_w, pad_top, pad_left;
     int32_t in_zp;
-    const int8_t *weights;
+} nn_geom_t;
+
+/* CONV_2D. Weights widened to int32 and grouped by 4 output channels: [ceil(out_c/4)][k_h][k_w*in_c][4]
+ * (zero-padded), the layout nn_dot4 streams through. */
+typedef struct {
+    nn_geom_t g;
+    const int32_t *weights;
     nn_requant_t rq;
 } nn_conv_t;
 
 /* 1x1 stride-1 CONV_2D and FULLY_CONNECTED: out[p][o] = requant(bias[o] + sum_k in[p][k] * w[o][k]).
- * Weights are stored as w+128 (uint8, so the M0+ loads them with an immediate offset) and
- * pair-interleaved: [out_c/2][in_c][2], then [in_c] for an odd last channel. */
+ * Weights int32 [ceil(out_c/4)][in_c][4] (zero-padded). */
 typedef struct {
     int32_t pixels;
     int16_t in_c, out_c;
-    const uint8_t *weights;
+    const int32_t *weights;
     nn_requant_t rq;
 } nn_pointwise_t;
 
-/* DEPTHWISE_CONV_2D, depth multiplier 1. Weights [C][k_h*k_w] (transposed at compile time). */
-typedef nn_conv_t nn_dwconv_t;
+/* DEPTHWISE_CONV_2D, depth multiplier 1, kernels up to NN_DW_MAX_TAPS taps. Weights [C][k_h*k_w] (transposed at compile time). */
+typedef struct {
+    nn_geom_t g;
+    const int8_t *weights;
+    nn_requant_t rq;
+} nn_dwconv_t;
 
 /* AVERAGE_POOL_2D (input and output share their quantization, as TFLite requires). */
 typedef struct {

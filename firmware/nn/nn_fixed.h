@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "nn.h"
+
 /* gemmlowp SaturatingRoundingDoublingHighMul: (a*b*2 + 2^31 rounding) >> 32, truncating toward zero. */
 static inline int32_t nn_srdhm(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) return INT32_MAX;
@@ -21,15 +23,56 @@ static inline int32_t nn_rdbpot(int32_t x, int exponent) {
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* tflite MultiplyByQuantizedMultiplier (double rounding, TFLM's default build). */
+/* tflite MultiplyByQuantizedMultiplier (double rounding, TFLM's default build), literally: the reference
+ * that tests/test_nn_kernels.py holds nn_requant to. */
 static inline int32_t nn_mbqm(int32_t x, int32_t mult, int shift) {
     int left = shift > 0 ? shift : 0;
     int right = shift > 0 ? 0 : -shift;
     return nn_rdbpot(nn_srdhm((int32_t)((uint32_t)x << left), mult), right);
 }
 
+/* nn_mbqm for mult >= 0 without a 64-bit multiply (the M0+ has only 32x32->32). Both TFLite roundings
+ * are symmetric in the sign, so work on |x|; and the two roundings collapse into one exact floor,
+ * since floor((floor(a/b) + c) / d) == floor((a + c*b) / (b*d)):
+ *   |result| = floor((|x|*mult + 2^30 - neg + 2^(r-1)*2^31) / 2^(31+r)),  r = right shift. */
+static inline int32_t nn_requant(int32_t x, int32_t mult, int shift) {
+    if (shift > 0) x = (int32_t)((uint32_t)x << shift);
+    const uint32_t sign = (uint32_t)(x >> 31);             /* 0 or all ones */
+    const uint32_t u = ((uint32_t)x + sign) ^ sign;        /* |x| */
+    const uint32_t m = (uint32_t)mult;
+    const uint32_t uh = u >> 16, ul = u & 0xffffu, mh = m >> 16, ml = m & 0xffffu;
+    const uint32_t cross = uh * ml + ul * mh;              /* < 2^32 since u <= 2^31, m < 2^31 */
+    const uint32_t ll = ul * ml;
+    uint32_t lo = ll + (cross << 16);
+    uint32_t hi = uh * mh + (cross >> 16) + (lo < ll);
+    const uint32_t t = lo;
+    lo += (1u << 30) + sign;                               /* + 2^30 - neg */
+    hi += lo < t;
+    uint32_t q;
+    if (shift <= -2) {
+        q = (hi + (1u << (-shift - 2))) >> (-shift - 1);   /* 2^(r-1)*2^31 lands in the high word */
+    } else if (shift == -1) {
+        q = hi + (lo >> 31);                               /* + 2^31 carries exactly when lo >= 2^31 */
+    } else {
+        q = (hi << 1) | (lo >> 31);
+    }
+    return (int32_t)((q ^ sign) - sign);
+}
+
 static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* Requantizes up to 4 accumulators of output channels o..o+n-1 (constant arrays are padded to 4). */
+static inline void nn_store4(const nn_requant_t *rq, int o, const int32_t acc[4], int n, int8_t *y) {
+    const int32_t *mult = rq->mult + o;
+    const int8_t *shift = rq->shift + o;
+    const int32_t zp = rq->out_zp, lo = rq->act_min, hi = rq->act_max;
+    y += o;
+    for (int j = 0; j < n; j++) {
+        const int32_t v = nn_requant(acc[j], mult[j], shift[j]) + zp;
+        y[j] = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+    }
 }
 
 #endif

@@ -30,6 +30,6 @@ void nn_mean(const nn_mean_t *p, const int8_t *in, int8_t *out) {
         int32_t sum = 0;
         const int8_t *x = in + c;
         for (int32_t i = 0; i < p->hw; i++, x += p->c) sum += *x;
-        out[c] = nn_clamp8(nn_mbqm(sum - p->in_zp_sum, p->mult, p->shift) + p->out_zp, -128, 127);
+        out[c] = nn_clamp8(nn_requant(sum - p->in_zp_sum, p->mult, p->shift) + p->out_zp, -128, 127);
     }
 }
