@@ -77,7 +77,11 @@ class QwenVLTeacher(Teacher):
             raise UserError(f"the {self.name} teacher needs --teacher-model PATH (a local checkpoint folder)")
         self.classes = list(classes)
         self.model_path = Path(model_path).expanduser().resolve()
-        self.orders = vlm_scoring.option_orders(len(self.classes), orders or len(self.classes), seed)
+        self.orders = vlm_scoring.option_orders(len(self.classes), len(self.classes) if orders is None else orders,
+                                                seed)
+        if batch_size < 1 or image_size < 28:
+            raise UserError(f"--teacher-vlm-batch must be >= 1 and --teacher-vlm-size >= 28, got {batch_size} "
+                            f"and {image_size}")
         self.batch_size = batch_size
         self.image_size = image_size
         self.device = device
@@ -128,10 +132,14 @@ class QwenVLTeacher(Teacher):
             torch.set_num_threads(self.threads)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+            self.image_processor = _image_processor_class().from_pretrained(self.model_path, local_files_only=True)
+            self.model = self._load_model(dtype, device)
+        except (OSError, ValueError, KeyError) as e:  # missing/corrupt files in the checkpoint folder
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"cannot load the {self.name} checkpoint {self.model_path}: {first}") from None
         self.tokenizer.padding_side = "left"
-        self.image_processor = _image_processor_class().from_pretrained(self.model_path, local_files_only=True)
-        self.model = self._load_model(dtype, device)
         self._device = device
         self.token_ids = vlm_scoring.class_token_ids(self.tokenizer, self.classes)
         self.prompts = [self._prompt(order) for order in self.orders]
