@@ -111,6 +111,11 @@ def test_bad_checkpoint_is_one_line(tmp_path, tiny):
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     with pytest.raises(UserError, match="'llama' model"):
         QwenVLTeacher(CLASSES, tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny, broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="cannot load the qwen2.5-vl checkpoint .*model.safetensors"):
+        QwenVLTeacher(CLASSES, broken).predict_proba(np.zeros((1, 56, 56, 3), np.uint8))
 
 
 def test_spatial_mllm_reports_what_is_missing(tiny):
