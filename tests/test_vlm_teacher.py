@@ -47,6 +47,16 @@ def test_scores_are_probabilities_per_order(tiny, images):
     assert np.abs(s[0] - s[1]).max() > 1e-4
 
 
+def test_cache_key_follows_what_changes_the_labels(tiny):
+    key = QwenVLTeacher(CLASSES, tiny, seed=0).cache_key()
+    assert QwenVLTeacher(CLASSES, tiny, seed=0).cache_key() == key
+    assert QwenVLTeacher(CLASSES, tiny, seed=1).cache_key() != key  # other option orders
+    assert QwenVLTeacher(CLASSES, tiny, seed=0, orders=2).cache_key() != key
+    assert QwenVLTeacher(CLASSES, tiny, seed=0, image_size=56).cache_key() != key
+    assert QwenVLTeacher(CLASSES[::-1], tiny, seed=0).cache_key() != key  # another prompt
+    assert QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=9).cache_key() == key
+
+
 def test_permutation_averaging(tiny, images):
     """Each option order is a different question; the label is the mean over the orders."""
     permuted = QwenVLTeacher(CLASSES, tiny, seed=3, batch_size=5)

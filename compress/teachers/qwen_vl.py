@@ -107,8 +107,8 @@ class QwenVLTeacher(Teacher):
 
     def cache_identity(self) -> dict:
         """Everything that changes the labels: the label cache is keyed on it."""
-        return {"teacher": self.name, "model": model_fingerprint(self.model_path), "orders": self.orders.tolist(),
-                "image_size": self.image_size, "scoring": SCORING_VERSION}
+        return {"teacher": self.name, "model": model_fingerprint(self.model_path), "classes": self.classes,
+                "orders": self.orders.tolist(), "image_size": self.image_size, "scoring": SCORING_VERSION}
 
     # --- hooks a subclass overrides -------------------------------------------------------------
     def _load_model(self, dtype, device):
