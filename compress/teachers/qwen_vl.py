@@ -99,7 +99,7 @@ class QwenVLTeacher(Teacher):
         cfg = self.model_path / "config.json"
         if not cfg.is_file():
             raise UserError(f"no checkpoint at {self.model_path} (config.json missing); download it first, e.g. "
-                            f"huggingface-cli download {self.example_repo} --local-dir {self.model_path}")
+                            f"hf download {self.example_repo} --local-dir {self.model_path}")
         model_type = json.loads(cfg.read_text()).get("model_type")
         if model_type not in self.model_types:
             raise UserError(f"{self.model_path} holds a {model_type!r} model; the {self.name} teacher needs "
