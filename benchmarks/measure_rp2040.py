@@ -84,12 +84,17 @@ def _c_model(result: Result, model: Path, xq, y, float_acc: float, tflm_out: np.
     return out
 
 
+FIRMWARE_SOURCES = ("firmware/rp2040", "firmware/nn", "export/rp2040")
+
+
 def _built_from(run_dir: Path, uf2: Path, model: Path) -> bool:
-    """True when the firmware stage's manifest says this .uf2 was built from this very model."""
+    """True when the firmware stage's manifest says this .uf2 was built from this very model, and no
+    firmware or compiler source changed since (make's rule)."""
     from compress.io import sha256_file
 
     manifest = run_dir / "firmware" / "manifest.json"
-    if not manifest.is_file():
+    sources = [p for d in FIRMWARE_SOURCES for p in (REPO_ROOT / d).iterdir() if p.is_file()]
+    if not manifest.is_file() or max(p.stat().st_mtime for p in sources) > uf2.stat().st_mtime:
         return False
     doc = json.loads(manifest.read_text())
     inputs = {v.get("sha256") for v in doc.get("inputs", {}).values()}
