@@ -8,7 +8,7 @@ import numpy as np
 
 from compress.errors import UserError
 
-from .quant import activation_range, mean_multiplier, quantize_multiplier, softmax_params
+from .quant import activation_range, clamp_thresholds, mean_multiplier, quantize_multiplier, softmax_params
 from .tflite_graph import Graph, Tensor
 
 
@@ -48,8 +48,10 @@ def _requant(g: Graph, op, w: Tensor, bias_idx: int | None, n_out: int, in_zp: i
         raise UserError(f"{op.kind}: folded bias overflows int32")
     lo, hi = activation_range(op.options.get("fusedActivationFunction", 0), s_out, z_out)
     fields = {"out_zp": z_out, "act_min": lo, "act_max": hi}
+    t_lo, t_hi = zip(*(clamp_thresholds(m, sh, z_out, lo, hi) for m, sh in zip(mults, shifts)))
     arrays = {"bias": ("int32_t", folded.astype(np.int32)), "mult": ("int32_t", np.array(mults, np.int32)),
-              "shift": ("int8_t", np.array(shifts, np.int8))}
+              "shift": ("int8_t", np.array(shifts, np.int8)), "clamp_lo": ("int32_t", np.array(t_lo, np.int32)),
+              "clamp_hi": ("int32_t", np.array(t_hi, np.int32))}
     return fields, arrays
 
 
@@ -132,8 +134,12 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                 steps.append(_pointwise(step_in, op.outputs[0], out_h * out_w, in_c, out_c, w2, rq_fields,
                                         rq_arrays, macs))
             else:
+                # byte offset of every (ky, kx, c) tap from the window origin, in weight order
+                offsets = (np.arange(kh)[:, None, None] * in_w * in_c + np.arange(kw)[None, :, None] * in_c
+                           + np.arange(in_c)[None, None, :]).reshape(-1).astype(np.int32)
                 steps.append(Step("conv2d", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int32_t", _blocks4(w2)), **_pad4(rq_arrays)}, macs))
+                                  {"weights": ("int32_t", _blocks4(w2)), "offsets": ("int32_t", offsets),
+                                   **_pad4(rq_arrays)}, macs))
         elif op.kind == "FULLY_CONNECTED":
             w = ins[1]
             if op.options.get("weightsFormat", 0) != 0:

@@ -55,3 +55,45 @@ def mean_multiplier(real: float, n: int) -> tuple[int, int]:
     mult, shift = quantize_multiplier(real)
     extra = min(n.bit_length() - 1, 32, 31 + shift)
     return int((mult << extra) // n), shift - extra
+
+
+def _srdhm(a: int, b: int) -> int:
+    if a == b == -2**31:
+        return 2**31 - 1
+    t = a * b + ((1 << 30) if a * b >= 0 else 1 - (1 << 30))
+    return (abs(t) >> 31) * (1 if t >= 0 else -1)
+
+
+def _rdbpot(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    return (x >> e) + (1 if (x & mask) > (mask >> 1) + (1 if x < 0 else 0) else 0)
+
+
+def requantize(acc: int, mult: int, shift: int, zp: int, lo: int, hi: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier + zero point + clamp, in Python integers (reference)."""
+    x = ((acc << max(shift, 0)) + 2**31) % 2**32 - 2**31
+    return min(max(_rdbpot(_srdhm(x, mult), max(-shift, 0)) + zp, lo), hi)
+
+
+def clamp_thresholds(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[int, int]:
+    """(t_lo, t_hi): every acc < t_lo requantizes to `lo` and every acc > t_hi to `hi`, so the kernels skip
+    the multiply for clamped outputs (half of a ReLU layer's). Found by bisection on the monotone reference;
+    a left shift can wrap (not monotone), so it disables the shortcut."""
+    i32_min, i32_max = -2**31, 2**31 - 1
+    if shift > 0:
+        return i32_min, i32_max
+    f = lambda a: requantize(a, mult, shift, zp, lo, hi)  # noqa: E731
+
+    def first(pred) -> int:  # smallest acc in [i32_min, i32_max] with pred(acc), i32_max if none
+        a, b = i32_min, i32_max
+        while a < b:
+            mid = (a + b) // 2
+            if pred(mid):
+                b = mid
+            else:
+                a = mid + 1
+        return a
+
+    t_lo = first(lambda a: f(a) > lo)
+    t_hi = first(lambda a: f(a) >= hi) - 1
+    return t_lo, max(t_hi, i32_min)

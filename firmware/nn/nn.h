@@ -13,6 +13,7 @@ typedef struct {
     const int32_t *bias;  /* bias with the input zero point folded in: bias - zp_in * sum(w) */
     const int32_t *mult;  /* Q31 multipliers */
     const int8_t *shift;  /* >0: left shift, <0: rounding right shift */
+    const int32_t *clamp_lo, *clamp_hi;  /* acc < clamp_lo -> act_min, acc > clamp_hi -> act_max (exact) */
     int32_t out_zp, act_min, act_max;
 } nn_requant_t;
 
@@ -29,6 +30,7 @@ typedef struct {
 typedef struct {
     nn_geom_t g;
     const int32_t *weights;
+    const int32_t *offsets;  /* [k_h*k_w*in_c] byte offset of each tap from the window's first byte */
     nn_requant_t rq;
 } nn_conv_t;
 

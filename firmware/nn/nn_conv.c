@@ -25,7 +25,7 @@ static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, 
 void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, OC = g->out_c;
-    const int32_t run = g->k_w * C, rowstep = g->in_w * C, block = g->k_h * run * 4;
+    const int32_t taps = g->k_h * g->k_w * C, block = taps * 4;
     for (int oy = 0; oy < g->out_h; oy++) {
         const int iy0 = oy * g->stride_h - g->pad_top;
         const int rows_in = iy0 >= 0 && iy0 + g->k_h <= g->in_h;
@@ -37,7 +37,7 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
             for (int o = 0; o < OC; o += 4, w += block) {
                 int32_t acc[4] = {p->rq.bias[o], p->rq.bias[o + 1], p->rq.bias[o + 2], p->rq.bias[o + 3]};
                 if (interior) {
-                    for (int ky = 0; ky < g->k_h; ky++) nn_dot4(base + ky * rowstep, w + ky * run * 4, run, acc);
+                    nn_dot4_tab(base, p->offsets, taps, w, acc);
                 } else {
                     conv_border(p, in, iy0, ix0, w, acc);
                 }
@@ -45,10 +45,6 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
             }
         }
     }
-}
-
-static inline int8_t dw_out(const nn_requant_t *rq, int c, int32_t acc) {
-    return nn_clamp8(nn_requant(acc, rq->mult[c], rq->shift[c]) + rq->out_zp, rq->act_min, rq->act_max);
 }
 
 /* Depthwise window crossing the border: the valid taps are listed once per pixel; padded taps read as
@@ -75,7 +71,7 @@ static void dw_border(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, 
         int32_t acc = p->rq.bias[c], wpad = 0;
         for (int t = 0; t < nv; t++) acc += in[off[t] + c] * w[tap[t]];
         for (int t = 0; t < np; t++) wpad += w[pad[t]];
-        out[c] = dw_out(&p->rq, c, acc + g->in_zp * wpad);
+        out[c] = nn_out(&p->rq, c, acc + g->in_zp * wpad);
     }
 }
 
@@ -91,7 +87,7 @@ static void dw_interior(const nn_dwconv_t *p, const int8_t *base, int8_t *out) {
             acc += r0[0] * w[0] + r0[C] * w[1] + r0[2 * C] * w[2];
             acc += r1[0] * w[3] + r1[C] * w[4] + r1[2 * C] * w[5];
             acc += r2[0] * w[6] + r2[C] * w[7] + r2[2 * C] * w[8];
-            out[c] = dw_out(&p->rq, c, acc);
+            out[c] = nn_out(&p->rq, c, acc);
         }
         return;
     }
@@ -99,7 +95,7 @@ static void dw_interior(const nn_dwconv_t *p, const int8_t *base, int8_t *out) {
         int32_t acc = p->rq.bias[c];
         for (int ky = 0; ky < KH; ky++)
             for (int kx = 0; kx < KW; kx++) acc += base[ky * rowstep + kx * C + c] * w[ky * KW + kx];
-        out[c] = dw_out(&p->rq, c, acc);
+        out[c] = nn_out(&p->rq, c, acc);
     }
 }
 

@@ -52,11 +52,50 @@ static inline void nn_dot4(const int8_t *x, const int32_t *w, int32_t n, int32_t
         : "r4", "r5", "r6", "r7", "cc", "memory");
     acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
 }
+/* acc[j] += sum_{t<n} base[off[t]] * w[4t+j]: a whole convolution window in one loop, the window's
+ * byte offsets precomputed at compile time. 20 cycles per 4 MACs, no per-row set-up. */
+static inline void nn_dot4_tab(const int8_t *base, const int32_t *off, int32_t n, const int32_t *w, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int32_t *end = off + n;
+    int32_t u;
+    __asm__ volatile(
+        ".syntax unified\n"
+        "1:\n\t"
+        "ldmia %[off]!, {%[u]}\n\t"
+        "ldrsb %[u], [%[base], %[u]]\n\t"
+        "ldm %[w]!, {r4, r5, r6, r7}\n\t"
+        "muls r4, %[u], r4\n\t"
+        "muls r5, %[u], r5\n\t"
+        "muls r6, %[u], r6\n\t"
+        "muls r7, %[u], r7\n\t"
+        "add %[a0], r4\n\t"
+        "add %[a1], r5\n\t"
+        "add %[a2], r6\n\t"
+        "add %[a3], r7\n\t"
+        "cmp %[off], %[end]\n\t"
+        "bne 1b\n\t"
+        ".syntax divided\n"
+        : [off] "+l"(off), [w] "+l"(w), [u] "=&l"(u), [a0] "+h"(a0), [a1] "+h"(a1), [a2] "+h"(a2), [a3] "+h"(a3)
+        : [base] "l"(base), [end] "h"(end)
+        : "r4", "r5", "r6", "r7", "cc", "memory");
+    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+}
 #else
 static inline void nn_dot4(const int8_t *x, const int32_t *w, int32_t n, int32_t acc[4]) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     for (int32_t k = 0; k < n; k++, w += 4) {
         const int32_t u = x[k];
+        a0 += u * w[0];
+        a1 += u * w[1];
+        a2 += u * w[2];
+        a3 += u * w[3];
+    }
+    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+}
+static inline void nn_dot4_tab(const int8_t *base, const int32_t *off, int32_t n, const int32_t *w, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int32_t t = 0; t < n; t++, w += 4) {
+        const int32_t u = base[off[t]];
         a0 += u * w[0];
         a1 += u * w[1];
         a2 += u * w[2];

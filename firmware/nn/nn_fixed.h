@@ -41,10 +41,17 @@ static inline int32_t nn_requant(int32_t x, int32_t mult, int shift) {
     const uint32_t u = ((uint32_t)x + sign) ^ sign;        /* |x| */
     const uint32_t m = (uint32_t)mult;
     const uint32_t uh = u >> 16, ul = u & 0xffffu, mh = m >> 16, ml = m & 0xffffu;
-    const uint32_t cross = uh * ml + ul * mh;              /* < 2^32 since u <= 2^31, m < 2^31 */
-    const uint32_t ll = ul * ml;
-    uint32_t lo = ll + (cross << 16);
-    uint32_t hi = uh * mh + (cross >> 16) + (lo < ll);
+    uint32_t lo, hi;
+    if (uh == 0) {                                         /* common case: two multiplies suffice */
+        const uint32_t a = ul * mh, b = ul * ml;
+        lo = b + (a << 16);
+        hi = (a >> 16) + (lo < b);
+    } else {
+        const uint32_t cross = uh * ml + ul * mh;          /* < 2^32 since u <= 2^31, m < 2^31 */
+        const uint32_t ll = ul * ml;
+        lo = ll + (cross << 16);
+        hi = uh * mh + (cross >> 16) + (lo < ll);
+    }
     const uint32_t t = lo;
     lo += (1u << 30) + sign;                               /* + 2^30 - neg */
     hi += lo < t;
@@ -63,16 +70,16 @@ static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* One output channel: the compile-time clamp thresholds skip the multiply for saturated outputs. */
+static inline int8_t nn_out(const nn_requant_t *rq, int o, int32_t acc) {
+    if (acc < rq->clamp_lo[o]) return (int8_t)rq->act_min;
+    if (acc > rq->clamp_hi[o]) return (int8_t)rq->act_max;
+    return nn_clamp8(nn_requant(acc, rq->mult[o], rq->shift[o]) + rq->out_zp, rq->act_min, rq->act_max);
+}
+
 /* Requantizes up to 4 accumulators of output channels o..o+n-1 (constant arrays are padded to 4). */
 static inline void nn_store4(const nn_requant_t *rq, int o, const int32_t acc[4], int n, int8_t *y) {
-    const int32_t *mult = rq->mult + o;
-    const int8_t *shift = rq->shift + o;
-    const int32_t zp = rq->out_zp, lo = rq->act_min, hi = rq->act_max;
-    y += o;
-    for (int j = 0; j < n; j++) {
-        const int32_t v = nn_requant(acc[j], mult[j], shift[j]) + zp;
-        y[j] = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
-    }
+    for (int j = 0; j < n; j++) y[o + j] = nn_out(rq, o + j, acc[j]);
 }
 
 #endif
