@@ -224,15 +224,36 @@ def c_array(tflite_bytes: bytes, source: str = "model_int8.tflite") -> tuple[str
 # ---- ONNX ----
 
 def export_onnx_float(model, input_size: int, path: Path) -> None:
-    """Float ONNX, NCHW float input in [0, 1], output 'probs'; legacy exporter, opset 17, BN folded."""
+    """Float ONNX, NCHW float input in [0, 1], output 'probs'; legacy exporter, opset 17, BN folded.
+
+    The exporter spells F.pad's constant pads as a Slice/Concat/Reshape subgraph; onnxruntime's basic
+    (standard-ops-only) constant folding turns it back into plain Pad inputs, so the file holds only
+    Pad, Conv, Clip, ReduceMean, Gemm and Softmax.
+    """
+    import onnx
+    import onnxruntime as ort
     import torch
 
     dummy = torch.zeros(1, model.cfg.in_channels, input_size, input_size)
-    with atomic_path(path) as tmp, _quiet_fd(2):
-        torch.onnx.export(torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval(), (dummy,), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["probs"],
-                          dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
-                          training=torch.onnx.TrainingMode.EVAL, do_constant_folding=True)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        raw = Path(tmp_dir) / "raw.onnx"
+        with _quiet_fd(2):
+            torch.onnx.export(torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval(), (dummy,), str(raw),
+                              dynamo=False, opset_version=17, input_names=["input"], output_names=["probs"],
+                              dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
+                              training=torch.onnx.TrainingMode.EVAL, do_constant_folding=True)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(Path(tmp_dir) / "folded.onnx")
+        ort.InferenceSession(str(raw), so, providers=["CPUExecutionProvider"])
+        folded = onnx.load(so.optimized_model_filepath)
+    used = {n.domain for n in folded.graph.node} | {""}
+    keep = [o for o in folded.opset_import if o.domain in used]  # ORT lists its own domains; none is used
+    del folded.opset_import[:]
+    folded.opset_import.extend(keep)
+    onnx.checker.check_model(folded)
+    with atomic_path(path) as tmp:
+        onnx.save(folded, str(tmp))
 
 
 def export_onnx_qdq(float_path: Path, calib_u8: np.ndarray, path: Path) -> None:

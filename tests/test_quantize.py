@@ -118,6 +118,9 @@ def test_onnx_float_and_qdq(trained, tmp_path):
     x = trained["x_test"]
     torch_probs = torch.softmax(torch.from_numpy(predict(trained["model"], x)), 1).numpy()
     np.testing.assert_allclose(quantize.onnx_predict(float_path, x), torch_probs, atol=1e-5)
+    float_model = onnx.load(str(float_path))
+    assert {n.op_type for n in float_model.graph.node} == {"Pad", "Conv", "Clip", "ReduceMean", "Gemm", "Softmax"}
+    assert {o.domain for o in float_model.opset_import} == {""} and float_model.opset_import[0].version == 17
     quantize.export_onnx_qdq(float_path, trained["x_train"][:16], qdq_path)
     graph = onnx.load(str(qdq_path)).graph
     ops = {n.op_type for n in graph.node}
