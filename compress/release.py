@@ -85,7 +85,12 @@ def _rp2040_files(run: Path, fw_dir: Path | None, classes: list, input_spec: dic
         files[f"tflm/{name}"] = _need(run / "quant" / name, quantize).read_bytes()
     for name in ("model.c", "model.h", "model_plan.json"):
         files[f"c_model/{name}"] = _need(gen / name, f"python -m export.rp2040.build --run {run}").read_bytes()
-    for src in sorted((REPO_ROOT / "firmware" / "nn").glob("*.[ch]")):
+    kernels = sorted((REPO_ROOT / "firmware" / "nn").glob("*.[ch]"))
+    newer = [p.name for p in kernels + [gen / "model.c", gen / "model.h"] if p.stat().st_mtime > uf2.stat().st_mtime]
+    if newer:
+        raise UserError(f"{', '.join(newer)} changed after {uf2} was built: run "
+                        f"`python -m export.rp2040.build --run {run} --out {uf2.parent}` again")
+    for src in kernels:
         files[f"c_model/nn/{src.name}"] = src.read_bytes()
     files["README.md"] = (REPO_ROOT / "firmware" / "rp2040" / "README.md").read_bytes()
     sidecar = model_json(classes, (input_spec["height"], input_spec["width"]), layout="NHWC", input_dtype="int8",
