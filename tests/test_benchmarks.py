@@ -257,6 +257,30 @@ def test_rp2040_end_to_end_then_flash_and_ram_budgets_broken(run_dir, rp2040_fir
         assert [r["metric"] for r in report(run_dir, "rp2040")["rows"] if r["status"] == "FAIL"] == [metric]
 
 
+@pytest.mark.emulator
+def test_rp2040_device_port_runs_on_the_firmware(run_dir, rp2040_firmware, monkeypatch, capsys):
+    """--device PORT: the emulated Pico's UART stands in for the USB serial port (no hardware here)."""
+    import export.rp2040.serial_client as serial_client
+    from export.rp2040.emulator import emulator
+
+    def open_emulated(device, baud, timeout):
+        cm = emulator(rp2040_firmware / "pizza.uf2")
+        port = cm.__enter__()
+        port.wait_for(b"READY", 600)
+        port.close = lambda: cm.__exit__(None, None, None)
+        return port
+
+    monkeypatch.setattr(serial_client, "open_serial", open_emulated)
+    rc, _, err = bench(capsys, "--target", "rp2040", "--run", run_dir, "--build-dir", rp2040_firmware,
+                       "--device", "/dev/null", "--limit", "10")
+    assert rc == 0, err
+    rows = {r["label"]: r for r in report(run_dir, "rp2040")["rows"]}
+    pico = rows["latency (Pico over serial) @ 125 MHz"]
+    assert pico["status"] == "PASS" and "median of 10" in pico["note"]
+    assert rows["Pico outputs bit-exact with the host C model"]["status"] == "PASS"
+    assert rows["accuracy on the Pico (first 10 test images)"]["value"] >= 90.0
+
+
 def test_all_writes_one_summary(run_dir, tmp_path, capsys):
     folder = tmp_path / "targets"
     folder.mkdir()
