@@ -67,3 +67,24 @@ def test_fast_requant_equals_tflite_reference(tmp_path):
     shifts = rng.integers(-31, 8, len(xs))
     bad = [(x, m, s) for x, m, s in zip(xs.tolist(), ms.tolist(), shifts.tolist()) if so.ref(x, m, s) != so.fast(x, m, s)]
     assert not bad, bad[:5]
+
+
+def test_clamp_thresholds_are_exact():
+    """Below clamp_lo every accumulator requantizes to act_min, above clamp_hi to act_max; at the thresholds
+    themselves the full requantization is still needed (the bounds are tight)."""
+    from export.rp2040.quant import clamp_thresholds, quantize_multiplier, requantize
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        mult, shift = quantize_multiplier(float(rng.uniform(1e-5, 0.9)))
+        zp = int(rng.integers(-128, 128))
+        lo = int(rng.choice([-128, zp]))
+        hi = int(rng.choice([127, min(127, zp + int(rng.integers(1, 200)))]))
+        t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
+        f = lambda a: requantize(a, mult, shift, zp, lo, hi)  # noqa: E731
+        for a in (t_lo - 1, t_lo - 12345):
+            assert a < -2**31 or f(a) == lo
+        for a in (t_hi + 1, t_hi + 12345):
+            assert a >= 2**31 or f(a) == hi
+        assert t_lo == 2**31 - 1 or f(t_lo) > lo
+        assert t_hi == -2**31 or f(t_hi) < hi
