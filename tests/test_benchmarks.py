@@ -128,6 +128,10 @@ def test_unknown_target_and_missing_run(tmp_path, capsys):
     assert rc == 2 and "unknown target 'pdp11'" in err and "jetson" in err and err.count("\n") == 1
     rc, _, err = bench(capsys, "--target", "host", "--run", tmp_path / "nope")
     assert rc == 2 and "run folder not found" in err and err.count("\n") == 1
+    rc, _, err = bench(capsys, "--target", "rp2040", "--run", tmp_path)  # a run without the pipeline's outputs
+    assert rc == 2 and "model_int8.tflite not found: run `python -m compress all" in err and err.count("\n") == 1
+    rc, _, err = bench(capsys, "--target", "rpi4", "--run", tmp_path, "--device", "/dev/null")
+    assert rc == 2 and "--device is a serial port for a Pico" in err
 
 
 def test_family_alias_picks_the_jetson_it_runs_on(tmp_path):
