@@ -99,3 +99,59 @@ def test_emulated_firmware_is_bit_exact_and_survives_garbage(firmware):
             kind, payload = client.read_reply(timeout=60)
             assert kind == REP_INFER and np.frombuffer(payload[8:], np.int8).tolist() == want[0].tolist()
     assert port.cycles and port.cycles > sum(cycles)
+
+
+def _host_parser_events(junk: bytes, infer_bytes: int, tmp_path) -> list[tuple[int, int]]:
+    """What firmware/rp2040/protocol.c reports for `junk` then an idle line, compiled for the host."""
+    import ctypes
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    so = tmp_path / "libproto.so"
+    subprocess.run([shutil.which("gcc") or "cc", "-std=c11", "-shared", "-fPIC", f"-I{root / 'firmware/rp2040'}",
+                    str(root / "firmware/rp2040/protocol.c"), str(root / "tests/fixtures/rp2040_proto_host.c"),
+                    "-o", str(so)], check=True)
+    lib = ctypes.CDLL(str(so))
+    lib.shim_reset(infer_bytes)
+    codes, details = (ctypes.c_int32 * 4096)(), (ctypes.c_uint32 * 4096)()
+    n = lib.shim_feed(junk, ctypes.c_size_t(len(junk)), 1, codes, details, ctypes.c_size_t(4096))
+    return [(codes[i], details[i]) for i in range(n)]
+
+
+def test_random_byte_stream_then_valid_frame_is_answered_bit_exact(firmware, tmp_path):
+    """Random bytes (with magics, headers and one valid INFO frame spliced in) get exactly the replies the
+    host build of the parser predicts, the idle line flushes the parser, and the next INFER is bit-exact."""
+    run, out, _, ds, host = firmware
+    _, h, w, _ = host.summary["input_shape"]
+    x = (load_images(run, ds.split("test")[:1], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    want = host.run(x)[0].tolist()
+    rng = np.random.default_rng(8)
+    pieces = []
+    for _ in range(40):
+        pieces.append(rng.integers(0, 256, int(rng.integers(0, 60)), dtype=np.uint8).tobytes())
+        pieces.append([b"PZ", b"PZ\x01", b"PZ\x02\x00\x00\x00\x00", b"PZ\x01\xc0\x00\x00\x00",
+                       b"P", encode_frame(0x02)][int(rng.integers(0, 6))])
+    junk = b"".join(pieces) + rng.integers(0, 256, 30, dtype=np.uint8).tobytes()
+    # After an idle line the host parser has reported everything; so must the device.
+    expected = _host_parser_events(junk, h * w * 3, tmp_path)
+    assert {1, 2, 3, 4, 0x102} <= {c for c, _ in expected}
+    cut = encode_frame(REQ_INFER, x[0].tobytes())[:100]  # then a frame only the idle timeout can end
+
+    with emulator(out / "pizza.uf2") as port:
+        port.wait_for(b"READY", 120)
+        client = Client(port, timeout=60)
+        port.write(junk)
+        got = []
+        for code, _ in expected:
+            kind, payload = client.read_reply(timeout=60)
+            if kind == REP_ERROR:
+                got.append((payload[0], struct.unpack_from("<I", payload, 4)[0]))
+            else:
+                got.append((0x100 | (kind & 0x7F), 0))  # a reply to the spliced INFO frame
+        assert got == [(c, 0 if c & 0x100 else d) for c, d in expected]
+        port.write(cut)
+        kind, payload = client.read_reply(timeout=60)
+        assert kind == REP_ERROR and (payload[0], struct.unpack_from("<I", payload, 4)[0]) == (5, 100)
+        r = client.infer(x[0])
+        assert r.scores.tolist() == want and r.class_index == int(np.argmax(want))
