@@ -223,17 +223,25 @@ def _save_model(path: Path, model, cfg: StudentConfig) -> None:
 # ---- stage glue ----
 
 def add_arguments(p) -> None:
-    d = TrainParams()
-    p.add_argument("--student-epochs", type=int, default=d.epochs, help=f"float KD epochs (default {d.epochs})")
-    p.add_argument("--student-qat-epochs", type=int, default=d.qat_epochs,
+    d, c = TrainParams(), StudentConfig()
+    g = p.add_argument_group("distill")
+    g.add_argument("--student-epochs", type=int, default=d.epochs, metavar="N",
+                   help=f"float KD epochs (default {d.epochs})")
+    g.add_argument("--student-qat-epochs", type=int, default=d.qat_epochs, metavar="N",
                    help=f"INT8 quantization-aware fine-tune epochs (default {d.qat_epochs})")
-    p.add_argument("--student-batch-size", type=int, default=d.batch_size)
-    p.add_argument("--student-lr", type=float, default=d.lr)
-    p.add_argument("--student-temperature", type=float, default=d.temperature, help="KD temperature T")
-    p.add_argument("--student-alpha", type=float, default=d.alpha, help="weight of the soft (KD) term")
-    p.add_argument("--student-input-size", type=int, default=StudentConfig.input_size, help="square input side")
-    p.add_argument("--student-width", type=float, default=StudentConfig.width, help="channel width multiplier")
-    p.add_argument("--student-threads", type=int, default=d.threads,
+    g.add_argument("--student-batch-size", type=int, default=d.batch_size, metavar="N",
+                   help=f"batch size (default {d.batch_size})")
+    g.add_argument("--student-lr", type=float, default=d.lr, metavar="LR",
+                   help=f"AdamW peak learning rate, cosine decay (default {d.lr})")
+    g.add_argument("--student-temperature", type=float, default=d.temperature, metavar="T",
+                   help=f"KD temperature (default {d.temperature})")
+    g.add_argument("--student-alpha", type=float, default=d.alpha, metavar="A",
+                   help=f"weight of the soft KD term vs the hard-label CE (default {d.alpha})")
+    g.add_argument("--student-input-size", type=int, default=c.input_size, metavar="PX",
+                   help=f"square input side in pixels (default {c.input_size})")
+    g.add_argument("--student-width", type=float, default=c.width, metavar="W",
+                   help=f"channel width multiplier (default {c.width})")
+    g.add_argument("--student-threads", type=int, default=d.threads, metavar="N",
                    help="torch CPU threads (default 1: these tiny convs run slower on more; fixed for determinism)")
 
 

@@ -287,7 +287,8 @@ def onnx_predict(path: Path, images_u8: np.ndarray, batch: int = 256) -> np.ndar
 # ---- stage glue ----
 
 def add_arguments(p) -> None:
-    p.add_argument("--quant-calib-images", type=int, default=200,
+    g = p.add_argument_group("quantize")
+    g.add_argument("--quant-calib-images", type=int, default=200, metavar="N",
                    help="training images used to calibrate INT8 activation ranges (default 200)")
 
 
