@@ -180,10 +180,10 @@ def host_facts(root: Path = Path("/")) -> dict[str, str]:
 
 
 def runs_on(spec: TargetSpec, facts: dict[str, str]) -> bool:
-    """True when this machine is the target device itself (every detect pattern matches)."""
-    if not spec.detect:
-        return False
-    return all(re.search(pattern, facts.get(key, "")) for key, pattern in spec.detect.items())
+    """True when this machine is the target device: every detect pattern whose source is readable here
+    matches, and at least one is (a Jetson container may lack the device tree but have nv_tegra_release)."""
+    readable = {k: p for k, p in spec.detect.items() if facts.get(k)}
+    return bool(readable) and all(re.search(p, facts[k]) for k, p in readable.items())
 
 
 def resolve(name: str, specs: dict[str, TargetSpec], facts: dict[str, str]) -> TargetSpec:

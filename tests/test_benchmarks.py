@@ -142,6 +142,12 @@ def test_family_alias_picks_the_jetson_it_runs_on(tmp_path):
         (tmp_path / "proc/device-tree").mkdir(parents=True, exist_ok=True)
         (tmp_path / "proc/device-tree/model").write_bytes(model.encode() + b"\0")
         assert resolve("jetson", specs, host_facts(tmp_path)).name == expected
+    (tmp_path / "proc/device-tree/model").unlink()  # a container on a Jetson: only the L4T release file
+    (tmp_path / "etc").mkdir()
+    for release, expected in (("# R32 (release), REVISION: 7.4", "jetson-nano"),
+                              ("# R36 (release), REVISION: 4.0", "jetson-orin-nano")):
+        (tmp_path / "etc/nv_tegra_release").write_text(release)
+        assert resolve("jetson", specs, host_facts(tmp_path)).name == expected
     assert resolve("rpi4", specs, {}).name == "rpi4"
 
 
