@@ -194,8 +194,9 @@ def fetch(source: str, target: str, dest: Path | None, *, timeout: float = 60.0,
     if not _entry_ok(entry) or "/" in entry["name"] or not files_ok:
         raise UserError(f"the manifest's entry for {target} is malformed or names an unsafe path: refusing it")
     dest = Path(dest or f"{manifest['name']}-{manifest['version']}-{target}")
-    if dest.exists() and not force:
-        raise UserError(f"{dest} already exists: choose another --dest or pass --force to replace it")
+    if dest.exists() and not (force and dest.is_dir()):
+        raise UserError(f"{dest} already exists: choose another --dest"
+                        + (" or pass --force to replace it" if dest.is_dir() else ""))
     folder = ensure_dir(dest.absolute().parent)
     archive = _download(source, entry, folder, timeout)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder))
@@ -227,6 +228,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.list and not args.target:
         p.error("--target is required (or --list)")
+    args.source = re.sub(r"/?manifest\.json$", "", args.source) or "."  # the manifest's own address works too
     try:
         if args.list:
             _list(read_manifest(args.source, args.timeout, args.manifest_sha256))

@@ -17,11 +17,11 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import UserError
+from .fetch import FORMAT
 from .io import read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 DIST = "pizza-edge"
 TARGETS = ("rp2040", "rpi4", "jetson-nano", "jetson-orin-nano", "edgetpu", "openvino")
-FORMAT = "pizza-edge-release/1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold: no build time leaks into the bytes
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -83,13 +83,13 @@ def _rp2040_files(run: Path, fw_dir: Path | None, classes: list, input_spec: dic
         files[f"firmware/{size_json.name}"] = size_json.read_bytes()
     for name in ("model_int8.tflite", "model_data.h", "model_data.cc"):
         files[f"tflm/{name}"] = _need(run / "quant" / name, quantize).read_bytes()
+    rebuild = f"python -m export.rp2040.build --run {run} --out {uf2.parent}"
     for name in ("model.c", "model.h", "model_plan.json"):
-        files[f"c_model/{name}"] = _need(gen / name, f"python -m export.rp2040.build --run {run}").read_bytes()
+        files[f"c_model/{name}"] = _need(gen / name, rebuild).read_bytes()
     kernels = sorted((REPO_ROOT / "firmware" / "nn").glob("*.[ch]"))
     newer = [p.name for p in kernels + [gen / "model.c", gen / "model.h"] if p.stat().st_mtime > uf2.stat().st_mtime]
     if newer:
-        raise UserError(f"{', '.join(newer)} changed after {uf2} was built: run "
-                        f"`python -m export.rp2040.build --run {run} --out {uf2.parent}` again")
+        raise UserError(f"{', '.join(newer)} changed after {uf2} was built: run `{rebuild}` again")
     for src in kernels:
         files[f"c_model/nn/{src.name}"] = src.read_bytes()
     files["README.md"] = (REPO_ROOT / "firmware" / "rp2040" / "README.md").read_bytes()
