@@ -11,13 +11,27 @@ from compress.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _fresh(run_dir: Path, out: Path, required: str) -> bool:
+    """The export exists, its recorded inputs are unchanged, and no exporter source is newer (make's rule)."""
+    from compress.io import sha256_file
+
+    manifest = out / "manifest.json"
+    if not (out / required).is_file() or not manifest.is_file():
+        return False
+    built = (out / required).stat().st_mtime
+    if any(p.stat().st_mtime > built for p in (REPO_ROOT / "export").glob("*.py")):
+        return False
+    inputs = json.loads(manifest.read_text()).get("inputs", {})
+    return all((run_dir / rel).is_file() and sha256_file(run_dir / rel) == v.get("sha256") for rel, v in inputs.items())
+
+
 def export_dir(run_dir: Path, target: str, required: str = "model.json") -> Path:
-    """R/export/<target>/, built by the exporter's own CLI when `required` is not there yet."""
+    """R/export/<target>/, (re)built by the exporter's own CLI when missing or stale."""
     out = run_dir / "export" / target
-    if (out / required).is_file():
+    if _fresh(run_dir, out, required):
         return out
     command = ["-m", "compress", "export", "--run", str(run_dir.resolve()), "--target", target]
-    print(f"[bench] {out} missing: building it (python {' '.join(command)})", flush=True)
+    print(f"[bench] {out} missing or stale: building it (python {' '.join(command)})", flush=True)
     proc = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
