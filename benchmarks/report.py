@@ -86,7 +86,8 @@ def plot_budgets(result: Result, title: str, path: Path) -> None:
     rows = [r for r in result.rows if r.budget is not None and r.value is not None]
     fig, ax = plt.subplots(figsize=(8, 0.5 * max(len(rows), 1) + 1.2))
     if rows:
-        share = [100.0 * (r.budget / r.value if r.metric == "accuracy_pct" else r.value / r.budget)
+        # A negative drop (INT8 better than float) uses none of its budget.
+        share = [max(0.0, 100.0 * (r.budget / r.value if r.metric == "accuracy_pct" else r.value / r.budget))
                  if r.value else 0.0 for r in rows]
         ax.barh([r.label for r in rows], share, color=[STATUS_COLOURS.get(r.status, "grey") for r in rows])
         for y, (r, s) in enumerate(zip(rows, share)):
