@@ -53,7 +53,7 @@ def _data_lines(data: dict) -> list[str]:
     if kind == "procedural":
         return [f"- **Trained and tested on procedurally generated images** (generator version "
                 f"{source.get('generator_version', '?')}, seed {source.get('seed', '?')}, {split}), not on photos. "
-                "The accuracies below say how well the student learned that generator; on real pizza photos the "
+                "The accuracies above say how well the student learned that generator; on real pizza photos the "
                 "model is unmeasured. Re-run the pipeline with `--data <ImageFolder>` on your photos before "
                 "relying on it."]
     if kind == "imagefolder":
@@ -94,6 +94,8 @@ def render(manifest: dict) -> str:
         lines.append(f"| {name} | {_cell(t['benchmark']['verdict'])} | {_first(rows, 'accuracy_pct')} | "
                      f"{_first(rows, 'model_bytes')} | {_first(rows, 'ram_bytes')} | {_first(rows, 'latency_ms')} | "
                      f"{_num(t['archive']['bytes'], 'B')} |")
+    lines += ["", "Each cell is the target's first measured row of that metric; the tables below say how it was "
+              "measured (on the device, in an emulator or on the build host) and on how many images."]
     for name, t in targets.items():
         lines += ["", f"### {name}", "", t["device"], ""]
         if not t["benchmark"]["rows"]:
