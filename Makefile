@@ -9,12 +9,13 @@ SEED ?= 0
 EMU := firmware/emulator
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: toolchain setup all pipeline firmware export bench test test-e2e clean help
+.PHONY: toolchain setup all pipeline firmware export bench release test test-e2e clean help
 
 help:
 	@echo "make all                   - set up, run the whole default pipeline offline, build firmware, export, benchmark"
 	@echo "make test                  - set up and run the test suite (fast; the long e2e run is 'make test-e2e')"
 	@echo "make firmware TARGET=rp2040 - build build/rp2040/<name>.uf2 from $(RUN)"
+	@echo "make release [VERSION=x.y.z] - pack $(RUN) into dist/pizza-edge-<version>/ (zips, manifest.json, MODEL_CARD.md, SHA256SUMS)"
 	@echo "make setup                 - venv with pinned deps, ARM toolchain, rp2040js emulator (idempotent)"
 
 # Re-installs only when pyproject.toml changes.
@@ -52,6 +53,9 @@ bench: setup
 	$(BIN)/python -m benchmarks.run --all --run $(RUN)
 
 all: pipeline firmware export bench
+
+release: setup
+	$(BIN)/python -m compress.release --run $(RUN) $(if $(VERSION),--version $(VERSION))
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not e2e"

@@ -16,6 +16,7 @@ STAGES = {
     "teach": ("compress.teach", "fit/load the teacher and cache its soft labels -> R/teacher/soft_labels.npz"),
     "distill": ("compress.distill", "train the tiny CNN student from soft labels, then INT8 QAT -> R/student/"),
     "quantize": ("compress.quantize", "full-INT8 .tflite + TFLite-Micro C array + ONNX, verified in TFLM -> R/quant/"),
+    "release": ("compress.release", "pack one run into dist/<name>-<version>/ with checksums and a model card"),
 }
 PIPELINE = ("data", "teach", "distill", "quantize")
 
