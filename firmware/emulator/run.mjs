@@ -2,41 +2,7 @@
 // Usage: node run.mjs firmware.uf2 [--max-cycles N]
 // stdin bytes go to UART0 RX (never faster than its 32-byte FIFO drains); UART0 TX goes to stdout.
 // On exit (stdin closed, or --max-cycles reached) prints "emulator: cycles=N" on stderr.
-// rp2040js ships no bootrom, so this does what the bootrom's flash boot does: check boot2's
-// CRC-32/MPEG-2, copy it to SRAM at 0x20041f00 and call it with lr = 0.
-import { readFileSync } from 'node:fs';
-import { RP2040, ConsoleLogger, LogLevel } from 'rp2040js';
-
-const UF2_MAGIC0 = 0x0a324655, UF2_MAGIC1 = 0x9e5d5157, UF2_MAGIC_END = 0x0ab16f30;
-const RP2040_FAMILY = 0xe48bff56, FLASH_BASE = 0x10000000, FLASH_BYTES = 2 * 1024 * 1024;
-const BOOT2_SRAM = 0x20041f00, SRAM_BASE = 0x20000000;
-
-function fail(msg) {
-  process.stderr.write(`emulator: error: ${msg}\n`);
-  process.exit(2);
-}
-
-function loadUf2(data, flash) {
-  if (data.length === 0 || data.length % 512) fail(`UF2 is truncated (${data.length} bytes)`);
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  for (let off = 0; off < data.length; off += 512) {
-    const u32 = (o) => view.getUint32(off + o, true);
-    if (u32(0) !== UF2_MAGIC0 || u32(4) !== UF2_MAGIC1 || u32(508) !== UF2_MAGIC_END) fail(`bad UF2 magic in block ${off / 512}`);
-    if (!(u32(8) & 0x2000) || u32(28) !== RP2040_FAMILY) fail(`UF2 block ${off / 512} is not for the RP2040`);
-    const addr = u32(12), size = u32(16);
-    if (addr < FLASH_BASE || addr + size > FLASH_BASE + FLASH_BYTES) fail(`UF2 address 0x${addr.toString(16)} outside flash`);
-    flash.set(data.subarray(off + 32, off + 32 + size), addr - FLASH_BASE);
-  }
-}
-
-function crc32Mpeg2(bytes) {
-  let crc = 0xffffffff;
-  for (const b of bytes) {
-    crc ^= b << 24;
-    for (let i = 0; i < 8; i++) crc = crc & 0x80000000 ? (crc << 1) ^ 0x04c11db7 : crc << 1;
-  }
-  return crc >>> 0;
-}
+import { bootUf2, fail } from './boot.mjs';
 
 const args = process.argv.slice(2);
 const file = args.find((a) => !a.startsWith('--'));
@@ -44,23 +10,7 @@ const maxIdx = args.indexOf('--max-cycles');
 const maxCycles = maxIdx >= 0 ? Number(args[maxIdx + 1]) : Infinity;
 if (!file) fail('usage: node run.mjs firmware.uf2 [--max-cycles N]');
 
-const mcu = new RP2040();
-mcu.logger = new ConsoleLogger(LogLevel.Error);
-let image;
-try {
-  image = readFileSync(file);
-} catch (e) {
-  fail(`cannot read ${file}: ${e.message}`);
-}
-loadUf2(image, mcu.flash);
-
-const boot2 = mcu.flash.subarray(0, 256);
-const stored = new DataView(boot2.buffer, boot2.byteOffset + 252, 4).getUint32(0, true);
-if (crc32Mpeg2(boot2.subarray(0, 252)) !== stored) fail('boot2 CRC-32 mismatch: the bootrom would not boot this image');
-mcu.sram.set(boot2, BOOT2_SRAM - SRAM_BASE);
-mcu.core.SP = 0x20042000;
-mcu.core.LR = 0;
-mcu.core.PC = BOOT2_SRAM;
+const mcu = bootUf2(file);
 
 const rx = [];
 let rxHead = 0;
