@@ -5,6 +5,7 @@ reading a model does not import all of TensorFlow)."""
 from __future__ import annotations
 
 import importlib.util
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,17 @@ def load(path: str | Path) -> Graph:
 
 
 def parse(buf: bytes, what: str = "model") -> Graph:
+    # A truncated or bit-flipped flatbuffer fails inside the generated reader in many ways.
+    try:
+        graph = _decode(buf, what)
+    except (struct.error, ValueError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what}: not a valid .tflite (truncated or corrupted): {type(e).__name__}: {e}") from None
+    _check_structure(graph, what)
+    _check_int8(graph, what)
+    return graph
+
+
+def _decode(buf: bytes, what: str) -> Graph:
     s = schema()
     model = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     if len(model.subgraphs) != 1:
@@ -115,11 +127,49 @@ def parse(buf: bytes, what: str = "model") -> Graph:
         if kind not in SUPPORTED:
             raise UserError(f"{what}: unsupported op {kind} (the RP2040 compiler supports "
                             f"{', '.join(s for s in SUPPORTED if s != 'PAD')})")
+        if kind in _OPTIONS and type(op.builtinOptions).__name__ != _OPTIONS[kind]:
+            raise UserError(f"{what}: inconsistent .tflite (corrupted?): {kind} without its {_OPTIONS[kind]}")
         ops.append(Op(kind, [int(i) for i in op.inputs], [int(o) for o in op.outputs], _options(op)))
 
-    graph = Graph(tensors, ops, [int(i) for i in g.inputs], [int(o) for o in g.outputs])
-    _check_int8(graph, what)
-    return graph
+    return Graph(tensors, ops, [int(i) for i in g.inputs], [int(o) for o in g.outputs])
+
+
+_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+_SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D")
+_OPTIONS = {"CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT",
+            "AVERAGE_POOL_2D": "Pool2DOptionsT", "FULLY_CONNECTED": "FullyConnectedOptionsT",
+            "SOFTMAX": "SoftmaxOptionsT"}
+
+
+def _check_structure(graph: Graph, what: str) -> None:
+    """What a corrupted file breaks and the lowering relies on: indices, quantization, constant weights."""
+    n = len(graph.tensors)
+    bad = f"{what}: inconsistent .tflite (corrupted?):"
+    if not graph.inputs or not graph.outputs or any(not 0 <= i < n for i in graph.inputs + graph.outputs):
+        raise UserError(f"{bad} model inputs/outputs {graph.inputs}/{graph.outputs} out of range")
+    for op in graph.ops:
+        if any(not -1 <= i < n for i in op.inputs) or any(not 0 <= o < n for o in op.outputs) or not op.outputs:
+            raise UserError(f"{bad} {op.kind} refers to tensors outside 0..{n - 1}")
+        rank4 = op.inputs[:2] if op.kind in _WEIGHTED[:2] else op.inputs[:1] if op.kind in _SPATIAL else []
+        if any(i >= 0 and len(graph.tensors[i].shape) != 4 for i in rank4 + op.outputs[:1] * (op.kind in _SPATIAL)):
+            raise UserError(f"{bad} {op.kind} tensors are not 4-D")
+        if op.kind in _WEIGHTED:
+            if len(op.inputs) < 2 or any(i >= 0 and graph.tensors[i].data is None for i in op.inputs[1:3]):
+                raise UserError(f"{bad} {op.kind} has no constant weights")
+            w = graph.tensors[op.inputs[1]]
+            out_c = w.shape[-1] if op.kind == "DEPTHWISE_CONV_2D" else w.shape[0] if w.shape else 0
+            if len(op.inputs) > 2 and op.inputs[2] >= 0 and graph.tensors[op.inputs[2]].size != out_c:
+                raise UserError(f"{bad} {op.kind} bias does not match its {out_c} output channels")
+            out_shape = graph.tensors[op.outputs[0]].shape
+            if not out_shape or out_shape[-1] != out_c:
+                raise UserError(f"{bad} {op.kind} output shape {out_shape} does not match {out_c} output channels")
+    biases = {op.inputs[2] for op in graph.ops if op.kind in _WEIGHTED and len(op.inputs) > 2 and op.inputs[2] >= 0}
+    for t in graph.tensors:
+        if (t.dtype == "int8" or (t.dtype == "int32" and t.index in biases)) and not (
+                len(t.scale) and len(t.scale) == len(t.zero_point)
+                and (len(t.scale) == 1 or (0 <= t.quant_dim < len(t.shape) and len(t.scale) == t.shape[t.quant_dim]))
+                and np.all(np.isfinite(t.scale)) and np.all(t.scale > 0)):
+            raise UserError(f"{bad} tensor '{t.name}' has no valid quantization parameters")
 
 
 def _check_int8(graph: Graph, what: str) -> None:
