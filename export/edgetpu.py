@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import warnings
@@ -75,7 +76,14 @@ def check_rules(model_path) -> dict:
     """Static shapes, one subgraph, int8 tensors, and each op against the Edge TPU supported-op list."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    fb = schema.Model.GetRootAs(Path(model_path).read_bytes(), 0)
+    buf = Path(model_path).read_bytes()
+    try:  # a full decode first: TF's interpreter can crash the process on a truncated flatbuffer
+        if buf[4:8] != b"TFL3":
+            raise ValueError("no TFL3 identifier")
+        schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    except (ValueError, IndexError, TypeError, AttributeError, UnicodeDecodeError, struct.error) as e:
+        raise UserError(f"{model_path} is not a valid .tflite model (truncated or corrupted): {e}") from None
+    fb = schema.Model.GetRootAs(buf, 0)
     it = _interpreter(model_path, delegates=False, allocate=False)
     problems = []
     try:
