@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 # Bump when the look of the images changes, so cached data sets are regenerated.
-VERSION = 1
+VERSION = 3
 
 CLASSES = ("basic", "burnt", "combined", "mixed", "progression", "segment")
 
@@ -91,11 +91,13 @@ def _wood(rng, yy, xx, s):
     ang = rng.uniform(0, np.pi)
     along = (math.cos(ang) * xx + math.sin(ang) * yy) / s
     warp = fractal_noise(rng, h, w, base=2, octaves=3)
-    freq = rng.uniform(8, 20)
-    grain = np.sin(2 * np.pi * (along * freq + 1.5 * warp))
+    freq = rng.uniform(25, 50)
+    grain = np.sin(2 * np.pi * (along * freq + 0.6 * warp)) ** 8
+    plank = (along * rng.uniform(2, 4)) % 1.0
+    grain = grain - 0.6 * (plank < 0.015)  # seams between planks
     fine = fractal_noise(rng, h, w, base=16, octaves=2)
     base = np.float32([0.62, 0.43, 0.25]) * rng.uniform(0.7, 1.2) + rng.uniform(-0.05, 0.05, 3).astype(np.float32)
-    tone = 1 + 0.10 * grain + 0.08 * fine + 0.10 * warp
+    tone = 1 + 0.18 * grain + 0.08 * fine + 0.10 * warp
     return base * tone[..., None]
 
 
@@ -132,7 +134,7 @@ def _bake_field(rng, cls: str, u, v, d, phi, h, w) -> np.ndarray:
     """Doneness b over the image, in the pizza's own frame (u, v, radius d, angle phi)."""
     n_lo = fractal_noise(rng, h, w, base=3, octaves=3)
     n_hi = fractal_noise(rng, h, w, base=10, octaves=3)
-    golden = rng.uniform(0.38, 0.62)
+    golden = rng.uniform(0.45, 0.65)
     b = golden + 0.08 * n_lo + 0.06 * n_hi
     if cls == "basic":
         return b
@@ -142,7 +144,7 @@ def _bake_field(rng, cls: str, u, v, d, phi, h, w) -> np.ndarray:
         return level + 0.30 * patchy + 0.08 * n_hi
     if cls == "combined":
         spots = np.zeros_like(b)
-        for _ in range(rng.integers(3, 10)):
+        for _ in range(rng.integers(4, 11)):
             r = math.sqrt(rng.random()) * 0.85
             a = rng.uniform(0, 2 * np.pi)
             su, sv = r * math.cos(a), r * math.sin(a)
@@ -152,14 +154,14 @@ def _bake_field(rng, cls: str, u, v, d, phi, h, w) -> np.ndarray:
         return b + spots * rng.uniform(0.9, 1.2)
     if cls == "mixed":
         pale = fractal_noise(rng, h, w, base=rng.integers(2, 5), octaves=3)
-        thr = rng.uniform(-0.25, 0.2)
+        thr = rng.uniform(-0.35, -0.05)
         mask = np.clip((pale - thr) * 6, 0, 1)
-        return b * (1 - mask) + (rng.uniform(0.02, 0.18) + 0.05 * n_hi) * mask
+        return b * (1 - mask) + (rng.uniform(0.0, 0.12) + 0.05 * n_hi) * mask
     if cls == "progression":
         ang = rng.uniform(0, 2 * np.pi)
         t = (math.cos(ang) * u + math.sin(ang) * v + 1) / 2  # 0 at one edge, 1 at the other
-        lo, hi = rng.uniform(0.15, 0.5), rng.uniform(1.15, 1.6)
-        return lo + (hi - lo) * np.clip(t, 0, 1) ** rng.uniform(0.8, 1.5) + 0.08 * n_lo + 0.05 * n_hi
+        lo, hi = rng.uniform(0.1, 0.4), rng.uniform(1.35, 1.75)
+        return lo + (hi - lo) * np.clip(t, 0, 1) ** rng.uniform(0.8, 1.25) + 0.08 * n_lo + 0.05 * n_hi
     if cls == "segment":
         centre = rng.uniform(-np.pi, np.pi)
         half = math.radians(rng.uniform(22, 50))

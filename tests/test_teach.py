@@ -14,7 +14,7 @@ from compress.teachers import base
 from compress.teachers.effnet import EffNetLite0Teacher
 
 TINY_DATA = ("--data-size", "40", "--data-train", "3", "--data-val", "1", "--data-test", "2", "--data-workers", "1")
-TINY_TEACHER = ("--teacher-size", "32", "--teacher-train-blocks", "1", "--teacher-epochs", "1",
+TINY_TEACHER = ("--teacher-size", "32", "--teacher-hidden", "8", "--teacher-epochs", "2",
                 "--teacher-batch", "8", "--teacher-threads", "1", "--teacher-chunk", "8")
 
 
@@ -50,7 +50,7 @@ def test_teach_writes_soft_labels_for_every_image(run_dir):
     assert m["teacher_labelled_now"] == len(hashes) and m["teacher_labelled_cached"] == 0
     for split in ("train", "val", "test"):
         assert 0.0 <= m[f"teacher_{split}_acc"] <= 1.0
-    assert (run_dir / "teacher" / "effnet-lite0" / "weights.pt").is_file()
+    assert (run_dir / "teacher" / "effnet-lite0" / "head.pt").is_file()
     assert (run_dir / "teacher" / "manifest.json").is_file()
 
 
