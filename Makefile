@@ -9,13 +9,14 @@ SEED ?= 0
 EMU := firmware/emulator
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: toolchain setup all pipeline firmware export bench release test test-e2e clean help
+.PHONY: fuzz fuzz-tools toolchain setup all pipeline firmware export bench release test test-e2e clean help
 
 help:
 	@echo "make all                   - set up, run the whole default pipeline offline, build firmware, export, benchmark"
 	@echo "make test                  - set up and run the test suite (fast; the long e2e run is 'make test-e2e')"
 	@echo "make firmware TARGET=rp2040 - build build/rp2040/<name>.uf2 from $(RUN)"
 	@echo "make release [VERSION=x.y.z] - pack $(RUN) into dist/pizza-edge-<version>/ (zips, manifest.json, MODEL_CARD.md, SHA256SUMS)"
+	@echo "make fuzz                  - fuzz the firmware serial-protocol parser with libFuzzer for 10 minutes"
 	@echo "make setup                 - venv with pinned deps, ARM toolchain, rp2040js emulator (idempotent)"
 
 # Re-installs only when pyproject.toml changes.
@@ -36,7 +37,11 @@ $(EMU)/node_modules/.stamp: $(EMU)/package.json $(EMU)/package-lock.json
 	cd $(EMU) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.stamp toolchain $(EMU)/node_modules/.stamp
+fuzz-tools:
+	@command -v clang >/dev/null && [ -n "$$(ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q clang libclang-rt-14-dev; }
+
+setup: $(VENV)/.stamp toolchain fuzz-tools $(EMU)/node_modules/.stamp
 
 pipeline: setup
 	$(BIN)/python -m compress all --run $(RUN) --seed $(SEED)
@@ -62,6 +67,10 @@ test: setup
 
 test-e2e: setup
 	$(BIN)/python -m pytest -q -m e2e
+
+# The long protocol fuzz (10 minutes); `make test` runs a short smoke of the same harness.
+fuzz: setup
+	$(MAKE) -C firmware/fuzz run FUZZ_SECONDS=600 PYTHON=$(abspath $(BIN)/python)
 
 clean:
 	rm -rf build dist artifacts
