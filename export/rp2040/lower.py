@@ -8,7 +8,7 @@ import numpy as np
 
 from compress.errors import UserError
 
-from .quant import activation_range, clamp_thresholds, mean_multiplier, quantize_multiplier, softmax_params
+from .quant import activation_range, channel_requant, mean_multiplier, quantize_multiplier, softmax_params
 from .tflite_graph import Graph, Tensor
 
 
@@ -48,10 +48,9 @@ def _requant(g: Graph, op, w: Tensor, bias_idx: int | None, n_out: int, in_zp: i
         raise UserError(f"{op.kind}: folded bias overflows int32")
     lo, hi = activation_range(op.options.get("fusedActivationFunction", 0), s_out, z_out)
     fields = {"out_zp": z_out, "act_min": lo, "act_max": hi}
-    t_lo, t_hi = zip(*(clamp_thresholds(m, sh, z_out, lo, hi) for m, sh in zip(mults, shifts)))
-    arrays = {"bias": ("int32_t", folded.astype(np.int32)), "mult": ("int32_t", np.array(mults, np.int32)),
-              "shift": ("int8_t", np.array(shifts, np.int8)), "clamp_lo": ("int32_t", np.array(t_lo, np.int32)),
-              "clamp_hi": ("int32_t", np.array(t_hi, np.int32))}
+    records = np.array([channel_requant(m, sh, z_out, lo, hi) for m, sh in zip(mults, shifts)], np.int64)
+    fields["fast"] = int(bool(np.all(records[:, -1] >= 0)))
+    arrays = {"bias": ("int32_t", folded.astype(np.int32)), "ch": ("nn_rqc_t", records)}
     return fields, arrays
 
 
@@ -208,13 +207,11 @@ def _blocks4(w2: np.ndarray) -> np.ndarray:
 
 
 def _pad4(arrays: dict) -> dict:
-    """Per-channel constants padded to a multiple of 4 channels (the kernels read them 4 at a time)."""
-    out = {}
-    for k, (ctype, a) in arrays.items():
-        p = np.zeros(-(-len(a) // 4) * 4, a.dtype)
-        p[:len(a)] = a
-        out[k] = (ctype, p)
-    return out
+    """Biases padded to a multiple of 4 channels (the kernels read them 4 at a time)."""
+    ctype, a = arrays["bias"]
+    p = np.zeros(-(-len(a) // 4) * 4, a.dtype)
+    p[:len(a)] = a
+    return {**arrays, "bias": (ctype, p)}
 
 
 def _pointwise(step_in, out_idx, pixels, in_c, out_c, w2, rq_fields, rq_arrays, macs) -> Step:

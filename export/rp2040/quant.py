@@ -84,8 +84,8 @@ def clamp_thresholds(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[
         return i32_min, i32_max
     f = lambda a: requantize(a, mult, shift, zp, lo, hi)  # noqa: E731
 
-    def first(pred) -> int:  # smallest acc in [i32_min, i32_max] with pred(acc), i32_max if none
-        a, b = i32_min, i32_max
+    def first(pred) -> int:  # smallest acc in [i32_min, i32_max] with pred(acc), 2^31 if none
+        a, b = i32_min, i32_max + 1
         while a < b:
             mid = (a + b) // 2
             if pred(mid):
@@ -96,4 +96,30 @@ def clamp_thresholds(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[
 
     t_lo = first(lambda a: f(a) > lo)
     t_hi = first(lambda a: f(a) >= hi) - 1
-    return t_lo, max(t_hi, i32_min)
+    return min(t_lo, i32_max), max(t_hi, i32_min)
+
+
+def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[int, ...]:
+    """The nn_rqc_t record (lo, range, m, k_lo, k_hi, neg, sh) of one output channel, see firmware/nn/nn.h.
+
+    For a right shift r >= 1 (S = 31 + r), TFLite's two roundings collapse into one floor (nn_requant):
+    q(acc) = floor((acc*mult + E) / 2^S) for acc >= 0 and the same less 2^31 inside the floor for acc < 0,
+    E = 2^30 + 2^(30+r). Over the unsaturated range [t_lo, t_hi] (clamp_thresholds) no clamp is needed and,
+    with d = acc - t_lo >= 0, q + zp + 256 = floor((d*mult + k) / 2^S), k = t_lo*mult + E + (zp + 256)*2^S >= 0:
+    the +256 keeps the floor positive and leaves the int8 output in its low byte. The kernel needs only the
+    high word of the 64-bit sum, shifted by S - 32. Other channels (left shift, r = 0, huge ranges) are marked
+    sh = -1 and take the generic path."""
+    t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
+    r = -shift
+    rng = max(t_hi - t_lo + 1, 0)
+    generic = 0, 0, mult, shift % 2**32, 0, 0, -1
+    if shift > 0 or r < 1 or rng >= 2**31:
+        return generic
+    if rng and not lo < requantize(t_lo, mult, shift, zp, lo, hi) <= requantize(t_hi, mult, shift, zp, lo, hi) < hi:
+        return generic    # the thresholds were clipped to int32: the range's ends saturate
+    s = 31 + r
+    k = t_lo * mult + (1 << 30) + (1 << (30 + r)) + (zp + 256) * (1 << s)
+    if k < 0 or k + max(rng - 1, 0) * mult >= 2**64:
+        return generic
+    neg = min(max(-t_lo, 0), rng)
+    return t_lo, rng, mult, k % 2**32, k >> 32, neg, s - 32

@@ -8,13 +8,23 @@
 
 #define NN_DW_MAX_TAPS 49 /* depthwise kernels up to 7x7 */
 
-/* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift). */
+/* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (lower.py and
+ * quant.channel_requant explain the fields). acc outside [lo, lo + range) saturates; inside,
+ * out = (int8)((d * m + k) >> (32 + sh)) with d = acc - lo, where k = k_hi:k_lo, less 2^31 when d < neg
+ * (acc < 0: TFLite rounds negative ties the other way). sh < 0 marks a channel that needs the generic
+ * MultiplyByQuantizedMultiplier (mult in m, shift in k_lo); such channels have range 0. */
+typedef struct {
+    int32_t lo;
+    uint32_t range, m, k_lo, k_hi, neg;
+    int32_t sh;
+} nn_rqc_t;
+
+/* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped. */
 typedef struct {
     const int32_t *bias;  /* bias with the input zero point folded in: bias - zp_in * sum(w) */
-    const int32_t *mult;  /* Q31 multipliers */
-    const int8_t *shift;  /* >0: left shift, <0: rounding right shift */
-    const int32_t *clamp_lo, *clamp_hi;  /* acc < clamp_lo -> act_min, acc > clamp_hi -> act_max (exact) */
+    const nn_rqc_t *ch;
     int32_t out_zp, act_min, act_max;
+    int32_t fast;         /* every channel has sh >= 0 */
 } nn_requant_t;
 
 /* CONV_2D and DEPTHWISE_CONV_2D geometry. Padding taps read as the input zero point, so the folded bias

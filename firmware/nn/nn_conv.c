@@ -26,6 +26,9 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, OC = g->out_c;
     const int32_t taps = g->k_h * g->k_w * C, block = taps * 4;
+#if defined(__ARM_ARCH_6M__)
+    const nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max};
+#endif
     for (int oy = 0; oy < g->out_h; oy++) {
         const int iy0 = oy * g->stride_h - g->pad_top;
         const int rows_in = iy0 >= 0 && iy0 + g->k_h <= g->in_h;
@@ -33,6 +36,12 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
             const int ix0 = ox * g->stride_w - g->pad_left;
             const int interior = rows_in && ix0 >= 0 && ix0 + g->k_w <= g->in_w;
             const int8_t *base = interior ? in + (iy0 * g->in_w + ix0) * C : in;
+#if defined(__ARM_ARCH_6M__)
+            if (interior && p->rq.fast) {
+                nn_blocks(&b, base, out);
+                continue;
+            }
+#endif
             const int32_t *w = p->weights;
             for (int o = 0; o < OC; o += 4, w += block) {
                 int32_t acc[4] = {p->rq.bias[o], p->rq.bias[o + 1], p->rq.bias[o + 2], p->rq.bias[o + 3]};

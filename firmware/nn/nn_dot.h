@@ -6,7 +6,21 @@
 
 #include <stdint.h>
 
+#include "nn.h"
+
 #if defined(__ARM_ARCH_6M__)
+/* nn_blocks_m0.S: every output channel of one pixel, y[o] = nn_out(acc_o) with
+ * acc_o = bias[o] + sum_t x[t or offsets[t]] * weights[o/4][t][o%4]. Only for layers whose channels all take
+ * nn_out's fast path (nn_requant_t.fast). The field order is the assembler's. */
+typedef struct {
+    const int32_t *weights;
+    const int32_t *bias;
+    const nn_rqc_t *ch;
+    const int32_t *offsets;  /* NULL: taps are the n bytes from x */
+    int32_t n, oc, act_min, act_max;
+} nn_blocks_t;
+void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y);
+
 /* Cortex-M0+: 8 low registers hold x_end, k, w, x and four weights; accumulators live in high
  * registers. Two steps per branch: 17 cycles per 4 MACs. */
 static inline void nn_dot4(const int8_t *x, const int32_t *w, int32_t n, int32_t acc[4]) {

@@ -70,11 +70,21 @@ static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* One output channel: the compile-time clamp thresholds skip the multiply for saturated outputs. */
+/* One output channel. Saturated accumulators (half of a ReLU layer's) cost a compare; the others a
+ * 16x16-bit long multiplication, exact over the channel's whole unsaturated range. */
 static inline int8_t nn_out(const nn_requant_t *rq, int o, int32_t acc) {
-    if (acc < rq->clamp_lo[o]) return (int8_t)rq->act_min;
-    if (acc > rq->clamp_hi[o]) return (int8_t)rq->act_max;
-    return nn_clamp8(nn_requant(acc, rq->mult[o], rq->shift[o]) + rq->out_zp, rq->act_min, rq->act_max);
+    const nn_rqc_t *c = &rq->ch[o];
+    const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
+    if (d >= c->range) {
+        if (c->sh < 0)
+            return nn_clamp8(nn_requant(acc, (int32_t)c->m, (int32_t)c->k_lo) + rq->out_zp, rq->act_min, rq->act_max);
+        return (int8_t)(acc < c->lo ? rq->act_min : rq->act_max);
+    }
+    const uint32_t dl = d & 0xffffu, dh = d >> 16, ml = c->m & 0xffffu, mh = c->m >> 16;
+    uint64_t v = ((uint64_t)(dh * mh) << 32 | (dl * ml)) + ((uint64_t)(dl * mh + dh * ml) << 16)
+                 + ((uint64_t)c->k_hi << 32 | c->k_lo);
+    if (d < c->neg) v -= 0x80000000u;
+    return (int8_t)(uint8_t)((uint32_t)(v >> 32) >> c->sh);
 }
 
 /* Requantizes up to 4 accumulators of output channels o..o+n-1 (constant arrays are padded to 4). */

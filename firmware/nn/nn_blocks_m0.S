@@ -1,0 +1,217 @@
+/* Cortex-M0+ (ARMv6-M) core of CONV_2D and 1x1/FULLY_CONNECTED: all output channels of one pixel, 4 at a
+ * time, accumulation and requantization with every accumulator in a register. Hand-written because GCC
+ * spills the accumulators and the requantization state on this 8-low-register core (measured 2x slower).
+ * The host builds the C reference in nn_conv.c / nn_pointwise.c instead; both implement nn_out exactly.
+ *
+ * void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y)   (struct in nn_dot.h)
+ * Placed in .time_critical (SRAM): no XIP flash wait states on the hot loop. */
+    .syntax unified
+    .cpu cortex-m0plus
+    .thumb
+
+    .equ B_W, 0          /* nn_blocks_t */
+    .equ B_BIAS, 4
+    .equ B_CH, 8
+    .equ B_OFF, 12
+    .equ B_N, 16
+    .equ B_OC, 20
+    .equ B_MIN, 24
+    .equ B_MAX, 28
+
+    .equ F_X, 0          /* stack frame */
+    .equ F_B, 4
+    .equ F_W, 8
+    .equ F_BIAS, 12
+    .equ F_CH, 16
+    .equ F_REM, 20
+    .equ F_MIN, 24
+    .equ F_MAX, 28
+    .equ F_SIZE, 32
+
+/* One step of the 4-channel dot product: r3 = input, r2 -> 4 int32 weights, accumulators r8..r11. */
+.macro MAC4
+    ldm r2!, {r4, r5, r6, r7}
+    muls r4, r3, r4
+    muls r5, r3, r5
+    muls r6, r3, r6
+    muls r7, r3, r7
+    add r8, r4
+    add r9, r5
+    add r10, r6
+    add r11, r7
+.endm
+
+/* Unsaturated output: r3 = d = acc - lo, r6 -> the record's m. y[j] = (d*m + k) >> (32 + sh), k = k_hi:k_lo
+ * (less 2^31 when neg), from 16x16-bit partial products: dh*mh:dl*ml + (dl*mh + dh*ml) << 16 + k. */
+.macro RQFAST j, neg
+    ldm r6!, {r1, r4, r5}     /* m, k_lo, k_hi; r6 -> neg */
+    .if \neg
+    movs r0, #1
+    lsls r0, r0, #31
+    subs r4, r4, r0
+    movs r0, #0               /* keeps the borrow (MOVS imm leaves C alone) */
+    sbcs r5, r0
+    .endif
+    uxth r0, r3               /* dl */
+    lsrs r3, r3, #16          /* dh */
+    uxth r2, r1               /* ml */
+    lsrs r1, r1, #16          /* mh */
+    mov r12, r2
+    muls r2, r0, r2           /* dl*ml */
+    muls r0, r1, r0           /* dl*mh */
+    muls r1, r3, r1           /* dh*mh */
+    adds r2, r2, r4
+    adcs r1, r5               /* r1:r2 = dh*mh:dl*ml + k */
+    mov r4, r12
+    muls r4, r3, r4           /* dh*ml */
+    adds r0, r0, r4           /* mid < 2^32: d < 2^31, m < 2^31 */
+    lsls r4, r0, #16
+    lsrs r0, r0, #16
+    adds r2, r2, r4
+    adcs r1, r0
+    ldr r0, [r6, #4]          /* sh */
+    lsrs r1, r0
+    strb r1, [r7, #\j]
+    adds r6, #8
+.endm
+
+/* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 28 bytes), advancing r6. */
+.macro RQ acc, j
+    mov r0, \acc
+    ldm r6!, {r1, r2}         /* lo, range; r6 -> m */
+    subs r3, r0, r1
+    cmp r3, r2
+    bhs 8f
+    ldr r2, [r6, #12]         /* neg: d < neg means acc < 0 */
+    cmp r3, r2
+    bcc 7f
+    RQFAST \j, 0
+    b 9f
+7:  RQFAST \j, 1
+    b 9f
+8:  cmp r0, r1                /* saturated: acc < lo -> act_min, else act_max */
+    blt 6f
+    ldr r0, [sp, #F_MAX]
+    b 5f
+6:  ldr r0, [sp, #F_MIN]
+5:  strb r0, [r7, #\j]
+    adds r6, #20
+9:
+.endm
+
+    .section .time_critical.nn_blocks, "ax", %progbits
+    .global nn_blocks
+    .type nn_blocks, %function
+    .thumb_func
+nn_blocks:
+    push {r4, r5, r6, r7, lr}
+    mov r4, r8
+    mov r5, r9
+    mov r6, r10
+    mov r7, r11
+    push {r4, r5, r6, r7}
+    sub sp, #F_SIZE
+    str r1, [sp, #F_X]
+    str r0, [sp, #F_B]
+    ldr r3, [r0, #B_W]
+    str r3, [sp, #F_W]
+    ldr r3, [r0, #B_BIAS]
+    str r3, [sp, #F_BIAS]
+    ldr r3, [r0, #B_CH]
+    str r3, [sp, #F_CH]
+    ldr r3, [r0, #B_OC]
+    str r3, [sp, #F_REM]
+    ldr r3, [r0, #B_MIN]
+    str r3, [sp, #F_MIN]
+    ldr r3, [r0, #B_MAX]
+    str r3, [sp, #F_MAX]
+    mov lr, r2                /* lr: this block's outputs */
+
+.Lblock:
+    ldr r3, [sp, #F_BIAS]
+    ldm r3!, {r4, r5, r6, r7}
+    str r3, [sp, #F_BIAS]
+    mov r8, r4
+    mov r9, r5
+    mov r10, r6
+    mov r11, r7
+    ldr r0, [sp, #F_B]
+    ldr r2, [sp, #F_W]
+    ldr r1, [r0, #B_N]
+    ldr r3, [r0, #B_OFF]
+    ldr r0, [sp, #F_X]
+    cmp r3, #0
+    bne .Ltab
+
+    /* contiguous taps: r0 = x + n, r1 = -n counting up, two steps per branch */
+    adds r0, r0, r1
+    rsbs r1, r1, #0
+    lsls r4, r1, #31          /* odd n: enter at the second step */
+    bne 3f
+1:  ldrsb r3, [r0, r1]
+    MAC4
+    adds r1, #1
+3:  ldrsb r3, [r0, r1]
+    MAC4
+    adds r1, #1
+    bne 1b
+    b .Lrq
+
+    /* window taps through the byte-offset table: r0 = window base, r1 -> offsets, r12 = table end */
+.Ltab:
+    lsls r1, r1, #2
+    adds r1, r1, r3
+    mov r12, r1
+    mov r1, r3
+2:  ldm r1!, {r3}
+    ldrsb r3, [r0, r3]
+    MAC4
+    cmp r1, r12
+    bne 2b
+
+.Lrq:
+    str r2, [sp, #F_W]
+    ldr r6, [sp, #F_CH]
+    mov r7, lr
+    ldr r0, [sp, #F_REM]
+    cmp r0, #4
+    bge .Lfull
+    b .Ltail
+.Lfull:
+    RQ r8, 0
+    RQ r9, 1
+    RQ r10, 2
+    RQ r11, 3
+    str r6, [sp, #F_CH]
+    adds r7, #4
+    mov lr, r7
+    ldr r0, [sp, #F_REM]
+    subs r0, #4
+    str r0, [sp, #F_REM]
+    beq .Lfin                 /* conditional branches reach only 256 bytes */
+    b .Lblock
+.Lfin:
+    b .Ldone
+
+.Ltail:                       /* 1 to 3 channels left */
+    RQ r8, 0
+    ldr r0, [sp, #F_REM]
+    cmp r0, #1
+    bne .Lt1
+    b .Ldone
+.Lt1:
+    RQ r9, 1
+    ldr r0, [sp, #F_REM]
+    cmp r0, #2
+    beq .Ldone
+    RQ r10, 2
+
+.Ldone:
+    add sp, #F_SIZE
+    pop {r4, r5, r6, r7}
+    mov r8, r4
+    mov r9, r5
+    mov r10, r6
+    mov r11, r7
+    pop {r4, r5, r6, r7, pc}
+    .size nn_blocks, . - nn_blocks
