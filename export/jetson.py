@@ -40,7 +40,8 @@ def to_fp16(model):
 
 
 def _tensorrt_qdq(run_dir, qdq_path, float_b1, input_name, size, calib, seed):
-    """The run's QDQ model if TensorRT can parse it, else a TensorRT-compatible re-quantization."""
+    """The run's QDQ model if it follows TensorRT's Q/DQ rules and placement, else a TensorRT-style
+    re-quantization of the float ONNX."""
     given = load_onnx(qdq_path)
     report = qdq.inspect_qdq(given)
     if not report["problems"]:
@@ -81,7 +82,7 @@ def export(run_dir, out_dir, *, target: str = "jetson-orin-nano", seed: int = 0,
         checked = shipped
         metrics["qdq_compute_nodes"] = report["compute_nodes"]
         metrics["qdq_per_channel"] = report["per_channel"]
-    pred = ort_outputs(ort_session(checked, threads), xf).argmax(1)
+    pred = ort_outputs(ort_session(checked, threads, reference=precision == "int8"), xf).argmax(1)
     metrics.update({f"{precision}_onnxruntime_{k}": v for k, v in compare(pred, ref, y).items()})
     metrics["tensorrt_latency_ms"] = trt_engine.status() or "measured after export (see below)"
 
@@ -107,8 +108,10 @@ def _readme(target: str, precision: str, name: str, source: str, metrics: dict) 
                else "JetPack 6.x (TensorRT 10) or JetPack 5.x (TensorRT 8.5+)")
     why = ("The Jetson Nano's Maxwell GPU has no fast INT8 path, so the engine is built in FP16 from this "
            "float ONNX (TensorRT's FP16 flag converts the weights)." if precision == "fp16" else
-           "Orin runs INT8 from the explicit Q/DQ nodes in this ONNX (symmetric, per-channel weights, float bias: "
-           "what TensorRT's parser accepts). No calibrator: implicit calibration is deprecated since TensorRT 10.1.")
+           "Orin runs INT8 from the explicit Q/DQ nodes in this ONNX: symmetric int8 (zero point 0) on the input "
+           "and weights (per output channel) of each Conv and Gemm, float bias, nothing between a Conv and its "
+           "Clip (TensorRT fuses Conv+BN+ReLU6 and requantizes into the next layer's Q), float logits and "
+           "softmax. No calibrator: implicit calibration is deprecated since TensorRT 10.1.")
     return f"""# {target}: TensorRT {precision.upper()}
 
 `{name}` — {source}. Batch is fixed to 1 so TensorRT builds one static-shape engine.
@@ -133,7 +136,10 @@ Inputs: float32 NCHW `[1, 3, H, W]`, pixel / 255 after a bilinear resize (see `m
 
 ## Checked on the build host (onnxruntime, no TensorRT)
 
-The same graph, {"converted to FP16 with onnxconverter-common" if precision == "fp16" else "with its Q/DQ nodes"},
+The same graph, {"converted to FP16 with onnxconverter-common" if precision == "fp16" else
+                  "its Q/DQ nodes run as reference ops (onnxruntime graph optimizations off: int8 rounding and "
+                  "exact products, as TensorRT's int32 accumulators compute; onnxruntime's fused x86 int8 "
+                  "kernels saturate on CPUs without VNNI and would measure the host, not the Orin)"},
 compared with the float student on the test split ({host_note()}):
 
 {metrics_table(metrics)}"""

@@ -1,8 +1,10 @@
-"""Q/DQ placement checks on an ONNX graph, and a TensorRT-compatible re-quantization when they fail.
+"""Q/DQ placement checks on an ONNX graph, and a TensorRT-style re-quantization when they fail.
 
 Hand-written because no maintained library checks TensorRT's Q/DQ rules: INT8 only, every zero point 0
 (symmetric), weights in [-127, 127] per output channel, and no int32 bias DequantizeLinear (TensorRT's
-parser rejects it: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229)."""
+parser rejects it: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229). Placement follows TensorRT's
+explicit-quantization guidance: Q/DQ only on the inputs and weights of weighted layers, so TensorRT fuses
+Conv+BN+ReLU and requantizes in the next layer's Q; the logits and softmax stay float."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +12,7 @@ import onnx
 from onnx import numpy_helper
 
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def _weight_axis(node) -> int:
@@ -34,7 +37,7 @@ def inspect_qdq(model) -> dict:
         return numpy_helper.to_array(inits[name]) if name in inits else None
 
     for node in model.graph.node:
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        if node.op_type not in WEIGHTED_OPS:
             continue
         nodes += 1
         where = f"{node.op_type} {node.name or node.output[0]}"
@@ -74,8 +77,26 @@ def inspect_qdq(model) -> dict:
             problems.append(f"{node.op_type} {node.name}: {zp.dtype} zero point (TensorRT needs int8)")
         elif np.any(zp != 0):
             problems.append(f"{node.op_type} {node.name}: zero point {int(zp.flat[0])} (TensorRT needs 0)")
+    problems += _placement_problems(model, producer)
     return {"compute_nodes": nodes, "per_channel": per_channel and nodes > 0, "problems": problems,
             "qdq_nodes": sum(n.op_type in QUANT_OPS for n in model.graph.node)}
+
+
+def _placement_problems(model, producer) -> list[str]:
+    """Q/DQ where TensorRT wants none: on a weighted layer's output (TensorRT then cannot fuse Conv+BN+ReLU
+    and requantize once, after the activation) and on the graph outputs (int8 logits or probabilities can
+    tie, and the argmax then takes the first)."""
+    problems = []
+    for node in model.graph.node:
+        src = producer.get(node.input[0]) if node.op_type == "QuantizeLinear" else None
+        if src is not None and src.op_type in WEIGHTED_OPS:
+            problems.append(f"{src.op_type} {src.name or src.output[0]}: output is quantized before its "
+                            "activation (Q/DQ belongs on the next layer's input)")
+    for out in model.graph.output:
+        src = producer.get(out.name)
+        if src is not None and src.op_type == "DequantizeLinear":
+            problems.append(f"graph output {out.name} is quantized (keep the logits and softmax float)")
+    return problems
 
 
 class _Reader:
@@ -89,10 +110,13 @@ class _Reader:
 
 
 def quantize_for_tensorrt(float_path, out_path, input_name: str, calib_nchw: np.ndarray) -> None:
-    """Static per-channel INT8 QDQ with symmetric activations and float bias, as TensorRT parses it."""
+    """Static INT8 QDQ as TensorRT wants it: symmetric per-tensor activations and per-channel weights on
+    the inputs of weighted layers only (nothing on their outputs, the activations or the softmax), float bias."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(str(float_path), str(out_path), _Reader(input_name, calib_nchw),
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+                    op_types_to_quantize=list(WEIGHTED_OPS),
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                                   "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS)})

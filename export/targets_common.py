@@ -79,14 +79,19 @@ def to_float_nchw(x_uint8: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x_uint8.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
-def ort_session(model, threads: int = 1):
-    """onnxruntime CPU session from a path or a ModelProto."""
+def ort_session(model, threads: int = 1, reference: bool = False):
+    """onnxruntime CPU session from a path or a ModelProto. `reference` turns graph optimizations off, so Q/DQ
+    nodes run as themselves around float ops (int8 rounding and clamping, exact products): the arithmetic of
+    an int32-accumulating runtime such as TensorRT. Optimized, onnxruntime fuses DQ->Conv->Q into its x86
+    int8 kernels, whose int16 pair sums saturate on AVX2 CPUs without VNNI."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if reference:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     src = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
