@@ -173,10 +173,16 @@ def _emulate(ctx: Context, result: Result, uf2: Path, xq, host_out) -> None:
         result.rows.append(not_run("latency_ms", "latency (rp2040js emulator)", why))
         return
     print(f"[bench] running {uf2.name} in the rp2040js emulator ({len(xq)} inferences)", flush=True)
-    with emulator(uf2) as port:
-        port.wait_for(b"READY", BOOT_TIMEOUT_S)
-        cycles, _ = _run_firmware(ctx, result, Client(port, BOOT_TIMEOUT_S), xq, "emulator",
-                                  host_out[:len(xq)] if host_out is not None else None)
+    port = None
+    try:
+        with emulator(uf2) as port:
+            port.wait_for(b"READY", BOOT_TIMEOUT_S)
+            cycles, _ = _run_firmware(ctx, result, Client(port, BOOT_TIMEOUT_S), xq, "emulator",
+                                      host_out[:len(xq)] if host_out is not None else None)
+    except (UserError, TimeoutError) as e:  # the firmware crashed or hung: a bug, not a user mistake
+        said = (port.stderr if port else "").splitlines()
+        why = next((ln for ln in reversed(said) if "Error" in ln), said[-1] if said else "no output")
+        raise RuntimeError(f"{uf2} failed in the emulator: {e}; emulator: {why.strip()}") from None
     _latency(ctx, result, cycles, "latency (rp2040js emulator)",
              "firmware SysTick count; the emulator models no flash wait states, so real silicon is slower")
 
