@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import UserError
-from .io import atomic_path, ensure_dir, sha256_file, write_json_atomic
+from .io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from .manifest import record_stage
 from .student import QATStudent, Student, StudentConfig, count_macs, count_params, describe, fold_bn
 
@@ -115,9 +116,11 @@ def _optimizer(model, lr, params: TrainParams, steps: int):
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def _save_torch(path: Path, obj) -> None:
+    """Atomic torch.save through memory: a file's zip records would carry the temp name, so equal runs differ."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _load_checkpoint(path: Path, fingerprint: str, log) -> dict | None:
@@ -187,7 +190,7 @@ def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg:
             net, o, s, phase = qat, qopt, qsched, "qat"
         loss = _epoch(net, o, s, images_t, soft_t, labels_t, params, gen, f"{phase} epoch {epoch + 1}/{total}")
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, {
+            _save_torch(checkpoint, {
                 "fingerprint": fingerprint, "epochs_done": epoch + 1, "model": model.state_dict(),
                 "qat": qat.state_dict() if qat is not None else None,
                 "opt": o.state_dict(), "sched": s.state_dict(), "gen": gen.get_state()})
@@ -216,8 +219,7 @@ def load_qat(path: Path) -> QATStudent:
 
 
 def _save_model(path: Path, model, cfg: StudentConfig) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"config": cfg.to_dict(), "state_dict": model.state_dict()}, tmp)
+    _save_torch(path, {"config": cfg.to_dict(), "state_dict": model.state_dict()})
 
 
 # ---- stage glue ----

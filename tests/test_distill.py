@@ -162,6 +162,10 @@ def test_distill_stage_writes_contract_files(tmp_path):
     assert 0.0 <= metrics["student_float_acc"] <= 1.0 and 0.0 <= metrics["teacher_student_agreement"] <= 1.0
     model = distill.load_float(run / "student" / "student_float.pt")
     assert model.cfg == CFG
+    first = {n: (run / "student" / n).read_bytes() for n in ("student_float.pt", "student_qat.pt")}
+    (run / "student" / "checkpoint.pt").unlink()  # retrain from scratch: same seed, same bytes
+    distill.run(_tiny_run.stage_args(run))
+    assert all((run / "student" / n).read_bytes() == b for n, b in first.items())
 
 
 def test_distill_stage_user_errors(tmp_path):
