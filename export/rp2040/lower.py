@@ -122,8 +122,10 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                 wt = w.data.reshape(kh * kw, in_c).T.copy()                      # [C][KH*KW]
                 rq_fields, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
                                                 out_c, z_in, wt.astype(np.int64).sum(1))
+                offsets = (np.arange(kh)[:, None] * in_w * in_c + np.arange(kw)[None, :] * in_c).reshape(-1)
                 steps.append(Step("dwconv", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int8_t", wt), **rq_arrays}, out_h * out_w * out_c * kh * kw))
+                                  {"weights": ("int32_t", _blocks4(wt)), "offsets": ("int32_t", offsets.astype(np.int32)),
+                                   **_pad4(rq_arrays)}, out_h * out_w * out_c * kh * kw))
                 continue
             w2 = w.data.reshape(out_c, -1)
             rq_fields, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,

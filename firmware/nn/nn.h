@@ -53,10 +53,12 @@ typedef struct {
     nn_requant_t rq;
 } nn_pointwise_t;
 
-/* DEPTHWISE_CONV_2D, depth multiplier 1, kernels up to NN_DW_MAX_TAPS taps. Weights [C][k_h*k_w] (transposed at compile time). */
+/* DEPTHWISE_CONV_2D, depth multiplier 1, kernels up to NN_DW_MAX_TAPS taps. Weights widened to int32 and
+ * grouped by 4 channels: [ceil(C/4)][k_h*k_w][4] (zero-padded), the layout nn_blocks streams through. */
 typedef struct {
     nn_geom_t g;
-    const int8_t *weights;
+    const int32_t *weights;
+    const int32_t *offsets;  /* [k_h*k_w] byte offset of each tap from the window's first byte */
     nn_requant_t rq;
 } nn_dwconv_t;
 

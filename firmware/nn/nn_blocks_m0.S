@@ -4,6 +4,7 @@
  * The host builds the C reference in nn_conv.c / nn_pointwise.c instead; both implement nn_out exactly.
  *
  * void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y)   (struct in nn_dot.h)
+ * Depthwise mode (b->dw): channel c reads input channel c; the 4 inputs of a block come in one word.
  * Placed in .time_critical (SRAM): no XIP flash wait states on the hot loop. */
     .syntax unified
     .cpu cortex-m0plus
@@ -17,6 +18,7 @@
     .equ B_OC, 20
     .equ B_MIN, 24
     .equ B_MAX, 28
+    .equ B_DW, 32
 
     .equ F_X, 0          /* stack frame */
     .equ F_B, 4
@@ -26,7 +28,8 @@
     .equ F_REM, 20
     .equ F_MIN, 24
     .equ F_MAX, 28
-    .equ F_SIZE, 32
+    .equ F_Y, 32
+    .equ F_SIZE, 40
 
 /* One step of the 4-channel dot product: r3 = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4
@@ -125,7 +128,7 @@ nn_blocks:
     str r3, [sp, #F_MIN]
     ldr r3, [r0, #B_MAX]
     str r3, [sp, #F_MAX]
-    mov lr, r2                /* lr: this block's outputs */
+    str r2, [sp, #F_Y]
 
 .Lblock:
     ldr r3, [sp, #F_BIAS]
@@ -138,6 +141,9 @@ nn_blocks:
     ldr r0, [sp, #F_B]
     ldr r2, [sp, #F_W]
     ldr r1, [r0, #B_N]
+    ldr r3, [r0, #B_DW]
+    cmp r3, #0
+    bne .Ldw
     ldr r3, [r0, #B_OFF]
     ldr r0, [sp, #F_X]
     cmp r3, #0
@@ -168,11 +174,45 @@ nn_blocks:
     MAC4
     cmp r1, r12
     bne 2b
+    b .Lrq
+
+    /* depthwise: channel j of the block reads byte j of the word at each tap, x advances 4 channels a block:
+     * r12 = window base, r1 -> offsets, lr = table end, r3 = the 4 inputs, r0 = one of them */
+.Ldw:
+    ldr r3, [r0, #B_OFF]
+    lsls r1, r1, #2
+    adds r1, r1, r3
+    mov lr, r1
+    mov r1, r3
+    ldr r0, [sp, #F_X]
+    mov r12, r0
+    adds r0, #4
+    str r0, [sp, #F_X]
+4:  ldm r1!, {r3}
+    add r3, r12
+    ldr r3, [r3, #0]
+    ldm r2!, {r4, r5, r6, r7}
+    sxtb r0, r3
+    muls r4, r0, r4
+    add r8, r4
+    lsls r0, r3, #16
+    asrs r0, r0, #24
+    muls r5, r0, r5
+    add r9, r5
+    lsls r0, r3, #8
+    asrs r0, r0, #24
+    muls r6, r0, r6
+    add r10, r6
+    asrs r0, r3, #24
+    muls r7, r0, r7
+    add r11, r7
+    cmp r1, lr
+    bne 4b
 
 .Lrq:
     str r2, [sp, #F_W]
     ldr r6, [sp, #F_CH]
-    mov r7, lr
+    ldr r7, [sp, #F_Y]
     ldr r0, [sp, #F_REM]
     cmp r0, #4
     bge .Lfull
@@ -184,7 +224,7 @@ nn_blocks:
     RQ r11, 3
     str r6, [sp, #F_CH]
     adds r7, #4
-    mov lr, r7
+    str r7, [sp, #F_Y]
     ldr r0, [sp, #F_REM]
     subs r0, #4
     str r0, [sp, #F_REM]

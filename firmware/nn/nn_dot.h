@@ -18,6 +18,7 @@ typedef struct {
     const nn_rqc_t *ch;
     const int32_t *offsets;  /* NULL: taps are the n bytes from x */
     int32_t n, oc, act_min, act_max;
+    int32_t dw;              /* depthwise: tap t of channel o reads x[offsets[t] + o]; word-aligned, oc % 4 == 0 */
 } nn_blocks_t;
 void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y);
 
