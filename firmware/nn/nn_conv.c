@@ -22,12 +22,34 @@ static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, 
     }
 }
 
+#if defined(__ARM_ARCH_6M__)
+#define DW_MAX_C 256
+#define CONV_MAX_TAPS 128
+/* Border windows point their padded taps at a row of zero points, so nn_blocks needs no bounds checks. */
+static int8_t zp_row[DW_MAX_C] __attribute__((aligned(4)));
+
+/* The taps of a border window as offsets from its origin `base`: padded taps land in zp_row. */
+static void border_offsets(const nn_geom_t *g, const int32_t *offsets, int per_tap, int iy0, int ix0,
+                           uintptr_t base, int32_t *off) {
+    for (int ky = 0, t = 0; ky < g->k_h; ky++) {
+        for (int kx = 0; kx < g->k_w; kx++) {
+            const int iy = iy0 + ky, ix = ix0 + kx;
+            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+            for (int c = 0; c < per_tap; c++, t++) off[t] = inside ? offsets[t] : (int32_t)((uintptr_t)zp_row - base);
+        }
+    }
+}
+#endif
+
 void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, OC = g->out_c;
     const int32_t taps = g->k_h * g->k_w * C, block = taps * 4;
 #if defined(__ARM_ARCH_6M__)
-    const nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0};
+    nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0};
+    int32_t off[CONV_MAX_TAPS];
+    const int border_fast = p->rq.fast && taps <= CONV_MAX_TAPS;
+    zp_row[0] = (int8_t)g->in_zp;
 #endif
     for (int oy = 0; oy < g->out_h; oy++) {
         const int iy0 = oy * g->stride_h - g->pad_top;
@@ -38,7 +60,15 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
             const int8_t *base = interior ? in + (iy0 * g->in_w + ix0) * C : in;
 #if defined(__ARM_ARCH_6M__)
             if (interior && p->rq.fast) {
+                b.offsets = p->offsets;
                 nn_blocks(&b, base, out);
+                continue;
+            }
+            if (border_fast) {
+                const uintptr_t origin = (uintptr_t)in + (uintptr_t)(intptr_t)((iy0 * g->in_w + ix0) * C);
+                border_offsets(g, p->offsets, C, iy0, ix0, origin, off);
+                b.offsets = off;
+                nn_blocks(&b, (const int8_t *)origin, out);
                 continue;
             }
 #endif
@@ -75,12 +105,6 @@ static void dw_pixel(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, i
     }
 }
 
-#if defined(__ARM_ARCH_6M__)
-#define DW_MAX_C 256
-/* Border windows point their padded taps at a row of zero points, so nn_blocks needs no bounds checks. */
-static int8_t zp_row[DW_MAX_C] __attribute__((aligned(4)));
-#endif
-
 void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c;
@@ -101,13 +125,7 @@ void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
                 const uintptr_t base = (uintptr_t)in + (uintptr_t)(intptr_t)((iy0 * g->in_w + ix0) * C);
                 b.offsets = p->offsets;
                 if (iy0 < 0 || iy0 + g->k_h > g->in_h || ix0 < 0 || ix0 + g->k_w > g->in_w) {
-                    for (int ky = 0, t = 0; ky < g->k_h; ky++) {
-                        for (int kx = 0; kx < g->k_w; kx++, t++) {
-                            const int iy = iy0 + ky, ix = ix0 + kx;
-                            off[t] = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w
-                                         ? p->offsets[t] : (int32_t)((uintptr_t)zp_row - base);
-                        }
-                    }
+                    border_offsets(g, p->offsets, 1, iy0, ix0, base, off);
                     b.offsets = off;
                 }
                 nn_blocks(&b, (const int8_t *)base, out);
