@@ -69,13 +69,14 @@ def test_orin_qdq_is_tensorrt_ready(orin):
     consumers = {}
     for n in model.graph.node:
         for i in n.input:
-            consumers.setdefault(i, []).append(n.op_type)
+            consumers.setdefault(i, []).append(n)
     acts = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert len(acts) == len(compute)
     for q in acts:
         assert producer.get(q.input[0]) is None or producer[q.input[0]].op_type not in qdq.WEIGHTED_OPS
-        (dq_out,) = [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]]
-        assert set(consumers[dq_out]) <= {"Conv", "Gemm"}
+        (dq,) = consumers[q.output[0]]
+        assert dq.op_type == "DequantizeLinear"
+        assert {n.op_type for n in consumers[dq.output[0]]} <= {"Conv", "Gemm"}
     assert producer[model.graph.output[0].name].op_type == "Gemm"
 
 
