@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 # Bump when the look of the images changes, so cached data sets are regenerated.
-VERSION = 3
+VERSION = 4
 
 CLASSES = ("basic", "burnt", "combined", "mixed", "progression", "segment")
 
@@ -148,13 +148,13 @@ def _bake_field(rng, cls: str, u, v, d, phi, h, w) -> np.ndarray:
             r = math.sqrt(rng.random()) * 0.85
             a = rng.uniform(0, 2 * np.pi)
             su, sv = r * math.cos(a), r * math.sin(a)
-            rad = rng.uniform(0.07, 0.2)
+            rad = rng.uniform(0.09, 0.2)
             dist = np.sqrt((u - su) ** 2 + (v - sv) ** 2) / rad + 0.35 * n_hi
             spots = np.maximum(spots, np.clip(1.3 - dist, 0, 1) ** 0.7)
-        return b + spots * rng.uniform(0.9, 1.2)
+        return b + spots * rng.uniform(1.0, 1.3)
     if cls == "mixed":
         pale = fractal_noise(rng, h, w, base=rng.integers(2, 5), octaves=3)
-        thr = rng.uniform(-0.35, -0.05)
+        thr = rng.uniform(-0.35, -0.1)
         mask = np.clip((pale - thr) * 6, 0, 1)
         return b * (1 - mask) + (rng.uniform(0.0, 0.12) + 0.05 * n_hi) * mask
     if cls == "progression":
@@ -296,7 +296,7 @@ def render(seed: int, cls: str, index: int, size: int = 128) -> tuple[np.ndarray
 
     n_fine = fractal_noise(rng, h, w, base=32, octaves=2)
     # Cheese: mottled melt, browned bubbles on any bake, sauce showing through in patches.
-    cheese_b = b + 0.12 * n_fine + 0.6 * np.clip(n_bub - 0.3, 0, None)
+    cheese_b = b + 0.12 * n_fine + 0.4 * np.clip(n_bub - 0.3, 0, None)
     cheese = _ramp(cheese_b, _CHEESE) * (1 + 0.10 * n_tex + 0.06 * n_fine)[..., None]
     sauce_amt = np.clip((fractal_noise(rng, h, w, base=6, octaves=3) - rng.uniform(0.1, 0.5)) * 3, 0, 1)
     sauce_col = np.float32([0.70, 0.20, 0.08]) * np.clip(1.25 - 0.55 * b, 0.2, 1)[..., None]

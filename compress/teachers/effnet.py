@@ -73,7 +73,7 @@ class EffNetLite0Teacher(Teacher):
     name = "effnet-lite0"
     trainable = True
 
-    def __init__(self, classes, work_dir, *, image_size: int = 128, hidden: int = 256, epochs: int = 60,
+    def __init__(self, classes, work_dir, *, image_size: int = 128, hidden: int = 256, epochs: int = 25,
                  batch_size: int = 64, lr: float = 1e-3, seed: int = 0, threads: int = 2):
         if image_size < 32:
             raise UserError(f"--teacher-size must be at least 32, got {image_size}")
@@ -191,7 +191,7 @@ class EffNetLite0Teacher(Teacher):
 def add_arguments(g) -> None:
     g.add_argument("--teacher-size", type=int, default=128, help="effnet-lite0 input side in pixels (default 128)")
     g.add_argument("--teacher-hidden", type=int, default=256, help="effnet-lite0 head hidden units (default 256)")
-    g.add_argument("--teacher-epochs", type=int, default=60, help="effnet-lite0 head training epochs (default 60)")
+    g.add_argument("--teacher-epochs", type=int, default=25, help="effnet-lite0 head training epochs (default 25)")
     g.add_argument("--teacher-batch", type=int, default=64, help="effnet-lite0 batch size (default 64)")
     g.add_argument("--teacher-lr", type=float, default=1e-3, help="effnet-lite0 head learning rate (default 1e-3)")
     g.add_argument("--teacher-threads", type=int, default=2, help="torch CPU threads for the teacher (default 2)")
