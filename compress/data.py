@@ -142,12 +142,13 @@ def _cached(run_dir: Path, source: dict) -> dict | None:
     return d
 
 
-def _generate(args, run_dir: Path, classes: list[str]) -> dict:
+def _generate(args, run_dir: Path, classes: list[str]) -> tuple[dict, float | None]:
+    """The dataset manifest and the images per second generated now (None when the cached set is reused)."""
     source = _procedural_source(args)
     cached = _cached(run_dir, source)
     if cached is not None:
         print(f"data: {len(cached['items'])} procedural images already in {run_dir / 'data'}; skipping generation")
-        return cached
+        return cached, None
     counts = source["per_class"]
     n_per_class = sum(counts.values())
     data_dir = ensure_dir(run_dir / "data")
@@ -183,8 +184,8 @@ def _generate(args, run_dir: Path, classes: list[str]) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     for it, h in zip(items, hashes):
         it["sha256"] = h
-    source = dict(source, generated_seconds=round(elapsed, 3), images_per_second=round(len(jobs) / elapsed, 1))
-    return {"classes": classes, "source": source, "items": items}
+    # Timings go to the stage metrics, not dataset.json: equal inputs must give byte-identical files.
+    return {"classes": classes, "source": source, "items": items}, round(len(jobs) / elapsed, 1)
 
 
 # --- user ImageFolder ---------------------------------------------------------------------------------
@@ -283,7 +284,7 @@ def _parse_classes(text: str | None) -> list[str] | None:
 def run(args) -> dict:
     run_dir = Path(args.run)
     wanted = _parse_classes(args.classes)
-    t0 = time.perf_counter()
+    t0, rate = time.perf_counter(), None
     if args.data is None:
         if wanted is not None and set(wanted) != set(procedural.CLASSES):
             raise UserError(f"--classes {wanted} does not match the procedural classes {list(procedural.CLASSES)}; "
@@ -293,7 +294,7 @@ def run(args) -> dict:
                 raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
         if args.data_train < 1:
             raise UserError("--data-train must be at least 1")
-        manifest = _generate(args, run_dir, list(procedural.CLASSES))
+        manifest, rate = _generate(args, run_dir, list(procedural.CLASSES))
     else:
         manifest = _index_folder(args, wanted)
     out = run_dir / "data" / "dataset.json"
@@ -301,8 +302,8 @@ def run(args) -> dict:
     counts = {s: sum(1 for it in manifest["items"] if it["split"] == s) for s in SPLITS}
     metrics = {"data_images": len(manifest["items"]), "data_classes": len(manifest["classes"]),
                **{f"data_{s}": n for s, n in counts.items()}}
-    if manifest["source"]["kind"] == "procedural" and "images_per_second" in manifest["source"]:
-        metrics["data_images_per_second"] = manifest["source"]["images_per_second"]
+    if rate is not None:
+        metrics["data_images_per_second"] = rate
     if manifest["source"]["kind"] == "imagefolder":
         metrics["data_skipped_unreadable"] = manifest["source"]["skipped_unreadable"]
     metrics["data_seconds"] = round(time.perf_counter() - t0, 3)
