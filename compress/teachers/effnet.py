@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..io import atomic_path, ensure_dir, sha256_file, write_json_atomic
+from ..io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from .base import Teacher
 
 # Input normalisation of the TF-trained Lite models: (x - 127) / 128.
 _MEAN, _STD = 127.0, 128.0
-FIT_VERSION = 3  # bump when the fitting recipe changes: saved heads are then refitted
+FIT_VERSION = 4  # bump when the fitting recipe changes: saved heads are then refitted
 
 
 def _backbone() -> torch.nn.Module:
@@ -120,8 +120,9 @@ class EffNetLite0Teacher(Teacher):
     def _save(self, data_key: str, metrics: dict) -> None:
         ensure_dir(self.work_dir)
         w_path = self.work_dir / "head.pt"
-        with atomic_path(w_path) as tmp:
-            torch.save(self.head.state_dict(), tmp)
+        buf = io.BytesIO()  # through memory: saved to a file, the zip records would carry the temp file's name
+        torch.save(self.head.state_dict(), buf)
+        write_bytes_atomic(w_path, buf.getvalue())
         self._weights_sha = sha256_file(w_path)
         write_json_atomic(self.work_dir / "config.json",
                           {"config": self._config(data_key), "weights_sha256": self._weights_sha, "metrics": metrics})
@@ -150,7 +151,10 @@ class EffNetLite0Teacher(Teacher):
         f_val_m = self._features(val_images[:, :, ::-1], "teacher: backbone features (val, mirrored)")
         y_train = torch.as_tensor(np.concatenate([train_labels, train_labels]), dtype=torch.long)
         y_val = torch.as_tensor(val_labels, dtype=torch.long)
-        torch.manual_seed(hp["seed"])
+        torch.manual_seed(hp["seed"])  # dropout masks, and the head's initial weights just below
+        for layer in self.head.mlp:
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
         gen = torch.Generator().manual_seed(hp["seed"])
         self.head.mean.copy_(f_train.mean(0))
         self.head.scale.copy_(f_train.std(0, correction=0) + 1e-3)
