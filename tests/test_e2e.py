@@ -1,0 +1,73 @@
+"""The default pipeline end to end, as `make all` runs it, checked against issue 2's acceptance bars."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, timeout=1800):
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return r
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[Path, str]:
+    run = tmp_path_factory.mktemp("e2e") / "default"
+    r = _run("-m", "compress", "all", "--run", str(run), "--seed", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run, r.stdout
+
+
+def test_summary_table_and_budgets(default_run):
+    run, stdout = default_run
+    for label in ("teacher test accuracy", "student float accuracy", "student INT8 accuracy (TFLite-Micro)",
+                  "teacher-student agreement", "INT8 model bytes", "TFLite-Micro arena bytes", "MACs"):
+        assert label in stdout
+    m = json.loads((run / "manifest.json").read_text())["metrics"]
+    tflite = run / "quant" / "model_int8.tflite"
+    assert m["model_bytes"] == tflite.stat().st_size
+    assert m["student_int8_acc"] >= 0.95
+    assert 100 * (m["student_float_acc"] - m["student_int8_acc"]) <= 1.0
+    assert m["model_bytes"] <= 64 * 1024
+    assert m["arena_bytes"] <= 96 * 1024
+    assert m["tflm_vs_ref_max_lsb"] <= 1
+
+
+def test_same_seed_gives_identical_tflite(default_run, tmp_path):
+    """Re-train the student from the same data and soft labels: the .tflite must be the same bytes."""
+    run, _ = default_run
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copytree(run / "data", again / "data")
+    shutil.copytree(run / "teacher", again / "teacher")
+    for stage in ("distill", "quantize"):
+        r = _run("-m", "compress", stage, "--run", str(again), "--seed", "0")
+        assert r.returncode == 0, r.stderr[-3000:]
+    a = (run / "quant" / "model_int8.tflite").read_bytes()
+    b = (again / "quant" / "model_int8.tflite").read_bytes()
+    assert a == b
+
+
+def test_rp2040_benchmark_passes(default_run, tmp_path):
+    run, _ = default_run
+    r = _run("-m", "benchmarks.run", "--target", "rp2040", "--run", str(run), "--build-dir", str(tmp_path / "fw"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads((run / "bench" / "rp2040" / "report.json").read_text())
+    assert report["passed"] and report["verdict"].startswith("PASS")
+    measured = {row["metric"] for row in report["rows"] if row["status"] == "PASS"}
+    assert {"latency_ms", "flash_bytes", "ram_bytes", "model_bytes"} <= measured, measured
+
+
+def test_jetson_nano_here_reports_tensorrt_not_run(default_run):
+    run, _ = default_run
+    r = _run("-m", "benchmarks.run", "--target", "jetson-nano", "--run", str(run))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "not run: TensorRT not installed" in r.stdout
