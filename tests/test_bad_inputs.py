@@ -152,6 +152,19 @@ def test_wrong_data_folders_are_refused(tmp_path, case):
     assert_refused(r, match, run / "data" / "dataset.json")
 
 
+@pytest.mark.parametrize("stage", ["data", "all"])
+def test_unwritable_output_folder_is_refused(tmp_path, stage):
+    """Tests run as root, where permission bits do not stop writes: a run folder under a regular file cannot be
+    created by anyone."""
+    _png(tmp_path / "photos" / "cats" / "a.png", _rgb(1))
+    _png(tmp_path / "photos" / "dogs" / "a.png", _rgb(2))
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"x")
+    r = cli("compress", stage, "--run", blocker / "run", "--data", tmp_path / "photos")
+    assert_refused(r, "cannot create output folder")
+    assert blocker.read_bytes() == b"x"
+
+
 # --- corrupted model files --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
