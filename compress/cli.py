@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, one_line_errors
 
 # Stage name -> (module, one-line help). Modules are imported only when their stage is used,
 # so `--help` and light stages do not pay for torch/tensorflow start-up.
@@ -98,25 +98,23 @@ def main(argv=None) -> int:
     if args.stage is None:
         parser.print_help()
         return 2
-    try:
-        if args.stage == "export":
-            metrics = _run_export(args)
-        elif args.stage == "all":
-            metrics, t0 = {}, time.monotonic()
-            for name in PIPELINE:
-                print(f"== {name} ==", flush=True)
-                metrics.update(_stage_module(name).run(args) or {})
-            print(f"\npipeline finished in {time.monotonic() - t0:.0f} s; run folder {args.run}\n")
-            print(summary_table(metrics))
-        else:
-            metrics = _stage_module(args.stage).run(args) or {}
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume from the cache/checkpoint", file=sys.stderr)
-        return 130
-    if args.stage not in ("all",) and metrics:
-        for k, v in metrics.items():
-            print(f"{k}: {v}")
+    return _dispatch(args)
+
+
+@one_line_errors("interrupted: re-run the same command to resume from the cache/checkpoint")
+def _dispatch(args) -> int:
+    if args.stage == "export":
+        metrics = _run_export(args)
+    elif args.stage == "all":
+        metrics, t0 = {}, time.monotonic()
+        for name in PIPELINE:
+            print(f"== {name} ==", flush=True)
+            metrics.update(_stage_module(name).run(args) or {})
+        print(f"\npipeline finished in {time.monotonic() - t0:.0f} s; run folder {args.run}\n")
+        print(summary_table(metrics))
+        return 0
+    else:
+        metrics = _stage_module(args.stage).run(args) or {}
+    for k, v in metrics.items():
+        print(f"{k}: {v}")
     return 0

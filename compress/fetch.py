@@ -22,7 +22,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
+from .errors import UserError, one_line_errors
 from .io import ensure_dir
 
 FORMAT = "pizza-edge-release/1"
@@ -222,6 +222,7 @@ def _list(manifest: dict) -> None:
               f"benchmark: {t.get('benchmark', {}).get('verdict', 'not recorded')}")
 
 
+@one_line_errors("interrupted: nothing was unpacked")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m compress.fetch", description=__doc__.splitlines()[0].split(": ", 1)[1])
     add_arguments(p)
@@ -229,18 +230,11 @@ def main(argv=None) -> int:
     if not args.list and not args.target:
         p.error("--target is required (or --list)")
     args.source = re.sub(r"/?manifest\.json$", "", args.source) or "."  # the manifest's own address works too
-    try:
-        if args.list:
-            _list(read_manifest(args.source, args.timeout, args.manifest_sha256))
-            return 0
-        dest, manifest = fetch(args.source, args.target, args.dest, timeout=args.timeout,
-                               pin=args.manifest_sha256, force=args.force)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was unpacked", file=sys.stderr)
-        return 130
+    if args.list:
+        _list(read_manifest(args.source, args.timeout, args.manifest_sha256))
+        return 0
+    dest, manifest = fetch(args.source, args.target, args.dest, timeout=args.timeout,
+                           pin=args.manifest_sha256, force=args.force)
     files = manifest["targets"][args.target]["files"]
     print(f"verified {len(files)} files (sha256) of {args.target} -> {dest}")
     return 0

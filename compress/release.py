@@ -16,7 +16,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, one_line_errors
 from .fetch import FORMAT
 from .io import read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
 
@@ -311,17 +311,14 @@ def run(args) -> dict:
     return metrics
 
 
+@one_line_errors()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m compress.release", description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, default=Path("artifacts/default"),
                    help="run folder (default: artifacts/default)")
     add_arguments(p)
     args = p.parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    run(args)
     return 0
 
 

@@ -5,11 +5,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from compress.errors import UserError
+from compress.errors import one_line_errors
 
 from . import EXPORTERS
 
 
+@one_line_errors("interrupted: nothing was written; re-run the same command")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export",
                                 description="Write a device's deployable artifacts and README to R/export/<target>/, "
@@ -27,15 +28,8 @@ def main(argv=None) -> int:
     if args.calib < 1 or args.threads < 1 or args.runs < 1:
         p.error("--calib, --threads and --runs must be >= 1")
     out = args.out or args.run / "export" / args.target
-    try:
-        metrics = EXPORTERS[args.target](args.run, out, seed=args.seed, calib=args.calib, threads=args.threads,
-                                         runs=args.runs)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written; re-run the same command", file=sys.stderr)
-        return 130
+    metrics = EXPORTERS[args.target](args.run, out, seed=args.seed, calib=args.calib, threads=args.threads,
+                                     runs=args.runs)
     for k, v in metrics.items():
         print(f"{k}: {v}")
     print(f"wrote {out}")

@@ -6,7 +6,6 @@ import re
 import shutil
 import struct
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 

@@ -8,12 +8,11 @@ image tokens, forward pass) on a machine without the multi-GB weights. Its answe
 from __future__ import annotations
 
 import argparse
-import sys
 import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, one_line_errors
 from ..io import ensure_dir
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -85,6 +84,7 @@ def build(out: Path, classes, image_size: int = 56, seed: int = 0) -> Path:
     return out
 
 
+@one_line_errors()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m compress.teachers.tiny_qwen_vl", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="folder to write the checkpoint to")
@@ -93,11 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=56, help="image side the processor keeps (multiple of 28)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    try:
-        print(build(args.out, args.classes, args.image_size, args.seed))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    print(build(args.out, args.classes, args.image_size, args.seed))
     return 0
 
 

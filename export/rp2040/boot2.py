@@ -11,7 +11,7 @@ import struct
 import sys
 from pathlib import Path
 
-from compress.errors import UserError
+from compress.errors import UserError, one_line_errors
 from compress.io import write_text_atomic
 
 BOOT2_BYTES = 256
@@ -44,18 +44,15 @@ def to_asm(image: bytes) -> str:
     return "\n".join(lines) + "\n"
 
 
+@one_line_errors()
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("code", type=Path, help="raw boot2 code (objcopy -O binary)")
     ap.add_argument("out", type=Path, help="assembly file holding the padded 256-byte boot2")
     args = ap.parse_args(argv)
-    try:
-        if not args.code.is_file():
-            raise UserError(f"boot2 binary not found: {args.code}")
-        write_text_atomic(args.out, to_asm(pad_boot2(args.code.read_bytes())))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not args.code.is_file():
+        raise UserError(f"boot2 binary not found: {args.code}")
+    write_text_atomic(args.out, to_asm(pad_boot2(args.code.read_bytes())))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError
+from compress.errors import UserError, one_line_errors
 from compress.io import ensure_dir, write_json_atomic, write_text_atomic
 
 from . import tflite_graph
@@ -165,6 +165,7 @@ def compile_file(tflite: str | Path, out_dir: str | Path, class_names: list[str]
     return compiled.summary
 
 
+@one_line_errors()
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.rp2040.compile",
                                  description="Compile a full-INT8 .tflite into model.c/model.h for firmware/nn.")
@@ -172,12 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder for model.c, model.h, model_plan.json")
     ap.add_argument("--class-names", default=None, help="comma-separated class names (default class_0..)")
     args = ap.parse_args(argv)
-    try:
-        names = args.class_names.split(",") if args.class_names else None
-        s = compile_file(args.tflite, args.out, names)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    names = args.class_names.split(",") if args.class_names else None
+    s = compile_file(args.tflite, args.out, names)
     print(f"wrote {args.out}/model.c, model.h: {len(s['steps'])} kernel calls, {s['macs']:,} MACs, "
           f"arena {s['arena_bytes']:,} B, weights+constants {s['weight_bytes']:,} B")
     return 0

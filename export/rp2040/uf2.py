@@ -12,7 +12,7 @@ import struct
 import sys
 from pathlib import Path
 
-from compress.errors import UserError
+from compress.errors import UserError, one_line_errors
 from compress.io import write_bytes_atomic
 
 MAGIC_START0 = 0x0A324655  # "UF2\n"
@@ -101,6 +101,7 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
+@one_line_errors()
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.rp2040.uf2", description="RP2040 UF2 writer and validator")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -110,19 +111,15 @@ def main(argv=None) -> int:
     c = sub.add_parser("check", help="validate a .uf2 for the RP2040")
     c.add_argument("uf2", type=Path)
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "write":
-            data = write_uf2(_read(args.bin))
-            read_uf2(data)
-            write_bytes_atomic(args.uf2, data)
-            print(f"wrote {args.uf2} ({len(data) // BLOCK_BYTES} blocks)")
-        else:
-            blocks = read_uf2(_read(args.uf2))
-            lo, hi = min(blocks), max(blocks) + PAYLOAD_BYTES
-            print(f"ok: {args.uf2}: {len(blocks)} blocks, 0x{lo:08x}-0x{hi:08x}, family 0x{RP2040_FAMILY_ID:08x}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.cmd == "write":
+        data = write_uf2(_read(args.bin))
+        read_uf2(data)
+        write_bytes_atomic(args.uf2, data)
+        print(f"wrote {args.uf2} ({len(data) // BLOCK_BYTES} blocks)")
+    else:
+        blocks = read_uf2(_read(args.uf2))
+        lo, hi = min(blocks), max(blocks) + PAYLOAD_BYTES
+        print(f"ok: {args.uf2}: {len(blocks)} blocks, 0x{lo:08x}-0x{hi:08x}, family 0x{RP2040_FAMILY_ID:08x}")
     return 0
 
 
