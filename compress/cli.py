@@ -67,9 +67,11 @@ def _build_parser(stage: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def _fmt(value, kind: str) -> str:
+def format_metric(value, kind: str) -> str:
     if value is None:
         return "not run"
+    if isinstance(value, str):
+        return value
     if kind == "pct":
         return f"{100.0 * value:.2f} %"
     return f"{int(value):,}"
@@ -78,7 +80,7 @@ def _fmt(value, kind: str) -> str:
 def summary_table(metrics: dict) -> str:
     width = max(len(r[0]) for r in SUMMARY_ROWS)
     lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  {'-' * 12}"]
-    lines += [f"{label.ljust(width)}  {_fmt(metrics.get(key), kind)}" for label, key, kind in SUMMARY_ROWS]
+    lines += [f"{label.ljust(width)}  {format_metric(metrics.get(key), kind)}" for label, key, kind in SUMMARY_ROWS]
     return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 pipeline or the benchmark harness measured, and every gap says why it is a gap."""
 from __future__ import annotations
 
+from .cli import SUMMARY_ROWS, format_metric
+
 # The bake classes of the default data set; a user's own classes are listed by name only.
 CLASS_MEANINGS = {
     "basic": "evenly baked, golden crust and cheese, no char",
@@ -11,18 +13,6 @@ CLASS_MEANINGS = {
     "progression": "browning that grows from one edge to the other (heat gradient)",
     "segment": "one sector (slice) sharply charred, the rest fine",
 }
-PIPELINE_ROWS = (
-    ("teacher test accuracy", "teacher_test_acc", "frac"),
-    ("student float accuracy", "student_float_acc", "frac"),
-    ("student INT8 accuracy (TFLite-Micro)", "student_int8_acc", "frac"),
-    ("teacher-student agreement", "teacher_student_agreement", "frac"),
-    ("INT8 model bytes", "model_bytes", "int"),
-    ("TFLite-Micro arena bytes", "arena_bytes", "int"),
-    ("MACs", "macs", "int"),
-    ("parameters", "params", "int"),
-)
-
-
 def _num(value, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -81,11 +71,8 @@ def render(manifest: dict) -> str:
               f"{q['scale']}, zero point {q['zero_point']}). Output: {m['output']['meaning']}.", "",
               "## Pipeline measurements", "", "| metric | value |", "|---|---|"]
     pm = manifest.get("pipeline_metrics", {})
-    for label, key, kind in PIPELINE_ROWS:
-        v = pm.get(key)
-        text = "not run" if v is None else v if isinstance(v, str) else \
-            f"{100 * v:.2f} %" if kind == "frac" else f"{int(v):,}"
-        lines.append(f"| {label} | {_cell(text)} |")
+    for label, key, kind in SUMMARY_ROWS:
+        lines.append(f"| {label} | {_cell(format_metric(pm.get(key), kind))} |")
     lines += ["", "## Measured per target", "",
               "| target | benchmark verdict | INT8 accuracy | model size | RAM | latency | archive |",
               "|---|---|---|---|---|---|---|"]
