@@ -21,8 +21,13 @@ def _fresh(run_dir: Path, out: Path, required: str) -> bool:
     built = (out / required).stat().st_mtime
     if any(p.stat().st_mtime > built for p in (REPO_ROOT / "export").glob("*.py")):
         return False
-    inputs = json.loads(manifest.read_text()).get("inputs", {})
-    return all((run_dir / rel).is_file() and sha256_file(run_dir / rel) == v.get("sha256") for rel, v in inputs.items())
+    doc = json.loads(manifest.read_text())
+    inputs, outputs = doc.get("inputs", {}), doc.get("outputs", {})
+    # Outputs too: an exported file edited since the export is rebuilt, never measured as if it were the export.
+    present = {p.relative_to(run_dir).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    return present == set(outputs) and all(
+        (run_dir / rel).is_file() and sha256_file(run_dir / rel) == v.get("sha256")
+        for rel, v in {**inputs, **outputs}.items())
 
 
 def export_dir(run_dir: Path, target: str, required: str = "model.json") -> Path:

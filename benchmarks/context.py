@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from compress.errors import UserError
+from compress.manifest import verify_inputs
 
 from .results import Point, Result, Row, info, measured, not_run
 from .spec import TargetSpec, runs_on
@@ -41,6 +42,7 @@ class Context:
         if not p.is_file():
             raise UserError(f"{p} not found: run `python -m compress all --run {self.run_dir}` "
                             f"(or `python -m compress quantize --run {self.run_dir}`) first")
+        verify_inputs(self.run_dir, "quant", [p], f"python -m compress quantize --run {self.run_dir}")
         return p
 
     def test_set(self, size: tuple[int, int]):
@@ -56,11 +58,13 @@ class Context:
         """Accuracy (%) of the float student through onnxruntime: the reference for every drop."""
         path = self.quant_file(FLOAT_ONNX)
         if "float" not in self.cache:
-            from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session, to_float_nchw
+            from export.targets_common import (check_outputs, load_onnx, nchw_input, ort_outputs, ort_session,
+                                               to_float_nchw)
 
             _, h, w = nchw_input(load_onnx(path))
-            x, y, _ = self.test_set((h, w))
-            pred = ort_outputs(ort_session(path), to_float_nchw(x)).argmax(1)
+            x, y, classes = self.test_set((h, w))
+            # Every target's accuracy is measured against this one: its outputs must be the dataset's classes.
+            pred = check_outputs(ort_outputs(ort_session(path), to_float_nchw(x)), classes, path).argmax(1)
             self.cache["float"] = (100.0 * float(np.mean(pred == y)), len(y))
         acc, n = self.cache["float"]
         result.rows.append(info("float accuracy (onnxruntime, student_float.onnx)", acc, "%",

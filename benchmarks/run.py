@@ -11,8 +11,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from compress.errors import UserError
-from compress.manifest import record_stage
+from compress.errors import UserError, os_error_line
+from compress.manifest import record_stage, run_lock
 
 from . import report
 from .context import Context
@@ -104,6 +104,11 @@ def run(args) -> int:
     _check_args(args, target)
     # Absolute from here on: exporters, the firmware build and probes run as subprocesses in the repo root.
     args.run, args.build_dir = args.run.resolve(), args.build_dir.resolve()
+    with run_lock(args.run, f"python -m benchmarks.run --{'all' if args.all else 'target ' + target.name}"):
+        return _bench(args, specs, facts, target)
+
+
+def _bench(args, specs: dict, facts: dict, target) -> int:
     cache: dict = {}
     if target is not None:
         result, _ = bench_target(target, args, facts, cache)
@@ -142,6 +147,9 @@ def main(argv=None) -> int:
         return run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # full disk, read-only or forbidden folder: the user's to fix, not a tool crash
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -2,6 +2,7 @@
 tomllib has no schema support and a dozen keys do not justify a jsonschema dependency."""
 from __future__ import annotations
 
+import math
 import platform
 import re
 import tomllib
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compress.errors import UserError
+from compress.io import read_bytes
 
 DEFAULT_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 
@@ -76,6 +78,8 @@ def _check_section(where: str, section: str, table: dict) -> None:
             known = ", ".join(sorted(k for k in schema) + ([f"[{s}]" for s in SCHEMA if s] if not section else []))
             raise UserError(f"{where}: unknown key '{dotted}' (known: {known})")
         typ = schema[key][0]
+        if isinstance(value, float) and not math.isfinite(value):  # TOML has nan and inf; no budget can be either
+            raise UserError(f"{where}: '{dotted}' must be a finite number, got {value}")
         if not _type_ok(value, typ):
             raise UserError(f"{where}: '{dotted}' must be {_TYPE_NAMES[typ]}, got {type(value).__name__} {value!r}")
     for key, (_, required) in schema.items():
@@ -129,9 +133,7 @@ def load_spec(path: str | Path) -> TargetSpec:
     path = Path(path)
     where = str(path)
     try:
-        d = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"target file not found: {path}") from None
+        d = tomllib.loads(read_bytes(path, "target file").decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{where}: invalid TOML: {e}") from None
     _check_section(where, "", d)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .errors import UserError, one_line_errors
+from .manifest import run_lock
 
 # Stage name -> (module, one-line help). Modules are imported only when their stage is used,
 # so `--help` and light stages do not pay for torch/tensorflow start-up.
@@ -105,6 +106,11 @@ def main(argv=None) -> int:
 
 @one_line_errors("interrupted: re-run the same command to resume from the cache/checkpoint")
 def _dispatch(args) -> int:
+    with run_lock(args.run, f"python -m compress {args.stage}", create=args.stage in ("data", "all")):
+        return _run_stage(args)
+
+
+def _run_stage(args) -> int:
     if args.stage == "export":
         metrics = _run_export(args)
     elif args.stage == "all":

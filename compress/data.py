@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import procedural
 from .errors import UserError
 from .io import ensure_dir, read_json, sha256_bytes, sha256_file, write_json_atomic
-from .manifest import record_stage
+from .manifest import check_dataset, record_stage
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
@@ -67,6 +67,7 @@ def load_dataset(run_dir) -> Dataset:
     if not path.is_file():
         raise UserError(f"dataset manifest not found: {path} (run the data stage first)")
     d = read_json(path, "dataset manifest")
+    check_dataset(run_dir, d)
     try:
         return Dataset(classes=list(d["classes"]), items=list(d["items"]), source=dict(d.get("source", {})))
     except (KeyError, TypeError):
@@ -298,6 +299,7 @@ def run(args) -> dict:
     else:
         manifest = _index_folder(args, wanted)
     out = run_dir / "data" / "dataset.json"
+    check_dataset(run_dir, manifest)
     write_json_atomic(out, manifest)
     counts = {s: sum(1 for it in manifest["items"] if it["split"] == s) for s in SPLITS}
     metrics = {"data_images": len(manifest["items"]), "data_classes": len(manifest["classes"]),

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
-from .manifest import record_stage
+from .manifest import record_stage, verify_inputs
 from .student import QATStudent, Student, StudentConfig, count_macs, count_params, describe, fold_bn
 
 
@@ -299,6 +299,9 @@ def load_teacher(run_dir: Path, classes: list[str] | None = None) -> dict:
 def run(args) -> dict:
     run_dir = Path(args.run)
     params = _params_from_args(args)
+    verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
+    verify_inputs(run_dir, "teacher", [run_dir / "teacher" / "soft_labels.npz"],
+                  f"python -m compress teach --run {run_dir}")
     teacher = load_teacher(run_dir)
     x_train, y_train, p_train, classes = load_split(run_dir, "train", args.student_input_size, teacher)
     if teacher["classes"] != list(classes):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -17,9 +18,28 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def open_regular(path: str | os.PathLike, what: str = "file"):
+    """Open a regular file for reading. A FIFO or device would block or never end: refuse it before reading.
+    O_NONBLOCK keeps the open itself from waiting for a FIFO's writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{what} {path} is not a regular file (a FIFO, device or folder): refusing it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
+    with open_regular(path, what) as f:
+        return f.read()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -68,12 +88,15 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"{what} not found: {p}")
     try:
-        return json.loads(p.read_text())
+        doc = json.loads(read_bytes(p, what))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{what} {p} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{what} {p} is not a JSON object")
+    return doc
 
 
 def tool_versions() -> dict:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .io import atomic_path, ensure_dir, sha256_bytes, write_bytes_atomic, write_json_atomic, write_text_atomic
-from .manifest import record_stage
+from .manifest import record_stage, verify_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -311,6 +311,9 @@ def run(args) -> dict:
     for p in (float_path, qat_path):
         if not p.is_file():
             raise UserError(f"student model not found: {p} (run the distill stage first)")
+    # Before anything is unpickled: only the bytes distill wrote are loaded.
+    verify_inputs(run_dir, "student", [float_path, qat_path], f"python -m compress distill --run {run_dir}")
+    verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
     torch.set_num_threads(1)
     student, qat = load_float(float_path), load_qat(qat_path)
     cfg = student.cfg

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,9 @@ from pathlib import Path
 
 from .errors import UserError, one_line_errors
 from .fetch import FORMAT
-from .io import read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
+from .io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
+                 write_text_atomic)
+from .manifest import run_lock, verify_inputs
 
 DIST = "pizza-edge"
 TARGETS = ("rp2040", "rpi4", "jetson-nano", "jetson-orin-nano", "edgetpu", "openvino")
@@ -58,36 +61,50 @@ def _stage_fresh(run: Path, stage_dir: Path, command: str) -> dict:
     return doc
 
 
-def _fw_files(run: Path, fw_dir: Path | None) -> tuple[Path, Path]:
-    """(uf2, gen folder) of the firmware built from this run's model, located through its manifest."""
+def _packed(path: Path, meta: dict | None, stage: str, command: str) -> bytes:
+    """The bytes of a file the release will vouch for: exactly what `stage` recorded writing, nothing else."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} is not among the files the {stage} stage recorded: run `{command}` again")
+    if not path.exists():
+        raise UserError(f"{path} not found: run `{command}` again")
+    data = read_bytes(path)
+    if sha256_bytes(data) != meta.get("sha256"):
+        raise UserError(f"{path} changed after the {stage} stage wrote it (sha256 differs from its manifest): "
+                        f"run `{command}` again")
+    return data
+
+
+def _fw_files(run: Path, fw_dir: Path | None) -> tuple[Path, dict[str, bytes]]:
+    """(uf2, {path relative to the firmware folder: bytes}) of the firmware built from this run's model, each
+    file checked against the firmware manifest; `fw_dir` stands in for the folder the build recorded."""
     command = f"python -m export.rp2040.build --run {run} --out {fw_dir or 'build/rp2040'}"
     doc = _stage_fresh(run, run / "firmware", command)
-    uf2s = [rel for rel in doc.get("outputs", {}) if rel.endswith(".uf2")]
+    outputs = doc.get("outputs", {})
+    uf2s = [rel for rel in outputs if rel.endswith(".uf2")]
     if not uf2s:
         raise UserError(f"{run / 'firmware' / 'manifest.json'} lists no .uf2: run `{command}` again")
-    recorded = (run / uf2s[0]).resolve()
-    uf2 = (fw_dir / recorded.name) if fw_dir else recorded
-    if not uf2.is_file() or sha256_file(uf2) != doc["outputs"][uf2s[0]]["sha256"]:
-        raise UserError(f"{uf2} is missing or is not the firmware recorded for {run}: run `{command}` again")
-    return uf2, uf2.parent / "gen"
+    built = (run / uf2s[0]).parent
+    folder = fw_dir or built
+    recorded = {Path(os.path.relpath(run / rel, built)).as_posix(): meta for rel, meta in outputs.items()}
+    uf2 = folder / Path(uf2s[0]).name
+    names = [uf2.name, uf2.with_suffix(".size.json").name, "gen/model.c", "gen/model.h", "gen/model_plan.json"]
+    return uf2, {n: _packed(folder / n, recorded.get(n), "firmware", command) for n in names}
 
 
 def _rp2040_files(run: Path, fw_dir: Path | None, classes: list, input_spec: dict) -> dict[str, bytes]:
     from export.targets_common import model_json
 
     quantize = f"python -m compress quantize --run {run}"
-    uf2, gen = _fw_files(run, fw_dir)
-    files = {f"firmware/{uf2.name}": uf2.read_bytes()}
-    size_json = uf2.with_suffix(".size.json")
-    if size_json.is_file():
-        files[f"firmware/{size_json.name}"] = size_json.read_bytes()
-    for name in ("model_int8.tflite", "model_data.h", "model_data.cc"):
-        files[f"tflm/{name}"] = _need(run / "quant" / name, quantize).read_bytes()
+    uf2, built = _fw_files(run, fw_dir)
+    files = {f"firmware/{name}": data for name, data in built.items() if not name.startswith("gen/")}
+    files.update({f"c_model/{name[4:]}": data for name, data in built.items() if name.startswith("gen/")})
+    tflm = [_need(run / "quant" / name, quantize) for name in ("model_int8.tflite", "model_data.h", "model_data.cc")]
+    verify_inputs(run, "quant", tflm, quantize)
+    files.update({f"tflm/{p.name}": read_bytes(p) for p in tflm})
     rebuild = f"python -m export.rp2040.build --run {run} --out {uf2.parent}"
-    for name in ("model.c", "model.h", "model_plan.json"):
-        files[f"c_model/{name}"] = _need(gen / name, rebuild).read_bytes()
+    # The kernels are repository sources, not run outputs: a kernel edited after the build is caught by time.
     kernels = sorted((REPO_ROOT / "firmware" / "nn").glob("*.[ch]"))
-    newer = [p.name for p in kernels + [gen / "model.c", gen / "model.h"] if p.stat().st_mtime > uf2.stat().st_mtime]
+    newer = [p.name for p in kernels if p.stat().st_mtime > uf2.stat().st_mtime]
     if newer:
         raise UserError(f"{', '.join(newer)} changed after {uf2} was built: run `{rebuild}` again")
     for src in kernels:
@@ -101,10 +118,18 @@ def _rp2040_files(run: Path, fw_dir: Path | None, classes: list, input_spec: dic
 
 
 def _export_files(run: Path, target: str) -> dict[str, bytes]:
+    """Exactly the files the exporter recorded writing, each with the bytes it recorded: a file edited, added or
+    removed since is refused."""
     folder = run / "export" / target
-    _stage_fresh(run, folder, f"python -m compress export --run {run} --target {target}")
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
+    command = f"python -m compress export --run {run} --target {target}"
+    recorded = {Path(os.path.relpath(run / rel, folder)).as_posix(): meta
+                for rel, meta in _stage_fresh(run, folder, command).get("outputs", {}).items()}
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+               if p.name != "manifest.json" and not p.is_dir()}
+    extra = sorted(present - set(recorded))
+    if extra:
+        raise UserError(f"{folder / extra[0]} was not written by the {target} export: remove it or run `{command}`")
+    return {name: _packed(folder / name, meta, f"export/{target}", command) for name, meta in sorted(recorded.items())}
 
 
 # --- facts about the model and the run ------------------------------------------------------------------------
@@ -243,8 +268,10 @@ def build(args) -> tuple[Path, dict]:
     version, targets = _version(args), _targets(args.release_targets)
     if not run.is_dir():
         raise UserError(f"run folder not found: {run} (run `python -m compress all --run {run}` first)")
-    _need(run / "data" / "dataset.json", f"python -m compress data --run {run}")
+    dataset = _need(run / "data" / "dataset.json", f"python -m compress data --run {run}")
     tflite = _need(run / "quant" / "model_int8.tflite", f"python -m compress quantize --run {run}")
+    verify_inputs(run, "data", [dataset], f"python -m compress data --run {run}")
+    verify_inputs(run, "quant", [tflite], f"python -m compress quantize --run {run}")
     ds = load_dataset(run)
     stages = read_json(run / "manifest.json", "run manifest").get("stages", {}) \
         if (run / "manifest.json").is_file() else {}
@@ -301,7 +328,8 @@ def _write(folder: Path, archives: dict[str, bytes], manifest: dict, card: str) 
 
 
 def run(args) -> dict:
-    out, manifest = build(args)
+    with run_lock(args.run, "python -m compress.release"):
+        out, manifest = build(args)
     metrics = {}
     for target, t in manifest["targets"].items():
         metrics[f"release_{target.replace('-', '_')}_bytes"] = t["archive"]["bytes"]

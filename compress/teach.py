@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .data import load_dataset, load_images
 from .errors import UserError
 from .io import atomic_path, ensure_dir
-from .manifest import record_stage
+from .manifest import record_stage, verify_inputs
 from .shards import owns, parse_shard
 from .teachers.base import TEACHERS, teacher_class
 from .teachers.calibration import calibration
@@ -150,6 +150,7 @@ def _val_calibration(teacher, run_dir: Path, ds, index: dict, probs: np.ndarray)
 def run(args) -> dict:
     run_dir = Path(args.run)
     t0 = time.perf_counter()
+    verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
     ds = load_dataset(run_dir)
     if args.teacher_chunk < 1:
         raise UserError(f"--teacher-chunk must be at least 1, got {args.teacher_chunk}")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from compress.errors import one_line_errors
+from compress.manifest import run_lock
 
 from . import EXPORTERS
 
@@ -28,8 +29,9 @@ def main(argv=None) -> int:
     if args.calib < 1 or args.threads < 1 or args.runs < 1:
         p.error("--calib, --threads and --runs must be >= 1")
     out = args.out or args.run / "export" / args.target
-    metrics = EXPORTERS[args.target](args.run, out, seed=args.seed, calib=args.calib, threads=args.threads,
-                                     runs=args.runs)
+    with run_lock(args.run, f"python -m export --target {args.target}"):
+        metrics = EXPORTERS[args.target](args.run, out, seed=args.seed, calib=args.calib, threads=args.threads,
+                                         runs=args.runs)
     for k, v in metrics.items():
         print(f"{k}: {v}")
     print(f"wrote {out}")

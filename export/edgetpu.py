@@ -13,8 +13,8 @@ import numpy as np
 
 from compress.errors import UserError
 
-from .targets_common import (FLOAT_ONNX, INT8_TFLITE, compare, eval_split, host_note, load_onnx, median_ms,
-                             metrics_table, model_json, ort_outputs, ort_session, record, require, staging,
+from .targets_common import (FLOAT_ONNX, INT8_TFLITE, check_outputs, compare, eval_split, host_note, load_onnx,
+                             median_ms, metrics_table, model_json, ort_outputs, ort_session, record, require, staging,
                              to_float_nchw, write_docs)
 
 MODEL_FILE = "model_int8.tflite"
@@ -163,7 +163,9 @@ def export(run_dir, out_dir, *, target: str = "edgetpu", seed: int = 0, threads:
     _, h, w, _ = it.get_input_details()[0]["shape"]
 
     x, y, classes = eval_split(run_dir, "test", (int(h), int(w)))
-    ref = ort_outputs(ort_session(load_onnx(float_path), threads), to_float_nchw(x)).argmax(1)
+    ref = check_outputs(ort_outputs(ort_session(load_onnx(float_path), threads), to_float_nchw(x)), classes,
+                        float_path).argmax(1)
+    check_outputs(np.zeros(it.get_output_details()[0]["shape"]), classes, tflite_path)
     pred = tflite_predict(it, x)
     inp = it.get_input_details()[0]
     it.set_tensor(inp["index"], _int8_input(x[:1], inp))

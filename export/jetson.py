@@ -12,8 +12,8 @@ import onnx
 from compress.io import write_bytes_atomic
 
 from . import qdq, trt_engine
-from .targets_common import (FLOAT_ONNX, QDQ_ONNX, compare, eval_split, host_note, load_onnx, metrics_table,
-                             model_json, nchw_input, ort_outputs, ort_session, record, require, staging,
+from .targets_common import (FLOAT_ONNX, QDQ_ONNX, check_outputs, compare, eval_split, host_note, load_onnx,
+                             metrics_table, model_json, nchw_input, ort_outputs, ort_session, record, require, staging,
                              to_float_nchw, write_docs)
 
 PRECISION = {"jetson-nano": "fp16", "jetson-orin-nano": "int8"}
@@ -72,7 +72,7 @@ def export(run_dir, out_dir, *, target: str = "jetson-orin-nano", seed: int = 0,
 
     x, y, classes = eval_split(run_dir, "test", (h, w))
     xf = to_float_nchw(x)
-    ref = ort_outputs(ort_session(float_model, threads), xf).argmax(1)
+    ref = check_outputs(ort_outputs(ort_session(float_model, threads), xf), classes, float_path).argmax(1)
     metrics = {"float_accuracy": float(np.mean(ref == y)), "test_images": int(len(y))}
     if precision == "fp16":
         shipped, source = float_b1, f"R/{FLOAT_ONNX} with batch pinned to 1"
@@ -82,7 +82,8 @@ def export(run_dir, out_dir, *, target: str = "jetson-orin-nano", seed: int = 0,
         checked = shipped
         metrics["qdq_compute_nodes"] = report["compute_nodes"]
         metrics["qdq_per_channel"] = report["per_channel"]
-    pred = ort_outputs(ort_session(checked, threads, reference=precision == "int8"), xf).argmax(1)
+    pred = check_outputs(ort_outputs(ort_session(checked, threads, reference=precision == "int8"), xf), classes,
+                         inputs[-1]).argmax(1)
     metrics.update({f"{precision}_onnxruntime_{k}": v for k, v in compare(pred, ref, y).items()})
     metrics["tensorrt_latency_ms"] = trt_engine.status() or "measured after export (see below)"
 

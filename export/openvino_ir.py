@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .targets_common import (FLOAT_ONNX, compare, ends_in_softmax, eval_split, host_note, load_onnx, median_ms,
-                             metrics_table, model_json, nchw_input, ort_outputs, ort_session, record, require,
-                             staging, to_float_nchw, write_docs)
+from .targets_common import (FLOAT_ONNX, check_outputs, compare, ends_in_softmax, eval_split, host_note, load_onnx,
+                             median_ms, metrics_table, model_json, nchw_input, ort_outputs, ort_session, record,
+                             require, staging, to_float_nchw, write_docs)
 
 
 def _compile(core, xml: Path, threads: int):
@@ -40,7 +40,7 @@ def export(run_dir, out_dir, *, target: str = "openvino", seed: int = 0, calib: 
     input_name, h, w = nchw_input(float_model)
     x, y, classes = eval_split(run_dir, "test", (h, w))
     xf = to_float_nchw(x)
-    ref = ort_outputs(ort_session(float_model, threads), xf).argmax(1)
+    ref = check_outputs(ort_outputs(ort_session(float_model, threads), xf), classes, float_path).argmax(1)
     calib_x = to_float_nchw(eval_split(run_dir, "train", (h, w), limit=calib, seed=seed)[0])
 
     core = ov.Core()

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from . import qdq
-from .targets_common import (FLOAT_ONNX, QDQ_ONNX, TEMPLATES, compare, ends_in_softmax, eval_split, host_note,
-                             load_onnx, median_ms, metrics_table, model_json, nchw_input, ort_outputs,
+from .targets_common import (FLOAT_ONNX, QDQ_ONNX, TEMPLATES, check_outputs, compare, ends_in_softmax, eval_split,
+                             host_note, load_onnx, median_ms, metrics_table, model_json, nchw_input, ort_outputs,
                              ort_session, record, require, staging, to_float_nchw, write_docs)
 
 MODEL_FILE = "model_int8_qdq.onnx"
@@ -24,9 +24,9 @@ def export(run_dir, out_dir, *, target: str = "rpi4", seed: int = 0, threads: in
 
     x, y, classes = eval_split(run_dir, "test", (h, w))
     xf = to_float_nchw(x)
-    ref = ort_outputs(ort_session(float_model, threads), xf).argmax(1)
+    ref = check_outputs(ort_outputs(ort_session(float_model, threads), xf), classes, float_path).argmax(1)
     sess = ort_session(qdq_path, threads)
-    pred = ort_outputs(sess, xf).argmax(1)
+    pred = check_outputs(ort_outputs(sess, xf), classes, qdq_path).argmax(1)
     one = {sess.get_inputs()[0].name: xf[:1]}
     metrics = {"float_accuracy": float(np.mean(ref == y)), "test_images": int(len(y)),
                **{f"int8_{k}": v for k, v in compare(pred, ref, y).items()},

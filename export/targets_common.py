@@ -14,7 +14,7 @@ import numpy as np
 
 from compress.errors import UserError
 from compress.io import ensure_dir, write_json_atomic, write_text_atomic
-from compress.manifest import record_stage
+from compress.manifest import record_stage, verify_inputs
 
 FLOAT_ONNX = "quant/student_float.onnx"
 QDQ_ONNX = "quant/student_int8_qdq.onnx"
@@ -23,15 +23,27 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def require(run_dir, *rel_paths: str) -> list[Path]:
-    """Paths of the quantize stage's files, or a one-line error naming the stage to run."""
+    """Paths of the quantize stage's files, checked to be the bytes quantize recorded (and the dataset the bytes
+    the data stage recorded), or a one-line error naming the stage to run."""
     run_dir = Path(run_dir)
+    quantize = f"python -m compress quantize --run {run_dir}"
     out = []
     for rel in rel_paths:
         p = run_dir / rel
         if not p.is_file():
-            raise UserError(f"{p} not found: run `python -m compress quantize --run {run_dir}` first")
+            raise UserError(f"{p} not found: run `{quantize}` first")
         out.append(p)
+    verify_inputs(run_dir, "quant", out, quantize)
+    verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
     return out
+
+
+def check_outputs(scores: np.ndarray, classes, model_path) -> np.ndarray:
+    """A model's scores, checked to have one column per class of the dataset it is evaluated and shipped with."""
+    if scores.ndim != 2 or scores.shape[1] != len(classes):
+        raise UserError(f"{model_path} has {scores.shape[-1]} outputs but the dataset has {len(classes)} classes: "
+                        "re-run distill and quantize on this dataset")
+    return scores
 
 
 def load_onnx(path):

@@ -26,6 +26,8 @@ def _images(rng, label: int, n: int) -> np.ndarray:
 def _write_dataset(run: Path, seed: int = 0) -> None:
     from PIL import Image
 
+    from compress.manifest import record_stage
+
     rng = np.random.default_rng(seed)
     items = []
     for split, n in PER_CLASS.items():
@@ -37,6 +39,13 @@ def _write_dataset(run: Path, seed: int = 0) -> None:
                 items.append({"path": rel, "sha256": f"{split}-{name}-{i}", "label": name, "split": split})
     (run / "data" / "dataset.json").write_text(json.dumps({"classes": CLASSES, "source": {"kind": "fixture"},
                                                            "items": items}))
+    record_stage(run, "data", outputs=[run / "data" / "dataset.json"])  # later stages check what they read
+
+
+def _record_quant(run: Path) -> None:
+    from compress.manifest import record_stage
+
+    record_stage(run, "quant", outputs=sorted((run / "quant").glob("*.*")))
 
 
 def _torch_model():
@@ -118,6 +127,7 @@ def tiny_run() -> Path:
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8)
     (quant / "model_int8.tflite").write_bytes(_keras_int8(model, x))
+    _record_quant(run)
     return run
 
 
@@ -141,4 +151,5 @@ def student_run() -> Path:
     export_onnx_float(model, SIZE, run / "quant" / "student_float.onnx")
     calib = (x.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
     export_onnx_qdq(run / "quant" / "student_float.onnx", calib, run / "quant" / "student_int8_qdq.onnx")
+    _record_quant(run)
     return run

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError
+from compress.errors import UserError, os_error_line
 from compress.io import ensure_dir, write_bytes_atomic, write_json_atomic
-from compress.manifest import record_stage
+from compress.manifest import record_stage, run_lock, verify_inputs
 
 from .selftest import write_selftest_sources
 from .uf2 import FLASH_BYTES, read_uf2
@@ -116,6 +116,7 @@ def run(args) -> dict:
         raise UserError("--fw-selftest-images must be at least 1")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.fw_name):
         raise UserError(f"--fw-name {args.fw_name!r}: use letters, digits, '_', '-' or '.'")
+    verify_inputs(run_dir, "quant", [tflite], f"python -m compress quantize --run {run_dir}")
     from compress.data import load_dataset
 
     out = ensure_dir(args.fw_out).resolve()
@@ -139,7 +140,9 @@ def run(args) -> dict:
     _print_report(report, out / f"{name}.uf2")
     if report["flash_bytes"] > FLASH_BYTES or report["ram_bytes"] > SRAM_BYTES:
         raise UserError("the firmware does not fit the RP2040 (see the size report above)")
-    record_stage(run_dir, "firmware", inputs=[tflite], outputs=outputs + [out / f"{name}.size.json"],
+    # The generated C is recorded too: a release packs it beside the .uf2 and must find the same bytes.
+    outputs += [out / f"{name}.size.json", gen / "model.c", gen / "model.h", gen / "model_plan.json"]
+    record_stage(run_dir, "firmware", inputs=[tflite], outputs=outputs,
                  params={"name": name, "selftest_images": len(picked), "stack_bytes": args.fw_stack},
                  metrics={"fw_flash_bytes": report["flash_bytes"], "fw_ram_bytes": report["ram_bytes"],
                           "fw_arena_bytes": report["arena_bytes"]}, seed=getattr(args, "seed", None))
@@ -165,9 +168,13 @@ def main(argv=None) -> int:
     add_arguments(ap)
     args = ap.parse_args(argv)
     try:
-        run(args)
+        with run_lock(args.run, "python -m export.rp2040.build"):
+            run(args)
     except (UserError, RuntimeError) as e:  # RuntimeError: a compiler/linker failure, its log path included
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     return 0
 
