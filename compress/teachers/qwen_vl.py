@@ -1,9 +1,14 @@
 """`qwen2.5-vl` teacher: any local Qwen2.5-VL checkpoint answers a multiple-choice question about each
-image; class probabilities come from one forward pass per batch (see vlm_scoring), averaged over
-several option orders because chat VLMs favour an answer position."""
+image; class probabilities come from the last-position logits (see vlm_scoring), averaged over several
+option orders because chat VLMs favour an answer position.
+
+The prompt puts the image before the question, so everything up to the image's last token is the same
+for every option order: each image goes through the vision encoder and the language model once, and the
+K option orders continue from copies of that prefix's KV cache."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 from pathlib import Path
@@ -16,8 +21,9 @@ from .base import Teacher
 from .calibration import calibration
 
 IMAGE_PAD = "<|image_pad|>"
-# Bump when the prompt or the scoring changes: it is part of the label-cache key.
-SCORING_VERSION = 1
+# Bump when the prompt or the scoring changes: it is part of the label-cache key. 2: 3-D rotary positions
+# for the image tokens under transformers 5 (version 1 sent no mm_token_type_ids and got 1-D ones).
+SCORING_VERSION = 2
 
 
 def _require_transformers():
@@ -36,6 +42,16 @@ def _image_processor_class():
     except ImportError:
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
         return Qwen2VLImageProcessor
+
+
+def _device_map(device: str) -> dict:
+    """from_pretrained arguments that put the weights straight onto `device` (a CPU load followed by
+    `.to("cuda")` holds the whole model in host RAM first: about 9 GB for 7B in bf16)."""
+    if device == "cpu":
+        return {}
+    if importlib.util.find_spec("accelerate") is None:
+        raise UserError(f"loading the VLM teacher onto {device} needs accelerate: pip install accelerate")
+    return {"device_map": device}
 
 
 def model_fingerprint(path: Path) -> str:
@@ -100,7 +116,10 @@ class QwenVLTeacher(Teacher):
         if not cfg.is_file():
             raise UserError(f"no checkpoint at {self.model_path} (config.json missing); download it first, e.g. "
                             f"hf download {self.example_repo} --local-dir {self.model_path}")
-        model_type = json.loads(cfg.read_text()).get("model_type")
+        self._check_config(json.loads(cfg.read_text()))
+
+    def _check_config(self, config: dict) -> None:
+        model_type = config.get("model_type")
         if model_type not in self.model_types:
             raise UserError(f"{self.model_path} holds a {model_type!r} model; the {self.name} teacher needs "
                             f"model_type {' or '.join(map(repr, self.model_types))}")
@@ -115,7 +134,7 @@ class QwenVLTeacher(Teacher):
         from transformers import Qwen2_5_VLForConditionalGeneration
 
         return Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            self.model_path, local_files_only=True, dtype=dtype).to(device).eval()
+            self.model_path, local_files_only=True, dtype=dtype, **_device_map(device)).eval()
 
     def _extra_inputs(self, pil_images, grid_thw) -> dict:
         return {}
@@ -141,8 +160,14 @@ class QwenVLTeacher(Teacher):
             raise UserError(f"cannot load the {self.name} checkpoint {self.model_path}: {first}") from None
         self.tokenizer.padding_side = "left"
         self._device = device
+        self._forward_args = set(inspect.signature(self.model.forward).parameters)
         self.token_ids = vlm_scoring.class_token_ids(self.tokenizer, self.classes)
-        self.prompts = [self._prompt(order) for order in self.orders]
+        heads, self.tails = zip(*(self._prompt(order).split(IMAGE_PAD) for order in self.orders))
+        if len(set(heads)) != 1:
+            raise UserError(f"the chat template of {self.model_path} puts text that depends on the question "
+                            f"before the image")
+        self.head = heads[0]
+        self._head_len = len(self.tokenizer(self.head)["input_ids"])
         self._loaded = True
 
     def _prompt(self, order) -> str:
@@ -164,10 +189,18 @@ class QwenVLTeacher(Teacher):
         return text
 
     def score(self, images: np.ndarray) -> np.ndarray:
-        """uint8 [N, H, W, 3] -> per-order class probabilities [N, K, C] (one forward pass per batch)."""
-        self._load()
-        out = [self._score_batch(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.orders), len(self.classes)), np.float32)
+        """uint8 [N, H, W, 3] -> per-order class probabilities [N, K, C]."""
+        k, c = len(self.orders), len(self.classes)
+        out = [vlm_scoring.class_probs(logits.flatten(0, 1), self.token_ids).reshape(-1, k, c)
+               for logits in self._batches(images)]
+        return np.concatenate(out) if out else np.zeros((0, k, c), np.float32)
+
+    def last_logits(self, images: np.ndarray):
+        """uint8 [N, H, W, 3] -> float32 tensor [N, K, V]: the next-token logits after the prompt of image n
+        asked with option order k, as a canonical `model(**processor(text=..., images=...))` call gives them."""
+        import torch
+
+        return torch.cat([logits.float().cpu() for logits in self._batches(images)])
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> [N, C] probabilities averaged over the option orders."""
@@ -179,28 +212,48 @@ class QwenVLTeacher(Teacher):
         avg = per_order.mean(axis=1, dtype=np.float64)
         return {**calibration(avg, labels), **vlm_scoring.order_report(per_order, self.orders, labels)}
 
-    def _score_batch(self, batch: np.ndarray) -> np.ndarray:
+    def _batches(self, images: np.ndarray):
+        self._load()
+        for i in range(0, len(images), self.batch_size):
+            yield self._last_logits_batch(images[i:i + self.batch_size])
+
+    def _to_device(self, inputs: dict) -> dict:
+        return {n: (v.to(self._device) if hasattr(v, "to") else [t.to(self._device) for t in v])
+                for n, v in inputs.items()}
+
+    def _last_logits_batch(self, batch: np.ndarray):
+        """[B, K, V] logits: one prefix pass per image (vision encoder + image tokens), then the K question
+        tails in one pass over B*K copies of the prefix's KV cache."""
         import torch
         from PIL import Image
 
         k = len(self.orders)
         pil = [Image.fromarray(a).convert("RGB") for a in batch]
-        # Image-major: sequence s = image s // k asked with option order s % k.
-        repeated = [img for img in pil for _ in range(k)]
-        vision = self.image_processor(images=repeated, return_tensors="pt")
+        vision = self.image_processor(images=pil, return_tensors="pt")
         grid = vision["image_grid_thw"]
-        merge = self.image_processor.merge_size ** 2
-        texts = [self.prompts[s % k].replace(IMAGE_PAD, IMAGE_PAD * (int(grid[s].prod()) // merge))
-                 for s in range(len(repeated))]
-        enc = self.tokenizer(texts, padding=True, return_tensors="pt")
-        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                  "pixel_values": vision["pixel_values"], "image_grid_thw": grid,
-                  **self._extra_inputs(repeated, grid)}
-        inputs = {n: (v.to(self._device) if hasattr(v, "to") else [t.to(self._device) for t in v])
-                  for n, v in inputs.items()}
-        if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
-            inputs["logits_to_keep"] = 1
+        merge = self.image_processor.merge_size
+        prefix = self.tokenizer([self.head + IMAGE_PAD * (int(g.prod()) // merge ** 2) for g in grid],
+                                padding=True, return_tensors="pt")
+        inputs = {"input_ids": prefix["input_ids"], "attention_mask": prefix["attention_mask"],
+                  "pixel_values": vision["pixel_values"], "image_grid_thw": grid, **self._extra_inputs(pil, grid)}
+        if "mm_token_type_ids" in self._forward_args:
+            # What Qwen2_5_VLProcessor returns beside input_ids (1 = image token): transformers 5 gives image
+            # tokens their 3-D (t, h, w) rotary positions only when it is passed.
+            image_id = self.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+            inputs["mm_token_type_ids"] = (prefix["input_ids"] == image_id).long()
+        keep = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_args else {}
+        # Image-major rows: row s = image s // k asked with option order s % k.
+        tails = self.tokenizer([self.tails[s % k] for s in range(len(batch) * k)], padding=True,
+                               add_special_tokens=False, return_tensors="pt")
+        # Qwen2.5-VL's M-RoPE: text after an image continues at (text before it) + max(grid h, w) / merge,
+        # whatever the padding; left-padded tails keep every row's last token in the last column.
+        start = self._head_len + grid[:, 1:].max(dim=1).values // merge
+        positions = start.repeat_interleave(k)[:, None] + (tails["attention_mask"].cumsum(1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = self.model(**inputs).logits[:, -1, :]
-        return vlm_scoring.class_probs(logits, self.token_ids).reshape(len(batch), k, len(self.classes))
-
+            cache = self.model(**self._to_device(inputs), use_cache=True, **keep).past_key_values
+            cache.batch_repeat_interleave(k)
+            rest = {"input_ids": tails["input_ids"], "position_ids": positions[None].expand(3, -1, -1),
+                    "attention_mask": torch.cat([prefix["attention_mask"].repeat_interleave(k, 0),
+                                                 tails["attention_mask"]], dim=1)}
+            logits = self.model(**self._to_device(rest), past_key_values=cache, **keep).logits[:, -1, :]
+        return logits.reshape(len(batch), k, -1)

@@ -2,8 +2,10 @@
 model class (github.com/diankun-wu/Spatial-MLLM), which adds a VGGT spatial encoder fed with the
 image as an extra `image_tchw` tensor in [0, 1].
 
-Its code is not on PyPI and pins transformers==4.51.3, CUDA and flash-attn, so it is an optional
-extra loaded lazily; what is missing is reported in one line before anything is loaded."""
+Its code is not on PyPI (the user checks it out) and pins transformers==4.51.3, so it runs in its own
+environment with the `spatial-mllm` extra; what is missing is reported in one line before anything is
+loaded. Upstream runs on CUDA with flash-attn; without them PyTorch's attention is used. Only v1.1
+checkpoints are accepted: v1.0 is another model class with other inputs."""
 from __future__ import annotations
 
 import importlib
@@ -19,11 +21,21 @@ from .qwen_vl import QwenVLTeacher
 
 TRANSFORMERS_PIN = "4.51.3"
 MODEL_MODULE = "src.qwenvl.model.spatial_mllm"
+# Upstream's bundled VGGT imports itself as `vggt` from this folder (it appends the relative path, which only
+# works when the current directory is the checkout).
+VGGT_PARENT = "src/qwenvl/external"
 REPO_URL = "https://github.com/diankun-wu/Spatial-MLLM"
+EXTRA = "pip install -e '.[spatial-mllm]'"
+# Modules upstream imports at load time that the `spatial-mllm` extra installs (VGGT's heads need einops,
+# the spatial encoder imports deepspeed, device_map needs accelerate).
+EXTRA_MODULES = ("einops", "deepspeed", "accelerate")
+SUPPORTED = ("Spatial-MLLM v1.1 checkpoints (model_type 'spatial-mllm', e.g. "
+             "Diankun/Spatial-MLLM-v1.1-Instruct-135K)")
 
 
 def missing_requirements(repo_root: str | None) -> list[str]:
-    """What this machine lacks to run Spatial-MLLM, as short phrases (empty when all is there)."""
+    """What this machine lacks to run Spatial-MLLM, as short phrases (empty when all is there).
+    A GPU and flash-attn are not required: without them the model runs with PyTorch attention, slowly."""
     from importlib import metadata
 
     missing = []
@@ -32,13 +44,10 @@ def missing_requirements(repo_root: str | None) -> list[str]:
     except metadata.PackageNotFoundError:
         found = None
     if found != TRANSFORMERS_PIN:
-        missing.append(f"transformers=={TRANSFORMERS_PIN} (found {found or 'none'})")
-    import torch
-
-    if not torch.cuda.is_available():
-        missing.append("a CUDA GPU (torch sees none)")
-    if importlib.util.find_spec("flash_attn") is None:
-        missing.append("flash-attn (pip install flash-attn --no-build-isolation)")
+        missing.append(f"transformers=={TRANSFORMERS_PIN} (found {found or 'none'}; {EXTRA} in its own environment)")
+    absent = [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if absent:
+        missing.append(f"{', '.join(absent)} ({EXTRA})")
     if repo_root is None:
         missing.append(f"its source code (clone {REPO_URL} and set SPATIAL_MLLM_ROOT or --spatial-mllm-root)")
     elif not (Path(repo_root) / (MODEL_MODULE.replace(".", "/") + ".py")).is_file():
@@ -48,7 +57,7 @@ def missing_requirements(repo_root: str | None) -> list[str]:
 
 class SpatialMLLMTeacher(QwenVLTeacher):
     name = "spatial-mllm"
-    model_types = ("spatial-mllm", "qwen2_5_vl")
+    model_types = ("spatial-mllm",)
     example_repo = "Diankun/Spatial-MLLM-v1.1-Instruct-135K"
 
     def __init__(self, classes, model_path, *, repo_root: str | None = None, **kw):
@@ -64,17 +73,30 @@ class SpatialMLLMTeacher(QwenVLTeacher):
                    seed=args.seed, batch_size=args.teacher_vlm_batch, image_size=args.teacher_vlm_size,
                    threads=args.teacher_threads)
 
+    def _check_config(self, config: dict) -> None:
+        model_type = config.get("model_type")
+        if model_type != "spatial-mllm" or "connector_type" not in (config.get("connector_config") or {}):
+            kind = ("a Spatial-MLLM v1.0 (e.g. Spatial-MLLM-subset-sft: another model class, on upstream's v1.0 "
+                    "branch) or plain Qwen2.5-VL checkpoint (for the latter use --teacher qwen2.5-vl)"
+                    if model_type == "qwen2_5_vl" else f"a {model_type!r} model")
+            raise UserError(f"{self.model_path} holds {kind}; the spatial-mllm teacher supports {SUPPORTED}, "
+                            f"the only version whose model class upstream's main branch ships and that we test")
+
     def _load_model(self, dtype, device):
-        sys.path.insert(0, str(Path(self.repo_root).resolve()))
+        root = Path(self.repo_root).resolve()
+        sys.path[:0] = [p for p in (str(root), str(root / VGGT_PARENT)) if p not in sys.path]
         try:
             module = importlib.import_module(MODEL_MODULE)
         except ImportError as e:
-            raise UserError(f"Spatial-MLLM's code does not import ({e}); pip install -r "
-                            f"{self.repo_root}/requirements.txt") from None
+            raise UserError(f"Spatial-MLLM's code in {root} does not import ({e}); install the spatial-mllm "
+                            f"extra: {EXTRA}") from None
         config = module.SpatialMLLMConfig.from_pretrained(self.model_path, local_files_only=True)
+        # flash-attn is what upstream runs on CUDA; elsewhere PyTorch's attention gives the same result, slower.
+        attn = ("flash_attention_2" if device.startswith("cuda") and importlib.util.find_spec("flash_attn")
+                else "sdpa")
         return module.SpatialMLLMForConditionalGeneration.from_pretrained(
-            self.model_path, config=config, local_files_only=True, torch_dtype=dtype,
-            attn_implementation="flash_attention_2").to(device).eval()
+            self.model_path, config=config, local_files_only=True, torch_dtype=dtype, attn_implementation=attn,
+            device_map=device).eval()
 
     def _extra_inputs(self, pil_images, grid_thw) -> dict:
         return {"image_tchw": image_tchw(pil_images, grid_thw, self.image_processor.patch_size,
