@@ -3,7 +3,9 @@ its sha256 and the sha256 of every file in it against the release's manifest.jso
 
 Anything that does not match is refused with a one-line error and nothing is left behind: the download goes
 to a temp file beside the destination, the archive is unpacked into a temp folder beside it, and only a fully
-verified folder is renamed into place. Standard library plus tqdm, so it also runs on the device itself."""
+verified folder is renamed into place. Redirects to another host are refused unless allowed by name, the whole
+fetch has a deadline, and `--force` replaces only a folder an earlier fetch made (it holds MARKER).
+Standard library plus tqdm, so it also runs on the device itself."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,12 +26,46 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .errors import UserError, one_line_errors
-from .io import ensure_dir
+from .io import ensure_dir, open_regular
 
 FORMAT = "pizza-edge-release/1"
 MANIFEST = "manifest.json"
 MANIFEST_MAX_BYTES = 16 << 20
 CHUNK = 1 << 16
+MARKER = ".pizza-edge-fetch.json"
+# Release names, versions and target names become file and folder names: no separators, no leading dot.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+class Deadline:
+    """The whole fetch's time limit; each network wait gets at most the per-read timeout or what is left."""
+
+    def __init__(self, seconds: float, per_read: float):
+        self.seconds, self.per_read, self.end = seconds, per_read, time.monotonic() + seconds
+
+    def timeout(self, where: str) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise UserError(f"{where}: the fetch took longer than --deadline {self.seconds:g} s: refusing it")
+        return min(self.per_read, left)
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same host (or one the user allowed), and never from https to http: the
+    manifest that vouches for every byte must come from where the user pointed."""
+
+    def __init__(self, allowed: tuple[str, ...]):
+        self.allowed = allowed
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url,
+                                                                                                     newurl))
+        if old.scheme == "https" and new.scheme != "https":
+            raise UserError(f"{req.full_url} redirects to {new.scheme}://{new.netloc} (not https): refusing it")
+        if new.netloc != old.netloc and new.hostname not in self.allowed:
+            raise UserError(f"{req.full_url} redirects to another host, {new.hostname}: refusing it "
+                            f"(pass --allow-redirect {new.hostname} if you trust it)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,9 +76,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dest", type=Path, help="folder to unpack into (default: ./<name>-<version>-<target>)")
     p.add_argument("--manifest-sha256", metavar="HEX",
                    help="expected sha256 of manifest.json (pins the release when the source is not trusted)")
-    p.add_argument("--force", action="store_true", help="replace --dest if it exists")
+    p.add_argument("--force", action="store_true",
+                   help="replace --dest if it exists and an earlier fetch made it (never any other folder)")
     p.add_argument("--list", action="store_true", help="list the release's targets and exit")
-    p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default: 60)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for each network read (default: 60)")
+    p.add_argument("--deadline", type=float, default=1800.0,
+                   help="seconds the whole fetch may take, however slowly a server trickles (default: 1800)")
+    p.add_argument("--allow-redirect", action="append", default=[], metavar="HOST",
+                   help="follow redirects to HOST (repeatable); GitHub release downloads redirect to "
+                        "release-assets.githubusercontent.com")
+
+
+class Net:
+    """How this fetch reaches the network: the redirect policy and the deadline."""
+
+    def __init__(self, timeout: float = 60.0, deadline: float = 1800.0, allow_redirect=()):
+        if not (timeout > 0 and deadline > 0):  # also refuses nan
+            raise UserError(f"--timeout and --deadline must be positive seconds, got {timeout} and {deadline}")
+        self.deadline = Deadline(deadline, timeout)
+        self.opener = urllib.request.build_opener(_SameHostRedirects(tuple(allow_redirect)))
 
 
 # --- reading from a URL or a folder ----------------------------------------------------------------------------
@@ -55,12 +109,12 @@ def _is_url(source: str) -> bool:
     return False
 
 
-def _open(source: str, name: str, timeout: float):
+def _open(source: str, name: str, net: Net):
     """(readable stream, declared length or None, location) of one release file."""
     if _is_url(source):
         url = source.rstrip("/") + "/" + urllib.parse.quote(name)
         try:
-            resp = urllib.request.urlopen(url, timeout=timeout)
+            resp = net.opener.open(url, timeout=net.deadline.timeout(f"fetching {url}"))
         except urllib.error.HTTPError as e:
             raise UserError(f"cannot fetch {url}: HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, OSError) as e:
@@ -69,17 +123,22 @@ def _open(source: str, name: str, timeout: float):
         return resp, int(length) if length and length.isdigit() else None, url
     path = Path(source) / name
     try:
-        f = open(path, "rb")
+        f = open_regular(path, "release file")
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
     return f, os.fstat(f.fileno()).st_size, str(path)
 
 
-def _copy(stream, out, limit: int, where: str, progress=None) -> tuple[int, str]:
-    """Stream into `out`, hashing, and refuse more than `limit` bytes; returns (bytes, sha256)."""
+def _copy(stream, out, limit: int, where: str, progress=None, deadline: Deadline | None = None) -> tuple[int, str]:
+    """Stream into `out`, hashing, and refuse more than `limit` bytes (or, with a deadline, taking too long);
+    returns (bytes, sha256). read1 returns what one socket read brought, so a trickling server meets the
+    deadline instead of filling a whole chunk first."""
     h, n = hashlib.sha256(), 0
+    read = getattr(stream, "read1", stream.read)
     try:
-        while chunk := stream.read(CHUNK):
+        while chunk := read(CHUNK):
+            if deadline is not None:  # each read waits at most --timeout, so this bounds the overrun
+                deadline.timeout(f"download of {where}")
             n += len(chunk)
             if n > limit:
                 raise UserError(f"{where} is larger than the {limit:,} bytes the manifest allows")
@@ -101,11 +160,11 @@ def _checked(where: str, got_bytes: int, got_sha: str, declared: int | None, wan
         raise UserError(f"sha256 mismatch for {where}: got {got_sha}, the manifest says {want_sha}: refusing it")
 
 
-def read_manifest(source: str, timeout: float, pin: str | None = None) -> dict:
-    stream, declared, where = _open(source, MANIFEST, timeout)
+def read_manifest(source: str, net: Net, pin: str | None = None) -> dict:
+    stream, declared, where = _open(source, MANIFEST, net)
     buf = io.BytesIO()
     with stream:
-        n, sha = _copy(stream, buf, MANIFEST_MAX_BYTES, where)
+        n, sha = _copy(stream, buf, MANIFEST_MAX_BYTES, where, deadline=net.deadline)
     if declared is not None and n != declared:
         raise UserError(f"download of {where} truncated: got {n:,} of {declared:,} bytes")
     if pin and sha != pin.lower():
@@ -116,7 +175,23 @@ def read_manifest(source: str, timeout: float, pin: str | None = None) -> dict:
         raise UserError(f"{where} is not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("targets"), dict):
         raise UserError(f"{where} is not a {FORMAT} release manifest")
+    for key in ("name", "version"):
+        if not isinstance(doc.get(key), str) or not NAME_RE.fullmatch(doc[key]):
+            raise UserError(f"{where}: release {key} {doc.get(key)!r} is malformed: refusing it")
+    for target, section in doc["targets"].items():
+        _check_section(where, target, section)
     return doc
+
+
+def _check_section(where: str, target: str, section) -> None:
+    """A target's entry: a safe name, its archive (a plain file name) and its files, all well-formed."""
+    ok = NAME_RE.fullmatch(target) is not None and isinstance(section, dict)
+    entry, files = (section.get("archive"), section.get("files")) if ok else (None, None)
+    ok = ok and _entry_ok(entry) and "/" not in entry["name"] and isinstance(files, dict) \
+        and all(isinstance(m, dict) and _entry_ok(dict(m, name=n)) for n, m in files.items()) \
+        and isinstance(section.get("benchmark", {}), dict)
+    if not ok:
+        raise UserError(f"{where}: the entry for target {target!r} is malformed or names an unsafe path: refusing it")
 
 
 # --- verifying and unpacking -----------------------------------------------------------------------------------
@@ -135,16 +210,16 @@ def _entry_ok(entry) -> bool:
         isinstance(entry.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) is not None
 
 
-def _download(source: str, entry: dict, folder: Path, timeout: float) -> Path:
+def _download(source: str, entry: dict, folder: Path, net: Net) -> Path:
     """The verified archive as a temp file in `folder` (the caller removes it)."""
     from tqdm import tqdm
 
-    stream, declared, where = _open(source, entry["name"], timeout)
+    stream, declared, where = _open(source, entry["name"], net)
     fd, tmp = tempfile.mkstemp(prefix=f".{entry['name']}.", suffix=".part", dir=folder)
     try:
         with stream, os.fdopen(fd, "wb") as out, \
                 tqdm(total=entry["bytes"], unit="B", unit_scale=True, desc=entry["name"], disable=None) as bar:
-            n, sha = _copy(stream, out, entry["bytes"], where, bar)
+            n, sha = _copy(stream, out, entry["bytes"], where, bar, net.deadline)
         _checked(where, n, sha, declared, entry["bytes"], entry["sha256"])
     except BaseException:
         os.unlink(tmp)
@@ -182,26 +257,37 @@ def _unpack(archive: Path, files: dict, into: Path) -> None:
             _checked(f"{name} in the archive", n, sha, None, want["bytes"], want["sha256"])
 
 
-def fetch(source: str, target: str, dest: Path | None, *, timeout: float = 60.0, pin: str | None = None,
+def _replaceable(dest: Path, force: bool) -> None:
+    """Refuse an existing `dest` unless --force and an earlier fetch made it: --force must never delete a
+    folder of the user's that merely has the same name."""
+    if not os.path.lexists(dest):
+        return
+    if not force:
+        raise UserError(f"{dest} already exists: choose another --dest"
+                        + (" or pass --force to replace it" if dest.is_dir() else ""))
+    marker = dest / MARKER
+    if dest.is_symlink() or not dest.is_dir() or marker.is_symlink() or not marker.is_file():
+        raise UserError(f"{dest} was not made by compress.fetch (no {MARKER} in it): refusing to replace it "
+                        "even with --force; remove it yourself or choose another --dest")
+
+
+def fetch(source: str, target: str, dest: Path | None, *, net: Net | None = None, pin: str | None = None,
           force: bool = False) -> tuple[Path, dict]:
-    manifest = read_manifest(source, timeout, pin)
+    net = net or Net()
+    manifest = read_manifest(source, net, pin)
     if target not in manifest["targets"]:
         raise UserError(f"target {target!r} is not in this release; it has: {', '.join(manifest['targets'])}")
     section = manifest["targets"][target]
-    entry, files = section.get("archive", {}), section.get("files", {})
-    files_ok = isinstance(files, dict) and all(isinstance(m, dict) and _entry_ok(dict(m, name=n))
-                                               for n, m in files.items())
-    if not _entry_ok(entry) or "/" in entry["name"] or not files_ok:
-        raise UserError(f"the manifest's entry for {target} is malformed or names an unsafe path: refusing it")
+    entry, files = section["archive"], section["files"]
     dest = Path(dest or f"{manifest['name']}-{manifest['version']}-{target}")
-    if dest.exists() and not (force and dest.is_dir()):
-        raise UserError(f"{dest} already exists: choose another --dest"
-                        + (" or pass --force to replace it" if dest.is_dir() else ""))
+    _replaceable(dest, force)
     folder = ensure_dir(dest.absolute().parent)
-    archive = _download(source, entry, folder, timeout)
+    archive = _download(source, entry, folder, net)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder))
     try:
         _unpack(archive, files, tmp)
+        (tmp / MARKER).write_text(json.dumps({"source": source, "name": manifest["name"], "target": target,
+                                              "version": manifest["version"], "archive": entry}, indent=2) + "\n")
         tmp.chmod(0o755)
         old = folder / f".{dest.name}.old"
         if dest.exists():
@@ -216,7 +302,8 @@ def fetch(source: str, target: str, dest: Path | None, *, timeout: float = 60.0,
 
 
 def _list(manifest: dict) -> None:
-    print(f"{manifest['name']} {manifest['version']} (commit {manifest.get('git', {}).get('commit', '?')})")
+    git = manifest.get("git") if isinstance(manifest.get("git"), dict) else {}
+    print(f"{manifest['name']} {manifest['version']} (commit {git.get('commit', '?')})")
     for name, t in manifest["targets"].items():
         print(f"  {name:18s} {t['archive']['bytes']:>12,} B  {len(t['files'])} files  "
               f"benchmark: {t.get('benchmark', {}).get('verdict', 'not recorded')}")
@@ -230,11 +317,11 @@ def main(argv=None) -> int:
     if not args.list and not args.target:
         p.error("--target is required (or --list)")
     args.source = re.sub(r"/?manifest\.json$", "", args.source) or "."  # the manifest's own address works too
+    net = Net(args.timeout, args.deadline, args.allow_redirect)
     if args.list:
-        _list(read_manifest(args.source, args.timeout, args.manifest_sha256))
+        _list(read_manifest(args.source, net, args.manifest_sha256))
         return 0
-    dest, manifest = fetch(args.source, args.target, args.dest, timeout=args.timeout,
-                           pin=args.manifest_sha256, force=args.force)
+    dest, manifest = fetch(args.source, args.target, args.dest, net=net, pin=args.manifest_sha256, force=args.force)
     files = manifest["targets"][args.target]["files"]
     print(f"verified {len(files)} files (sha256) of {args.target} -> {dest}")
     return 0

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import UserError, one_line_errors
-from .fetch import FORMAT
+from .fetch import FORMAT, NAME_RE
 from .io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
 from .manifest import run_lock, verify_inputs
@@ -27,7 +27,6 @@ DIST = "pizza-edge"
 TARGETS = ("rp2040", "rpi4", "jetson-nano", "jetson-orin-nano", "edgetpu", "openvino")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold: no build time leaks into the bytes
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -244,7 +243,7 @@ def _version(args) -> str:
         except metadata.PackageNotFoundError:
             raise UserError(f"the {DIST} package is not installed (pip install -e .), or pass --version") from None
     for what, value in (("--release-name", args.release_name), ("--version", version)):
-        if not _NAME_RE.fullmatch(value):
+        if not NAME_RE.fullmatch(value):
             raise UserError(f"{what} {value!r}: use letters, digits, '.', '_', '+' or '-'")
     return version
 

@@ -41,6 +41,7 @@ def built(tmp_path_factory):
     from _export_fixture import tiny_run
 
     from benchmarks.run import main as bench
+    from compress.manifest import record_stage
     from compress.quantize import c_array
     from export import EXPORTERS
 
@@ -50,6 +51,7 @@ def built(tmp_path_factory):
     header, body = c_array((run / "quant" / "model_int8.tflite").read_bytes())  # what quantize writes beside it
     (run / "quant" / "model_data.h").write_text(header)
     (run / "quant" / "model_data.cc").write_text(body)
+    record_stage(run, "quant", outputs=sorted((run / "quant").glob("*.*")))
     for target in TARGETS:
         if target != "rp2040":
             EXPORTERS[target](run, run / "export" / target, calib=16, runs=3)
@@ -260,7 +262,8 @@ def test_download_over_http_verifies_and_unpacks(built, served, tmp_path, capsys
     assert fetch_cli("--from", server.url, "--target", "rpi4", "--dest", dest) == 0
     assert "verified 4 files" in capsys.readouterr().out
     m = json.loads((folder / "manifest.json").read_text())
-    got = {p.relative_to(dest).as_posix(): sha(p.read_bytes()) for p in dest.rglob("*") if p.is_file()}
+    got = {p.relative_to(dest).as_posix(): sha(p.read_bytes()) for p in dest.rglob("*")
+           if p.is_file() and p.name != fetch.MARKER}
     assert got == {n: f["sha256"] for n, f in m["targets"]["rpi4"]["files"].items()}
     assert sorted(p.name for p in dest.parent.iterdir()) == ["rpi4"]  # no temp files beside it
     rc = fetch_cli("--from", server.url, "--target", "rpi4", "--dest", dest)
