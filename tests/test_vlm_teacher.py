@@ -1,6 +1,7 @@
 """The qwen2.5-vl teacher end to end on a tiny random Qwen2.5-VL built offline and loaded from a folder."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,57 @@ def test_scores_are_probabilities_per_order(tiny, images):
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
     # Different images get different answers: the image really reaches the language model.
     assert np.abs(s[0] - s[1]).max() > 1e-4
+
+
+def test_adapter_logits_equal_the_canonical_processor_call(tiny, monkeypatch):
+    """The adapter (each image encoded once, the K question tails run over its KV cache) against the documented
+    call, one sequence at a time: `inputs = Qwen2_5_VLProcessor(...)(text=[prompt], images=[image])`,
+    `model(**inputs)`. Every input the processor produces reaches the model, or the logits differ."""
+    import torch
+    from PIL import Image
+    from transformers import AutoTokenizer, Qwen2_5_VLProcessor
+
+    from compress.teachers.qwen_vl import _image_processor_class
+
+    teacher = QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=2)
+    # Tall images (an 8 x 4 patch grid): the image tokens' 3-D (t, h, w) rotary positions differ from 1-D ones.
+    imgs = np.random.default_rng(1).integers(0, 256, (3, 90, 30, 3), dtype=np.uint8)
+    logits = teacher.last_logits(imgs)
+    assert logits.shape == (3, len(CLASSES), len(teacher.tokenizer))
+
+    # The processor's video part needs torchvision, absent here and unused for images: skip its class check.
+    check = Qwen2_5_VLProcessor.check_argument_for_proper_class
+    monkeypatch.setattr(Qwen2_5_VLProcessor, "check_argument_for_proper_class",
+                        lambda self, name, arg: None if arg is None else check(self, name, arg))
+    tokenizer = AutoTokenizer.from_pretrained(tiny, local_files_only=True)
+    processor = Qwen2_5_VLProcessor(image_processor=_image_processor_class().from_pretrained(tiny),
+                                    tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+    without_type_ids = 0.0
+    for i, img in enumerate(imgs):
+        for k, order in enumerate(teacher.orders):
+            messages = [{"role": "user", "content": [
+                {"type": "image"}, {"type": "text", "text": vlm_scoring.question(CLASSES, order)}]}]
+            text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            inputs = processor(text=[text], images=[Image.fromarray(img)], return_tensors="pt")
+            assert set(inputs) == {"input_ids", "attention_mask", "mm_token_type_ids", "pixel_values",
+                                   "image_grid_thw"}
+            with torch.inference_mode():
+                canonical = teacher.model(**inputs).logits[0, -1]
+                partial = teacher.model(**{n: v for n, v in inputs.items() if n != "mm_token_type_ids"}).logits[0, -1]
+            torch.testing.assert_close(logits[i, k], canonical, atol=1e-4, rtol=1e-4)
+            without_type_ids = max(without_type_ids, float((partial - canonical).abs().max()))
+    # What the adapter computed before mm_token_type_ids was passed (1-D image positions) is far off.
+    assert without_type_ids > 0.1
+
+
+def test_each_image_goes_through_the_vision_encoder_once(tiny, images):
+    t = QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=2)
+    t._load()
+    rows = []
+    t.model.model.visual.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    t.score(images)
+    per_image = int(t.image_processor(images=list(images[:1]), return_tensors="pt")["image_grid_thw"].prod())
+    assert sum(rows) == len(images) * per_image  # not x 6 option orders
 
 
 def test_cache_key_follows_what_changes_the_labels(tiny):
@@ -133,10 +185,64 @@ def test_spatial_mllm_reports_what_is_missing(tiny):
 
     missing = missing_requirements(None)
     assert any("source code" in m for m in missing)
-    if missing:
-        with pytest.raises(UserError) as e:
-            SpatialMLLMTeacher(CLASSES, tiny)
-        assert "\n" not in str(e.value) and "Spatial-MLLM" in str(e.value)
+    # This environment has transformers 5, not the 4.51.3 upstream pins: the packages to install are named.
+    assert any(m.startswith("transformers==4.51.3 (found 5.") for m in missing)
+    with pytest.raises(UserError) as e:
+        SpatialMLLMTeacher(CLASSES, tiny)
+    assert "\n" not in str(e.value) and "Spatial-MLLM" in str(e.value)
+    assert "pip install transformers==4.51.3 accelerate deepspeed einops" in str(e.value)
+
+
+@pytest.fixture
+def spatial_ready(monkeypatch):
+    """Pretend the spatial-mllm environment is complete, to reach the checkpoint and import checks."""
+    from compress.teachers import spatial_mllm
+
+    monkeypatch.setattr(spatial_mllm, "missing_requirements", lambda root: [])
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    yield spatial_mllm.SpatialMLLMTeacher
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def _config_copy(src: Path, dst: Path, **changes) -> Path:
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    (dst / "config.json").write_text(json.dumps({**cfg, **changes}))
+    return dst
+
+
+def test_spatial_mllm_accepts_only_v1_1_checkpoints(tiny, tmp_path, spatial_ready):
+    """v1.0 (Spatial-MLLM-subset-sft) and plain Qwen2.5-VL checkpoints say model_type qwen2_5_vl: refused
+    up front in one line naming what is supported, not with a KeyError deep in upstream's code."""
+    with pytest.raises(UserError) as e:
+        spatial_ready(CLASSES, tiny, repo_root=str(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg and "v1.0" in msg and "--teacher qwen2.5-vl" in msg
+    assert "supports Spatial-MLLM v1.1 checkpoints (model_type 'spatial-mllm'" in msg
+    no_connector = _config_copy(tiny, tmp_path / "no-connector", model_type="spatial-mllm")
+    with pytest.raises(UserError, match="holds a 'spatial-mllm' model; the spatial-mllm teacher supports .*v1.1"):
+        spatial_ready(CLASSES, no_connector, repo_root=str(tmp_path))
+
+
+def test_spatial_mllm_import_failure_names_the_extra(tiny, tmp_path, spatial_ready):
+    """Upstream's VGGT imports itself as `vggt` from src/qwenvl/external: the adapter puts that folder on
+    sys.path (else: "No module named 'vggt'"), and a package missing below it is blamed on the extra,
+    not on a requirements.txt upstream does not have."""
+    root = tmp_path / "Spatial-MLLM"
+    (root / "src/qwenvl/model").mkdir(parents=True)
+    (root / "src/qwenvl/model/spatial_mllm.py").write_text("import vggt\n")
+    (root / "src/qwenvl/external/vggt").mkdir(parents=True)
+    (root / "src/qwenvl/external/vggt/__init__.py").write_text("import einops_not_installed\n")
+    v11 = _config_copy(tiny, tmp_path / "v1.1", model_type="spatial-mllm",
+                       connector_config={"connector_type": "mlp_add", "spatial_embeds_layer_idx": -1})
+    teacher = spatial_ready(CLASSES, v11, repo_root=str(root))
+    with pytest.raises(UserError) as e:
+        teacher.predict_proba(np.zeros((1, 56, 56, 3), np.uint8))
+    msg = str(e.value)
+    assert "No module named 'einops_not_installed'" in msg and "pip install transformers==4.51.3" in msg
+    assert "\n" not in msg and "requirements.txt" not in msg
 
 
 def test_spatial_mllm_image_tensor():

@@ -25,9 +25,12 @@ MODEL_MODULE = "src.qwenvl.model.spatial_mllm"
 # works when the current directory is the checkout).
 VGGT_PARENT = "src/qwenvl/external"
 REPO_URL = "https://github.com/diankun-wu/Spatial-MLLM"
-EXTRA = "pip install -e '.[spatial-mllm]'"
-# Modules upstream imports at load time that the `spatial-mllm` extra installs (VGGT's heads need einops,
-# the spatial encoder imports deepspeed, device_map needs accelerate).
+# The `spatial-mllm` extra's packages, installed by name: the extra itself would also bring the project's own
+# torch pin, which replaces the torch 2.6 that upstream's flash-attn wheel is built for (README).
+EXTRA = ("In its own environment: pip install transformers==4.51.3 accelerate deepspeed einops "
+         "(README: Teaching with a VLM)")
+# Modules upstream imports at load time (VGGT's heads need einops, the spatial encoder imports deepspeed;
+# device_map needs accelerate).
 EXTRA_MODULES = ("einops", "deepspeed", "accelerate")
 SUPPORTED = ("Spatial-MLLM v1.1 checkpoints (model_type 'spatial-mllm', e.g. "
              "Diankun/Spatial-MLLM-v1.1-Instruct-135K)")
@@ -44,10 +47,8 @@ def missing_requirements(repo_root: str | None) -> list[str]:
     except metadata.PackageNotFoundError:
         found = None
     if found != TRANSFORMERS_PIN:
-        missing.append(f"transformers=={TRANSFORMERS_PIN} (found {found or 'none'}; {EXTRA} in its own environment)")
-    absent = [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
-    if absent:
-        missing.append(f"{', '.join(absent)} ({EXTRA})")
+        missing.append(f"transformers=={TRANSFORMERS_PIN} (found {found or 'none'})")
+    missing += [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
     if repo_root is None:
         missing.append(f"its source code (clone {REPO_URL} and set SPATIAL_MLLM_ROOT or --spatial-mllm-root)")
     elif not (Path(repo_root) / (MODEL_MODULE.replace(".", "/") + ".py")).is_file():
@@ -64,7 +65,7 @@ class SpatialMLLMTeacher(QwenVLTeacher):
         self.repo_root = repo_root or os.environ.get("SPATIAL_MLLM_ROOT")
         missing = missing_requirements(self.repo_root)
         if missing:
-            raise UserError("the spatial-mllm teacher needs " + "; ".join(missing))
+            raise UserError(f"the spatial-mllm teacher needs {'; '.join(missing)}. {EXTRA}")
         super().__init__(classes, model_path, **kw)
 
     @classmethod
@@ -88,8 +89,7 @@ class SpatialMLLMTeacher(QwenVLTeacher):
         try:
             module = importlib.import_module(MODEL_MODULE)
         except ImportError as e:
-            raise UserError(f"Spatial-MLLM's code in {root} does not import ({e}); install the spatial-mllm "
-                            f"extra: {EXTRA}") from None
+            raise UserError(f"Spatial-MLLM's code in {root} does not import ({e}). {EXTRA}") from None
         config = module.SpatialMLLMConfig.from_pretrained(self.model_path, local_files_only=True)
         # flash-attn is what upstream runs on CUDA; elsewhere PyTorch's attention gives the same result, slower.
         attn = ("flash_attention_2" if device.startswith("cuda") and importlib.util.find_spec("flash_attn")
