@@ -2,6 +2,7 @@
 #include <stdint.h>
 
 #include "hw.h"
+#include "usb.h"
 
 #define STACK_PAINT 0xC0FFEE11u
 
@@ -37,6 +38,7 @@ __attribute__((section(".vectors"), used)) static void *const vector_table[16 + 
     [11] = (void *)Default_Handler, /* SVCall */
     [14] = (void *)Default_Handler, /* PendSV */
     [15] = (void *)SysTick_Handler,
+    [16 + USBCTRL_IRQ] = (void *)USBCTRL_IRQHandler,
 };
 
 void Reset_Handler(void)

@@ -2,9 +2,11 @@
 #include <stdint.h>
 
 #include "hw.h"
+#include "link.h"
 #include "model.h"
 #include "protocol.h"
 #include "selftest_images.h"
+#include "usb.h"
 
 /* A frame that stops arriving for this long is reported as truncated and the parser resyncs. */
 #ifndef PROTO_IDLE_MS
@@ -106,10 +108,10 @@ static void send_reply(uint8_t type, const uint8_t *a, uint32_t na, const uint8_
     crc = proto_crc32_update(crc, a, na);
     crc = proto_crc32_update(crc, b, nb);
     proto_put_crc(tail, crc);
-    uart_write(head, sizeof head);
-    uart_write(a, na);
-    uart_write(b, nb);
-    uart_write(tail, sizeof tail);
+    link_write(head, sizeof head);
+    link_write(a, na);
+    link_write(b, nb);
+    link_write(tail, sizeof tail);
 }
 
 static void send_error(uint8_t status, uint32_t detail)
@@ -154,23 +156,23 @@ static void send_info(void)
     }
     uint8_t head[PROTO_HEADER_BYTES], tail[4];
     uint32_t crc = proto_put_header(head, PROTO_REP_INFO, sizeof body + names);
-    uart_write(head, sizeof head);
-    uart_write(body, sizeof body);
+    link_write(head, sizeof head);
+    link_write(body, sizeof body);
     crc = proto_crc32_update(crc, body, sizeof body);
     for (int k = 0; k < MODEL_NUM_CLASSES; k++) {
         const char *s = model_class_names[k];
         for (; *s; s++) {
-            uart_putc((uint8_t)*s);
+            link_putc((uint8_t)*s);
             crc = proto_crc32_update(crc, (const uint8_t *)s, 1);
         }
         if (k + 1 < MODEL_NUM_CLASSES) {
             const uint8_t nl = '\n';
-            uart_putc(nl);
+            link_putc(nl);
             crc = proto_crc32_update(crc, &nl, 1);
         }
     }
     proto_put_crc(tail, crc);
-    uart_write(tail, sizeof tail);
+    link_write(tail, sizeof tail);
 }
 
 static void handle(proto_event_t ev)
@@ -181,15 +183,17 @@ static void handle(proto_event_t ev)
         if (parser.type == PROTO_REQ_INFER) send_infer();
         else send_info();
     }
+    link_flush();
 }
 
 int main(void)
 {
+    usb_init(); /* enumerates in the background (interrupts) while the self-test runs */
     self_test();
     proto_init(&parser, (uint8_t *)input, sizeof input, MODEL_INPUT_BYTES);
     uint64_t last_byte = cycles_now();
     for (;;) {
-        int c = uart_getc();
+        int c = link_getc(proto_busy(&parser));
         uint64_t now = cycles_now();
         if (c >= 0) {
             last_byte = now;
