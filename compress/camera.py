@@ -1,0 +1,164 @@
+"""What a real camera does to a photo, as batched torch transforms: the seeded training augmentation (student and
+teacher) and the fixed shift suite (compress.shifts) share these primitives, so both mean the same "exposure".
+
+Images are float NCHW in [0, 1]; per-image parameters are tensors of shape [N] (or [N, 3]). Exposure and
+white balance scale pixel values (x0.6 means every channel times 0.6, as photo editors and most robustness
+benchmarks define it), which keeps channel ratios: a darker golden pizza stays orange, charring stays grey-black.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def _col(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, 1, 1, 1)
+
+
+def exposure_wb(x: torch.Tensor, gain: torch.Tensor, rgb_gains: torch.Tensor | None = None) -> torch.Tensor:
+    """Exposure gain `gain` [N] and white-balance gains `rgb_gains` [N, 3]."""
+    y = x * _col(gain)
+    if rgb_gains is not None:
+        y = y * rgb_gains[:, :, None, None]
+    return y.clamp(0.0, 1.0)
+
+
+def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return x.clamp(1e-6, 1.0) ** _col(g)
+
+
+def contrast(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * _col(c) + mean).clamp(0.0, 1.0)
+
+
+def saturation(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    grey = (x * _LUMA.to(x.dtype).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
+    return ((x - grey) * _col(s) + grey).clamp(0.0, 1.0)
+
+
+def hue(x: torch.Tensor, radians: torch.Tensor) -> torch.Tensor:
+    """Rotate chroma around the grey axis (YIQ), a colour cast that keeps luma."""
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=x.dtype)
+    from_yiq = torch.linalg.inv(to_yiq)
+    c, s = torch.cos(radians), torch.sin(radians)
+    rot = torch.zeros(len(x), 3, 3, dtype=x.dtype)
+    rot[:, 0, 0] = 1.0
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
+    m = from_yiq @ rot @ to_yiq  # [N, 3, 3]
+    return torch.einsum("nij,njhw->nihw", m, x).clamp(0.0, 1.0)
+
+
+def blur(x: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur with a per-image sigma in pixels (0 = unchanged); separable, edges reflected."""
+    n, c, h, w = x.shape
+    sigma = sigma_px.clamp_min(1e-3)
+    rad = int(min(math.ceil(2.5 * float(sigma.max())), (min(h, w) - 1) // 2))
+    if rad < 1:
+        return x
+    taps = torch.arange(-rad, rad + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (taps[None, :] / sigma[:, None]) ** 2)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [N*C, 2r+1]
+    y = F.pad(x.reshape(1, n * c, h, w), (rad, rad, rad, rad), mode="reflect")
+    y = F.conv2d(y, k[:, None, None, :], groups=n * c)
+    y = F.conv2d(y, k[:, None, :, None], groups=n * c)
+    return y.reshape(n, c, h, w)
+
+
+def noise(x: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Sensor noise: Gaussian, stronger in bright areas (shot noise) plus a floor (read noise)."""
+    z = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    return (x + z * _col(sigma) * (0.5 + 0.5 * x.sqrt())).clamp(0.0, 1.0)
+
+
+def jpeg(x: torch.Tensor, quality: torch.Tensor, apply: torch.Tensor | None = None) -> torch.Tensor:
+    """JPEG round trip through PIL (libjpeg) at a per-image quality; `apply` [N] bool picks which images."""
+    out = x.clone()
+    for i in range(len(x)):
+        if apply is not None and not bool(apply[i]):
+            continue
+        u8 = (x[i].permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+        buf = io.BytesIO()
+        Image.fromarray(u8).save(buf, format="JPEG", quality=int(quality[i]))
+        buf.seek(0)
+        back = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+        out[i] = torch.from_numpy(back).permute(2, 0, 1)
+    return out
+
+
+def warp(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+         tilt: torch.Tensor | None = None, flip: torch.Tensor | None = None, fill: str = "reflection") -> torch.Tensor:
+    """Rotate (radians), zoom (`scale` > 1 zooms in), translate (`shift` [N, 2], fraction of the half-width),
+    tilt the camera (`tilt` [N, 2], perspective terms) and mirror. `fill` is how uncovered corners are filled:
+    'reflection' continues the scene (what a rotated camera sees), 'zeros' gives black corners."""
+    n = len(x)
+    c, s = torch.cos(angle) / scale, torch.sin(angle) / scale
+    mirror = torch.where(flip, -1.0, 1.0) if flip is not None else torch.ones(n)
+    hmat = torch.zeros(n, 3, 3, dtype=x.dtype)
+    hmat[:, 0, 0], hmat[:, 0, 1], hmat[:, 0, 2] = c * mirror, -s, shift[:, 0]
+    hmat[:, 1, 0], hmat[:, 1, 1], hmat[:, 1, 2] = s * mirror, c, shift[:, 1]
+    hmat[:, 2, 2] = 1.0
+    if tilt is not None:
+        hmat[:, 2, 0], hmat[:, 2, 1] = tilt[:, 0], tilt[:, 1]
+    h, w = x.shape[2:]
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, dtype=x.dtype)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, dtype=x.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([gx, gy, torch.ones_like(gx)], -1).reshape(1, -1, 3)  # [1, HW, 3]
+    src = pts @ hmat.transpose(1, 2)  # [N, HW, 3]
+    grid = (src[..., :2] / src[..., 2:].clamp_min(1e-3)).reshape(n, h, w, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=fill, align_corners=False)
+
+
+def vignette(x: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """Lens fall-off: corners darkened by `strength` (0-1)."""
+    h, w = x.shape[2:]
+    ys = torch.linspace(-1, 1, h, dtype=x.dtype)[:, None]
+    xs = torch.linspace(-1, 1, w, dtype=x.dtype)[None, :]
+    r2 = (xs * xs + ys * ys) / 2.0
+    return x * (1.0 - _col(strength) * r2[None, None])
+
+
+def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand((n, *shape), generator=gen)
+
+
+def _log_uniform(gen: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> torch.Tensor:
+    return torch.exp(_uniform(gen, n, math.log(lo), math.log(hi), *shape))
+
+
+def augment(batch_u8: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]: a random camera per image, drawn from `gen` (seeded, deterministic).
+
+    Geometry: any rotation, mirror, zoom 0.85-1.2, shift, mild perspective, scene-continuing fill. Light:
+    exposure x0.45-1.7, white balance, contrast, saturation, hue cast. Optics and
+    sensor: blur, noise, JPEG. Doneness classes stay what they are under all of these because the pizza keeps
+    its colours relative to its plate and board, and charring keeps its hue (grey-black) at any exposure.
+    `strength` scales every range (0 = the dihedral pose only, for tests and ablations).
+    """
+    x = batch_u8.permute(0, 3, 1, 2).float() / 255.0
+    n = len(x)
+    k = float(strength)
+    x = warp(x, angle=_uniform(gen, n, -math.pi, math.pi), scale=_log_uniform(gen, n, 0.85 ** k, 1.2 ** k),
+             shift=_uniform(gen, n, -0.12 * k, 0.12 * k, 2), tilt=_uniform(gen, n, -0.15 * k, 0.15 * k, 2),
+             flip=torch.rand(n, generator=gen) < 0.5)
+    if k == 0:
+        return x.clamp(0.0, 1.0)
+    wb = _log_uniform(gen, n, 0.78 ** k, 1.28 ** k, 3)
+    wb = wb / wb.mean(1, keepdim=True)
+    x = exposure_wb(x, _log_uniform(gen, n, 0.45 ** k, 1.7 ** k), wb)
+    x = vignette(x, _uniform(gen, n, 0.0, 0.5 * k))
+    x = gamma(x, _log_uniform(gen, n, 0.75 ** k, 1.35 ** k))
+    x = contrast(x, _log_uniform(gen, n, 0.6 ** k, 1.4 ** k))
+    x = saturation(x, _log_uniform(gen, n, 0.55 ** k, 1.5 ** k))
+    x = hue(x, _uniform(gen, n, -0.2 * k, 0.2 * k))
+    x = blur(x, _uniform(gen, n, 0.0, 1.3 * k) * (torch.rand(n, generator=gen) < 0.5))
+    x = noise(x, _uniform(gen, n, 0.0, 0.05 * k), gen)
+    return jpeg(x, _uniform(gen, n, 20, 90).round(), torch.rand(n, generator=gen) < 0.3 * k)
