@@ -125,10 +125,11 @@ def verify_inputs(run_dir, stage: str, paths, rerun: str) -> None:
 
 # --- what a dataset manifest may hold -------------------------------------------------------------------------
 
-# Class names travel as folder names, comma-separated CLI lists, C string literals and the serial protocol's
-# newline-separated list: printable text without those separators, bounded so a device can hold them.
+# Class names travel as folder names, comma-separated CLI lists and label files, C string literals (escaped by
+# the compiler) and the serial protocol's newline-separated list: printable text without those separators,
+# bounded so a device can hold them.
 CLASS_NAME_MAX = 64
-_CLASS_NAME_FORBIDDEN = ',/\\"'
+_CLASS_NAME_FORBIDDEN = ",/\\"
 
 
 def check_class_names(classes, where: str) -> None:
@@ -165,7 +166,9 @@ def check_dataset(run_dir, doc: dict) -> None:
     if not isinstance(items, list):
         raise UserError(f"{where}: 'items' must be a list")
     source = doc.get("source") if isinstance(doc.get("source"), dict) else {}
-    photos = Path(source["root"]) if source.get("kind") == "imagefolder" and source.get("root") else None
+    roots = [Path(source["root"])] if source.get("kind") == "imagefolder" and source.get("root") else []
+    if isinstance(doc.get("budget"), dict) and doc["budget"].get("unlabeled_root"):
+        roots.append(Path(doc["budget"]["unlabeled_root"]))
     data_dir = Path(run_dir) / "data"
     known = set(doc["classes"])
     for it in items:
@@ -174,8 +177,8 @@ def check_dataset(run_dir, doc: dict) -> None:
         if it.get("label") is not None and it["label"] not in known:
             raise UserError(f"{where}: item {it['path']!r} has label {it['label']!r}, not one of the classes")
         path = it["path"]
-        if photos is not None and os.path.isabs(path):
-            if ".." in PurePosixPath(path).parts or not Path(path).is_relative_to(photos):
-                raise UserError(f"{where}: {path!r} is outside the indexed folder {photos}")
+        if roots and os.path.isabs(path):
+            if ".." in PurePosixPath(path).parts or not any(Path(path).is_relative_to(r) for r in roots):
+                raise UserError(f"{where}: {path!r} is outside the indexed folders {', '.join(map(str, roots))}")
         else:
             inside(data_dir, path, where)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from compress.errors import UserError
+from compress.io import read_bytes
 
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "ADD",
              "RESHAPE", "PAD")
@@ -78,9 +79,7 @@ def _options(op) -> dict:
 
 def load(path: str | Path) -> Graph:
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f".tflite model not found: {p}")
-    buf = p.read_bytes()
+    buf = read_bytes(p, ".tflite model")
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise UserError(f"{p} is not a .tflite flatbuffer (no TFL3 identifier)")
     return parse(buf, str(p))

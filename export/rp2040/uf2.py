@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from compress.errors import UserError, one_line_errors
-from compress.io import write_bytes_atomic
+from compress.io import read_bytes, write_bytes_atomic
 
 MAGIC_START0 = 0x0A324655  # "UF2\n"
 MAGIC_START1 = 0x9E5D5157
@@ -96,9 +96,7 @@ def uf2_to_image(data: bytes, base: int = FLASH_BASE) -> bytes:
 
 
 def _read(path: Path) -> bytes:
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
-    return path.read_bytes()
+    return read_bytes(path)
 
 
 @one_line_errors()
