@@ -56,6 +56,17 @@ def missing_requirements(repo_root: str | None) -> list[str]:
     return missing
 
 
+def upstream_module(repo_root: str):
+    """Upstream's `src.qwenvl.model.spatial_mllm` (SpatialMLLMConfig, SpatialMLLMForConditionalGeneration),
+    imported from the checkout at `repo_root` whatever the current directory."""
+    root = Path(repo_root).resolve()
+    sys.path[:0] = [p for p in (str(root), str(root / VGGT_PARENT)) if p not in sys.path]
+    try:
+        return importlib.import_module(MODEL_MODULE)
+    except ImportError as e:
+        raise UserError(f"Spatial-MLLM's code in {root} does not import ({e}). {EXTRA}") from None
+
+
 class SpatialMLLMTeacher(QwenVLTeacher):
     name = "spatial-mllm"
     model_types = ("spatial-mllm",)
@@ -84,12 +95,7 @@ class SpatialMLLMTeacher(QwenVLTeacher):
                             f"the only version whose model class upstream's main branch ships and that we test")
 
     def _load_model(self, dtype, device):
-        root = Path(self.repo_root).resolve()
-        sys.path[:0] = [p for p in (str(root), str(root / VGGT_PARENT)) if p not in sys.path]
-        try:
-            module = importlib.import_module(MODEL_MODULE)
-        except ImportError as e:
-            raise UserError(f"Spatial-MLLM's code in {root} does not import ({e}). {EXTRA}") from None
+        module = upstream_module(self.repo_root)
         config = module.SpatialMLLMConfig.from_pretrained(self.model_path, local_files_only=True)
         # flash-attn is what upstream runs on CUDA; elsewhere PyTorch's attention gives the same result, slower.
         attn = ("flash_attention_2" if device.startswith("cuda") and importlib.util.find_spec("flash_attn")
