@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -351,6 +352,12 @@ def test_cli_acceptance_command(vlm_run, tiny):
     assert "teacher_val_order_agreement" in r.stdout
     r = subprocess.run(cmd[:-6] + ["--model", str(run)], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint at") and "Traceback" not in r.stderr
+    # spatial-mllm outside its environment (no upstream checkout, transformers 5): one line naming what to install.
+    cmd[cmd.index("qwen2.5-vl")] = "spatial-mllm"
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SPATIAL_MLLM_ROOT": ""})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: the spatial-mllm teacher needs transformers==4.51.3")
+    assert "its source code (clone https://github.com/diankun-wu/Spatial-MLLM" in r.stderr
 
 
 def test_student_distils_from_vlm_labels(vlm_run):

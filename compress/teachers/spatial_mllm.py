@@ -73,7 +73,7 @@ class SpatialMLLMTeacher(QwenVLTeacher):
     example_repo = "Diankun/Spatial-MLLM-v1.1-Instruct-135K"
 
     def __init__(self, classes, model_path, *, repo_root: str | None = None, **kw):
-        self.repo_root = repo_root or os.environ.get("SPATIAL_MLLM_ROOT")
+        self.repo_root = repo_root or os.environ.get("SPATIAL_MLLM_ROOT") or None
         missing = missing_requirements(self.repo_root)
         if missing:
             raise UserError(f"the spatial-mllm teacher needs {'; '.join(missing)}. {EXTRA}")
