@@ -46,7 +46,7 @@ def _image_processor_class():
 
 def _device_map(device: str) -> dict:
     """from_pretrained arguments that put the weights straight onto `device` (a CPU load followed by
-    `.to("cuda")` holds the whole model in host RAM first: about 9 GB for 7B in bf16)."""
+    `.to("cuda")` holds the whole model in host RAM first)."""
     if device == "cpu":
         return {}
     if importlib.util.find_spec("accelerate") is None:
@@ -73,7 +73,8 @@ def add_arguments(g) -> None:
     g.add_argument("--teacher-orders", type=int, default=None,
                    help="VLM: option orders averaged per image (default: one per class, a Latin square)")
     g.add_argument("--teacher-vlm-batch", type=int, default=4,
-                   help="VLM: images per forward pass (x orders sequences; default 4)")
+                   help="VLM: images per batch: one pass over their prompts up to the image, one over "
+                        "images x orders question tails (default 4)")
     g.add_argument("--teacher-vlm-size", type=int, default=448,
                    help="VLM: image side sent to the model (default 448 = 256 image tokens for Qwen2.5-VL)")
     g.add_argument("--spatial-mllm-root", default=None,
