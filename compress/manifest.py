@@ -157,9 +157,9 @@ def inside(root: Path, rel: str, where: str) -> Path:
 
 
 def check_dataset(run_dir, doc: dict) -> None:
-    """Class names, labels and image paths of a dataset manifest. Images the data stage copied or generated are
-    relative to R/data and must stay inside it; only an ImageFolder dataset names the user's own photos, by
-    absolute path under the folder it indexed."""
+    """Class names, labels and image paths of a dataset manifest. Images the data stage generated are relative
+    to R/data and must stay inside it; the user's own photos are named by absolute path under a folder the data
+    stage indexed (the ImageFolder root, the --unlabeled folder) and must stay under it."""
     where = str(Path(run_dir) / "data" / "dataset.json")
     check_class_names(doc.get("classes"), where)
     items = doc.get("items")

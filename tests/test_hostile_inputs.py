@@ -33,7 +33,7 @@ from compress.manifest import record_stage
 from test_bad_inputs import PY, ROOT, assert_refused, cli
 
 HAVE_GCC = shutil.which("arm-none-eabi-gcc") is not None
-DISTILL = ("--student-input-size", "32", "--student-epochs", "1", "--student-qat-epochs", "1",
+DISTILL = ("--student-input-size", "32", "--student-epochs", "1", "--qat-epochs", "1",
            "--student-batch-size", "16", "--student-threads", "1")
 
 
@@ -53,10 +53,16 @@ def _edit_dataset(run: Path, edit) -> None:
 # --- fixtures ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory) -> Path:
-    """A tiny run folder through the real distill stage (data + teacher recorded like the real stages)."""
-    run = _tiny_run.make_run(tmp_path_factory.mktemp("hostile") / "run",
-                             per_class={"train": 8, "val": 1, "test": 2})
+def made(tmp_path_factory) -> Path:
+    """A tiny run folder with data and teacher files, recorded like the real stages."""
+    return _tiny_run.make_run(tmp_path_factory.mktemp("hostile") / "run", per_class={"train": 8, "val": 1, "test": 2})
+
+
+@pytest.fixture(scope="module")
+def student(made, tmp_path_factory) -> Path:
+    """The same through the real distill stage."""
+    run = tmp_path_factory.mktemp("hostile-student") / "run"
+    shutil.copytree(made, run)
     r = cli("compress", "distill", "--run", run, *DISTILL, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     return run
@@ -162,9 +168,9 @@ def test_provenance_unrecorded_stage_is_refused(run_copy):
     assert_refused(r, "no record of what the quant stage wrote", run_copy / "export" / "jetson-nano")
 
 
-def test_provenance_dataset_edited_after_data_is_not_taught(student, tmp_path):
+def test_provenance_dataset_edited_after_data_is_not_taught(made, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(student, run)
+    shutil.copytree(made, run)
     path = run / "data" / "dataset.json"
     doc = json.loads(path.read_text())
     doc["items"] = doc["items"][::-1]
@@ -174,9 +180,9 @@ def test_provenance_dataset_edited_after_data_is_not_taught(student, tmp_path):
     assert "python -m compress data" in r.stderr
 
 
-def test_provenance_replaced_soft_labels_are_not_distilled(student, tmp_path):
+def test_provenance_replaced_soft_labels_are_not_distilled(made, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(student, run)
+    shutil.copytree(made, run)
     f = run / "teacher" / "soft_labels.npz"
     with np.load(f) as z:
         np.savez(f, hashes=z["hashes"], probs=z["probs"][:, ::-1], classes=z["classes"])
@@ -213,9 +219,9 @@ def test_provenance_untampered_release_still_builds(run_copy, tmp_path):
 @pytest.mark.parametrize("case, match", [
     ("dotdot", "without '..'"), ("absolute", "without '..'"), ("symlink-out", "points outside"),
     ("imagefolder-outside", "outside the indexed folder")])
-def test_paths_from_the_dataset_stay_inside_their_root(student, tmp_path, case, match):
+def test_paths_from_the_dataset_stay_inside_their_root(made, tmp_path, case, match):
     run = tmp_path / "run"
-    shutil.copytree(student, run)
+    shutil.copytree(made, run)
     outside = tmp_path / "secret.png"
     shutil.copy(next((run / "data" / "images").rglob("*.png")), outside)
     first = json.loads((run / "data" / "dataset.json").read_text())["items"][0]["path"]
@@ -229,8 +235,7 @@ def test_paths_from_the_dataset_stay_inside_their_root(student, tmp_path, case, 
     else:  # an ImageFolder dataset may name photos by absolute path, but only under the folder it indexed
         _edit_dataset(run, lambda d: (d["source"].update(kind="imagefolder", root=str(run / "data" / "images")),
                                       d["items"][0].update(path=str(outside))))
-    r = cli("compress", "distill", "--run", run, *DISTILL)
-    assert_refused(r, match)
+    assert_refused(cli("compress", "teach", "--run", run), match)
 
 
 def test_paths_a_symlink_out_of_an_image_folder_is_refused_by_the_data_stage(tmp_path):
@@ -242,7 +247,7 @@ def test_paths_a_symlink_out_of_an_image_folder_is_refused_by_the_data_stage(tmp
         Image.fromarray(np.full((8, 8, 3), 40 * (i + 1), np.uint8)).save(photos / c / "x.png")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "private.png")
     (photos / "a" / "link.png").symlink_to(tmp_path / "private.png")
-    r = cli("compress", "data", "--run", run, "--data", photos)
+    r = cli("compress", "data", "--run", run, "--data", photos, "--labeled-per-class", "all")
     assert_refused(r, "outside the indexed folder", run / "data" / "dataset.json")
 
 
@@ -258,16 +263,16 @@ def test_names_unsafe_class_folders_are_refused_by_the_data_stage(tmp_path, name
     for i, c in enumerate(("ok", name)):
         (photos / c).mkdir(parents=True)
         Image.fromarray(np.full((8, 8, 3), 40 * (i + 1), np.uint8)).save(photos / c / "x.png")
-    r = cli("compress", "data", "--run", run, "--data", photos)
+    r = cli("compress", "data", "--run", run, "--data", photos, "--labeled-per-class", "all")
     assert_refused(r, match, run / "data" / "dataset.json")
 
 
-def test_names_unsafe_class_name_in_an_edited_dataset_is_refused(student, tmp_path):
+def test_names_unsafe_class_name_in_an_edited_dataset_is_refused(made, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(student, run)
+    shutil.copytree(made, run)
     _edit_dataset(run, lambda d: (d["classes"].__setitem__(0, "basic\nburnt"),
                                   [it.update(label="basic\nburnt") for it in d["items"] if it["label"] == "basic"]))
-    assert_refused(cli("compress", "distill", "--run", run, *DISTILL), "not allowed")
+    assert_refused(cli("compress", "teach", "--run", run), "not allowed")
 
 
 def test_names_compiler_refuses_a_newline_and_escapes_unicode(exported, tmp_path):
