@@ -49,45 +49,75 @@ def test_scores_are_probabilities_per_order(tiny, images):
     assert np.abs(s[0] - s[1]).max() > 1e-4
 
 
-def test_adapter_logits_equal_the_canonical_processor_call(tiny, monkeypatch):
+@pytest.fixture
+def processor(tiny, monkeypatch):
+    """Qwen2_5_VLProcessor built from the checkpoint's tokenizer and image processor. Its video part needs
+    torchvision, absent here and unused for images: only that part's class check is skipped."""
+    from transformers import AutoTokenizer, Qwen2_5_VLProcessor
+
+    from compress.teachers.qwen_vl import _image_processor_class
+
+    check = Qwen2_5_VLProcessor.check_argument_for_proper_class
+    monkeypatch.setattr(Qwen2_5_VLProcessor, "check_argument_for_proper_class",
+                        lambda self, name, arg: None if arg is None else check(self, name, arg))
+    tokenizer = AutoTokenizer.from_pretrained(tiny, local_files_only=True)
+    return Qwen2_5_VLProcessor(image_processor=_image_processor_class().from_pretrained(tiny),
+                               tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+
+
+def _canonical(model, processor, text: str, image: np.ndarray, drop: str | None = None):
+    """`model(**processor(text=[text], images=[image]))`: last-position logits of one sequence."""
+    import torch
+    from PIL import Image
+
+    inputs = processor(text=[text], images=[Image.fromarray(image)], return_tensors="pt")
+    assert set(inputs) == {"input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw"}
+    with torch.inference_mode():
+        return model(**{n: v for n, v in inputs.items() if n != drop}).logits[0, -1]
+
+
+def test_adapter_logits_equal_the_canonical_processor_call(tiny, processor):
     """The adapter (each image encoded once, the K question tails run over its KV cache) against the documented
     call, one sequence at a time: `inputs = Qwen2_5_VLProcessor(...)(text=[prompt], images=[image])`,
     `model(**inputs)`. Every input the processor produces reaches the model, or the logits differ."""
     import torch
-    from PIL import Image
-    from transformers import AutoTokenizer, Qwen2_5_VLProcessor
-
-    from compress.teachers.qwen_vl import _image_processor_class
 
     teacher = QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=2)
     # Tall images (an 8 x 4 patch grid): the image tokens' 3-D (t, h, w) rotary positions differ from 1-D ones.
     imgs = np.random.default_rng(1).integers(0, 256, (3, 90, 30, 3), dtype=np.uint8)
     logits = teacher.last_logits(imgs)
     assert logits.shape == (3, len(CLASSES), len(teacher.tokenizer))
-
-    # The processor's video part needs torchvision, absent here and unused for images: skip its class check.
-    check = Qwen2_5_VLProcessor.check_argument_for_proper_class
-    monkeypatch.setattr(Qwen2_5_VLProcessor, "check_argument_for_proper_class",
-                        lambda self, name, arg: None if arg is None else check(self, name, arg))
-    tokenizer = AutoTokenizer.from_pretrained(tiny, local_files_only=True)
-    processor = Qwen2_5_VLProcessor(image_processor=_image_processor_class().from_pretrained(tiny),
-                                    tokenizer=tokenizer, chat_template=tokenizer.chat_template)
     without_type_ids = 0.0
     for i, img in enumerate(imgs):
         for k, order in enumerate(teacher.orders):
             messages = [{"role": "user", "content": [
                 {"type": "image"}, {"type": "text", "text": vlm_scoring.question(CLASSES, order)}]}]
             text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            inputs = processor(text=[text], images=[Image.fromarray(img)], return_tensors="pt")
-            assert set(inputs) == {"input_ids", "attention_mask", "mm_token_type_ids", "pixel_values",
-                                   "image_grid_thw"}
-            with torch.inference_mode():
-                canonical = teacher.model(**inputs).logits[0, -1]
-                partial = teacher.model(**{n: v for n, v in inputs.items() if n != "mm_token_type_ids"}).logits[0, -1]
+            canonical = _canonical(teacher.model, processor, text, img)
             torch.testing.assert_close(logits[i, k], canonical, atol=1e-4, rtol=1e-4)
+            partial = _canonical(teacher.model, processor, text, img, drop="mm_token_type_ids")
             without_type_ids = max(without_type_ids, float((partial - canonical).abs().max()))
     # What the adapter computed before mm_token_type_ids was passed (1-D image positions) is far off.
     assert without_type_ids > 0.1
+
+
+def test_question_tails_of_different_lengths(tiny, processor, images):
+    """Tails of unequal length are padded between the cached prefix and the tail; positions and the answer
+    position stay those of each unpadded sequence."""
+    import torch
+
+    from compress.teachers.qwen_vl import IMAGE_PAD
+
+    teacher = QwenVLTeacher(CLASSES, tiny, seed=0, batch_size=2, orders=3)
+    teacher._load()
+    teacher.tails = tuple(tail.replace("Answer", "Answer with one word . " * k + "Answer")
+                          for k, tail in enumerate(teacher.tails))
+    assert len({len(teacher.tokenizer(tail)["input_ids"]) for tail in teacher.tails}) == 3
+    logits = teacher.last_logits(images[:2])
+    for i, img in enumerate(images[:2]):
+        for k, tail in enumerate(teacher.tails):
+            canonical = _canonical(teacher.model, processor, teacher.head + IMAGE_PAD + tail, img)
+            torch.testing.assert_close(logits[i, k], canonical, atol=1e-4, rtol=1e-4)
 
 
 def test_each_image_goes_through_the_vision_encoder_once(tiny, images):
@@ -367,5 +397,5 @@ def test_student_distils_from_vlm_labels(vlm_run):
 
     run, _ = vlm_run
     m = distill.run(stage_args(run, "--student-epochs", "1"))
-    assert (run / "student" / "student_float.pt").is_file() and (run / "student" / "student_qat.pt").is_file()
+    assert (run / "student" / "student_float.pt").is_file() and (run / "student" / "baseline_float.pt").is_file()
     assert 0.0 <= m["student_float_acc"] <= 1.0 and 0.0 <= m["teacher_student_agreement"] <= 1.0
