@@ -2,6 +2,7 @@
 Hand-written (ELF32 little-endian only, ~50 lines) so the harness needs neither binutils nor pyelftools."""
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from compress.errors import UserError
 
 SHT_SYMTAB, SHT_NOBITS, SHF_ALLOC = 2, 8, 0x2
+FLASH_START = 0x10000000
 
 
 @dataclass
@@ -56,3 +58,32 @@ def firmware_memory(path: Path, ram_start: int = 0x20000000) -> dict:
             "ram_bytes": static_ram + max(stack, 0),
             "flash_sections": {s.name: s.size for s in sections if not s.nobits},
             "ram_sections": {s.name: s.size for s in sections if s.addr >= ram_start}}
+
+
+_MAP_INPUT = re.compile(r"^ (\.\S+|COMMON)?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+\.o)$")
+
+
+def object_footprint(map_path: Path, objects: tuple[str, ...], ram_start: int = 0x20000000) -> dict:
+    """Flash and static RAM that the named object files (e.g. usb.o) take in the linked image, from the GNU ld
+    map: code and constants count as flash, .bss as RAM, initialised data as both (stored in flash, copied)."""
+    text = Path(map_path).read_text(errors="replace")
+    start = text.find("Linker script and memory map")
+    if start < 0:
+        raise UserError(f"{map_path} is not a GNU ld map file")
+    flash = ram = 0
+    section = None
+    for line in text[start:].splitlines():
+        m = _MAP_INPUT.match(line)
+        if not m:
+            section = line.strip() if re.fullmatch(r" \.\S+", line) else None
+            continue
+        name, addr, size = m.group(1) or section, int(m.group(2), 16), int(m.group(3), 16)
+        section = None
+        if Path(m.group(4)).name not in objects or not size or not name:
+            continue
+        if addr < FLASH_START:  # debug sections: not in the image
+            continue
+        zeroed = name.startswith(".bss") or name == "COMMON"
+        ram += size if addr >= ram_start else 0
+        flash += 0 if zeroed else size
+    return {"flash_bytes": flash, "static_ram_bytes": ram}

@@ -16,7 +16,7 @@ from compress.errors import UserError
 from . import opcheck
 from .artifacts import REPO_ROOT
 from .context import INT8_TFLITE, Context, drop_row
-from .elfsize import firmware_memory
+from .elfsize import firmware_memory, object_footprint
 from .results import Point, Result, check, info, measured, not_run
 
 EMULATED_IMAGES = 3      # emulated inferences: latency median + bit-exactness against the host C model
@@ -85,6 +85,7 @@ def _c_model(result: Result, model: Path, xq, y, float_acc: float, tflm_out: np.
 
 
 FIRMWARE_SOURCES = ("firmware/rp2040", "firmware/nn", "export/rp2040")
+USB_OBJECTS = ("usb.o", "usb_desc.o", "link.o")
 
 
 def _built_from(run_dir: Path, uf2: Path, model: Path) -> bool:
@@ -135,6 +136,12 @@ def _memory(result: Result, uf2: Path, elf: Path) -> None:
                     info("UF2 payload", sum(len(b) for b in blocks.values()), "B", f"{len(blocks)} blocks of 256 B"),
                     measured("ram_bytes", "static RAM: data + bss + reserved stack (ELF)", mem["ram_bytes"], "B",
                              f"{ram_sections} (arena in .bss) + stack {mem['stack_bytes']:,}")]
+    link_map = elf.with_suffix(".map")
+    if link_map.is_file():
+        usb = object_footprint(link_map, USB_OBJECTS)
+        result.rows.append(info("USB CDC-ACM stack, included above (flash)", usb["flash_bytes"], "B",
+                                f"{' + '.join(USB_OBJECTS)} from the linker map; static RAM "
+                                f"{usb['static_ram_bytes']:,} B"))
 
 
 def _run_firmware(ctx: Context, result: Result, client, xq: np.ndarray, where: str, host_out) -> tuple[list, list]:

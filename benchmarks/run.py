@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=Path, default=Path("artifacts/default"),
                    help="run folder written by `python -m compress all` (default: artifacts/default)")
     p.add_argument("--device", metavar="PORT",
-                   help="serial port of a Pico running our firmware (e.g. /dev/ttyACM0): adds on-device latency "
-                        "and accuracy for rp2040")
+                   help="serial port of a Pico running our firmware (e.g. /dev/ttyACM0), or 'auto': the Pico on USB, "
+                        "found by its VID:PID; adds on-device latency and accuracy for rp2040")
     p.add_argument("--json", type=Path, metavar="OUT",
                    help="also write the report (with --all: the summary) as JSON to this path")
     p.add_argument("--targets-dir", type=Path, default=DEFAULT_TARGETS_DIR, metavar="D",
@@ -93,6 +93,10 @@ def _check_args(args, target) -> None:
         raise UserError(f"--device is a serial port for a Pico (rp2040); target {target.name} does not use it")
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive number of images, got {args.limit}")
+    if args.device == "auto":
+        from export.rp2040.ports import find_port
+
+        args.device = find_port()
     if args.device and not os.path.exists(args.device):
         raise UserError(f"serial port not found: {args.device}")
 

@@ -1,8 +1,10 @@
 """Host side of the firmware's serial inference protocol (firmware/rp2040/protocol.h).
 
 Works with any port object that has write(bytes) and read(n) with a timeout: a pyserial port for a
-real Pico (USB-UART adapter on GPIO0/1), or export.rp2040.emulator's port for rp2040js.
-Usage: python -m export.rp2040.serial_client --port /dev/ttyUSB0 image.jpg
+real Pico (its own USB port, CDC-ACM, or a USB-UART adapter on GPIO0/1), or export.rp2040.emulator's port
+for rp2040js.
+Usage: python -m export.rp2040.serial_client image.jpg                       # the Pico on USB, found by VID:PID
+       python -m export.rp2040.serial_client --port /dev/ttyUSB0 image.jpg
        python -m export.rp2040.serial_client --emulator build/rp2040/pizza.uf2 image.jpg
 """
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from compress.errors import UserError
+
+from .ports import resolve_port
 
 MAGIC = b"PZ"
 REQ_INFER, REQ_INFO = 0x01, 0x02
@@ -49,10 +53,6 @@ class InferResult:
     cycles: int
 
 
-# firmware/rp2040/hw.h enum hw_reset_reason, in order
-RESET_REASONS = ("unknown", "power-on", "run-pin", "watchdog", "software", "hardfault")
-
-
 @dataclass
 class DeviceInfo:
     height: int
@@ -65,7 +65,6 @@ class DeviceInfo:
     stack_used: int
     stack_reserved: int
     class_names: list[str]
-    reset_reason: str = "unknown"   # why the device last reset (INFO version 2 and later)
 
 
 class Client:
@@ -131,10 +130,9 @@ class Client:
     def info(self) -> DeviceInfo:
         kind, p = self.request(REQ_INFO)
         self._check(kind, p, REP_INFO)
-        _, version, n, reset, h, w, c, _, inb, arena, clk, used, reserved = struct.unpack_from("<4B4H5I", p)
+        _, _version, n, _, h, w, c, _, inb, arena, clk, used, reserved = struct.unpack_from("<4B4H5I", p)
         names = p[32:].decode("utf-8", "replace").split("\n")
-        reason = RESET_REASONS[reset] if version >= 2 and reset < len(RESET_REASONS) else "unknown"
-        return DeviceInfo(h, w, c, n, inb, arena, clk, used, reserved, names, reason)
+        return DeviceInfo(h, w, c, n, inb, arena, clk, used, reserved, names)
 
     def infer(self, x_int8: np.ndarray, timeout: float | None = None) -> InferResult:
         """x_int8: the model input, int8 NHWC (pixel - 128)."""
@@ -182,8 +180,10 @@ def _print(result: dict, names: list[str]) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.rp2040.serial_client",
                                  description="classify an image on an RP2040 running the pizza-edge firmware")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--port", "--device", dest="port", help="serial device, e.g. /dev/ttyUSB0 or COM3")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--port", "--device", dest="port", default="auto",
+                     help="serial device, e.g. /dev/ttyACM0, /dev/ttyUSB0 or COM3; default 'auto': the Pico on USB "
+                          "(found by its VID:PID and product string)")
     src.add_argument("--emulator", type=Path, metavar="UF2", help="run this .uf2 in rp2040js instead")
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each reply (default 60)")
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
                 port.wait_for(b"READY", args.timeout)
                 _run(Client(port, args.timeout), args.images)
         else:
-            port = open_serial(args.port, args.baud, args.timeout)
+            port = open_serial(resolve_port(args.port), args.baud, args.timeout)
             try:
                 _run(Client(port, args.timeout), args.images)
             finally:
