@@ -4,6 +4,7 @@ import argparse
 import re
 import shutil
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -99,6 +100,62 @@ def test_emulated_firmware_is_bit_exact_and_survives_garbage(firmware):
             kind, payload = client.read_reply(timeout=60)
             assert kind == REP_INFER and np.frombuffer(payload[8:], np.int8).tolist() == want[0].tolist()
     assert port.cycles and port.cycles > sum(cycles)
+
+
+def test_both_boot2_variants_boot_in_the_emulator(firmware, tmp_path):
+    """boot.mjs checks boot2's CRC like the bootrom, runs it from SRAM and follows it into the vector table.
+    rp2040js does not model the flash's serial protocol, so this shows each boot2 completes its SSI set-up and
+    hands over, not that a W25Q080 answers EBh."""
+    run, out, report, _, host = firmware
+    assert report["boot2"] == "w25q080"
+    args = argparse.Namespace(run=run, fw_out=tmp_path, fw_name="pizza", fw_selftest_images=1, fw_stack=8192,
+                              fw_boot2="generic-03h", seed=0)
+    assert build.run(args)["boot2"] == "generic-03h"
+    boot2 = {mode: (d / "pizza.bin").read_bytes()[:256] for mode, d in (("w25q080", out), ("generic-03h", tmp_path))}
+    assert boot2["w25q080"] != boot2["generic-03h"]
+    for mode, d in (("w25q080", out), ("generic-03h", tmp_path)):
+        with emulator(d / "pizza.uf2") as port:
+            assert b"reset=power-on" in port.wait_for(b"READY", 120), mode
+
+
+def test_two_infer_frames_back_to_back_on_a_paced_line_are_both_answered(firmware):
+    """Two INFER frames sent in one go at 115200 baud: the second arrives while the first is being inferred and
+    is held in the interrupt-fed RX ring (polling the 32-byte FIFO lost its bytes), so both get bit-exact
+    answers; the paced line loses nothing."""
+    run, out, _, ds, host = firmware
+    _, h, w, _ = host.summary["input_shape"]
+    x = (load_images(run, ds.split("test")[:2], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    want = host.run(x)
+    with emulator(out / "pizza.uf2", baud=115200) as port:
+        port.wait_for(b"READY", 120)
+        client = Client(port, timeout=120)
+        port.write(encode_frame(REQ_INFER, x[0].tobytes()) + encode_frame(REQ_INFER, x[1].tobytes()))
+        for ref in want:
+            kind, payload = client.read_reply(timeout=120)
+            assert kind == REP_INFER, payload[:8]
+            assert np.frombuffer(payload[8:], np.int8).tolist() == ref.tolist()
+        assert client.info().reset_reason == "power-on"
+    assert port.rx_lost == 0
+
+
+def test_hardfault_reboots_through_the_watchdog_and_reports_where(firmware):
+    """A HardFault in the main loop: the handler prints its PC, resets through the watchdog, and the next boot
+    reports reset=hardfault with the same PC, in the banner and in INFO; the device then answers again."""
+    run, out, _, ds, host = firmware
+    _, h, w, _ = host.summary["input_shape"]
+    x = (load_images(run, ds.split("test")[:1], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    with emulator(out / "pizza.uf2", hardfault_on_ready=True) as port:
+        seen, deadline = b"", time.monotonic() + 240
+        while seen.count(b"READY") < 2 and time.monotonic() < deadline:
+            seen += port.read(4096)
+        text = seen.decode(errors="replace")
+        assert text.count("READY") == 2 and text.index("reset=power-on") < text.index("HARDFAULT")
+        pc = re.search(r"HARDFAULT pc=(0x[0-9a-f]{8})", text).group(1)
+        assert int(pc, 16) >= 0x10000000
+        assert f"reset=hardfault pc={pc}" in text
+        client = Client(port, timeout=60)
+        assert client.info().reset_reason == "hardfault"
+        assert client.infer(x[0]).scores.tolist() == host.run(x)[0].tolist()
 
 
 def _host_parser_events(junk: bytes, infer_bytes: int, tmp_path) -> list[tuple[int, int]]:

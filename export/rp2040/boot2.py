@@ -14,6 +14,8 @@ from pathlib import Path
 from compress.errors import UserError, one_line_errors
 from compress.io import write_text_atomic
 
+# --fw-boot2 choices, each firmware/rp2040/boot2_<mode>.S
+BOOT2_MODES = ("w25q080", "generic-03h")
 BOOT2_BYTES = 256
 BOOT2_CODE_BYTES = BOOT2_BYTES - 4
 

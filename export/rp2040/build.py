@@ -21,6 +21,7 @@ from compress.errors import UserError, os_error_line
 from compress.io import ensure_dir, write_bytes_atomic, write_json_atomic
 from compress.manifest import record_stage, run_lock, verify_inputs
 
+from .boot2 import BOOT2_MODES
 from .selftest import write_selftest_sources
 from .uf2 import FLASH_BYTES, read_uf2
 
@@ -37,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fw-selftest-images", type=int, default=2,
                    help="test images baked into the firmware for its boot self-test (default 2)")
     g.add_argument("--fw-stack", type=int, default=8192, help="bytes reserved for the stack (default 8192)")
+    g.add_argument("--fw-boot2", choices=BOOT2_MODES, default="w25q080",
+                   help="second-stage boot for the board's flash: w25q080 (quad-SPI EBh at clk/2; Raspberry Pi "
+                        "Pico and other W25Q080/W25Q16JV boards, the default) or generic-03h (serial 03h at clk/4; "
+                        "any SPI flash, slowest)")
 
 
 def _check_tools() -> None:
@@ -89,9 +94,9 @@ def size_report(elf: Path, bin_path: Path, arena_bytes: int) -> dict:
             "stack_bytes": stack, "ram_bytes": static_ram + stack, "ram_limit_bytes": SRAM_BYTES}
 
 
-def _make(gen: Path, work: Path, name: str, stack: int) -> None:
+def _make(gen: Path, work: Path, name: str, stack: int, boot2: str) -> None:
     cmd = ["make", "-C", str(FIRMWARE_DIR), f"GEN_DIR={gen}", f"BUILD_DIR={work}", f"NAME={name}",
-           f"PYTHON={sys.executable}", f"STACK_SIZE={stack}", f"-j{min(2, os.cpu_count() or 1)}"]
+           f"PYTHON={sys.executable}", f"STACK_SIZE={stack}", f"BOOT2={boot2}", f"-j{min(2, os.cpu_count() or 1)}"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     log = work / "build.log"
     log.write_text(r.stdout + r.stderr)
@@ -125,12 +130,14 @@ def run(args) -> dict:
     _, height, width, _ = plan["input_shape"]
     x, labels, picked = _selftest_images(run_dir, height, width, args.fw_selftest_images)
     write_selftest_sources(gen, x, labels)
-    _make(gen, work, args.fw_name, args.fw_stack)
+    boot2 = getattr(args, "fw_boot2", "w25q080")
+    _make(gen, work, args.fw_name, args.fw_stack, boot2)
 
     name = args.fw_name
     read_uf2((work / f"{name}.uf2").read_bytes())
     report = size_report(work / f"{name}.elf", work / f"{name}.bin", plan["arena_bytes"])
-    report.update({"macs": plan["macs"], "weight_bytes": plan["weight_bytes"], "selftest_images": len(picked)})
+    report.update({"macs": plan["macs"], "weight_bytes": plan["weight_bytes"], "selftest_images": len(picked),
+                   "boot2": boot2})
     outputs = []
     for ext in ("elf", "bin", "map", "uf2"):
         dst = out / f"{name}.{ext}"
@@ -143,7 +150,8 @@ def run(args) -> dict:
     # The generated C is recorded too: a release packs it beside the .uf2 and must find the same bytes.
     outputs += [out / f"{name}.size.json", gen / "model.c", gen / "model.h", gen / "model_plan.json"]
     record_stage(run_dir, "firmware", inputs=[tflite], outputs=outputs,
-                 params={"name": name, "selftest_images": len(picked), "stack_bytes": args.fw_stack},
+                 params={"name": name, "selftest_images": len(picked), "stack_bytes": args.fw_stack,
+                         "boot2": boot2},
                  metrics={"fw_flash_bytes": report["flash_bytes"], "fw_ram_bytes": report["ram_bytes"],
                           "fw_arena_bytes": report["arena_bytes"]}, seed=getattr(args, "seed", None))
     return report

@@ -1,7 +1,8 @@
 """Run a firmware .uf2 in the rp2040js emulator (firmware/emulator/run.mjs) with UART0 on pipes.
 
 `with emulator(uf2) as port:` gives a pyserial-like port (read/write/in_waiting) for
-export.rp2040.serial_client.Client; after the block, `port.cycles` holds the emulated core cycles.
+export.rp2040.serial_client.Client; after the block, `port.cycles` holds the emulated core cycles and
+`port.rx_lost` the bytes a paced line (`baud=`) lost to a full RX FIFO.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class EmulatorPort:
         self.proc = proc
         self.timeout = timeout
         self.cycles: int | None = None
+        self.rx_lost: int | None = None
         self.stderr = ""
         self._buf = bytearray()
         self._cv = threading.Condition()
@@ -91,14 +93,17 @@ class EmulatorPort:
 
 
 @contextlib.contextmanager
-def emulator(uf2: str | os.PathLike) -> Iterator[EmulatorPort]:
+def emulator(uf2: str | os.PathLike, baud: int | None = None, hardfault_on_ready: bool = False) -> Iterator[EmulatorPort]:
+    """baud: feed RX at that wire rate in emulated time, losing bytes when the RX FIFO is full (as silicon
+    does) instead of waiting for room; hardfault_on_ready: raise a HardFault once the firmware says READY."""
     why = emulator_missing()
     if why:
         raise UserError(f"cannot run the RP2040 emulator: {why}")
     if not Path(uf2).is_file():
         raise UserError(f"firmware not found: {uf2}")
-    proc = subprocess.Popen(["node", str(RUN_MJS), str(uf2)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cmd = ["node", str(RUN_MJS), str(uf2)] + (["--baud", str(baud)] if baud else []) + \
+        (["--hardfault-on-ready"] if hardfault_on_ready else [])
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     port = EmulatorPort(proc)
     try:
         yield port
@@ -113,4 +118,6 @@ def emulator(uf2: str | os.PathLike) -> Iterator[EmulatorPort]:
         err = proc.stderr.read().decode(errors="replace")
         m = re.search(r"emulator: cycles=(\d+)", err)
         port.cycles = int(m.group(1)) if m else None
+        m = re.search(r"emulator: rx_lost=(\d+)", err)
+        port.rx_lost = int(m.group(1)) if m else None
         port.stderr = err

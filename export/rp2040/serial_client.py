@@ -53,6 +53,10 @@ class InferResult:
     cycles: int
 
 
+# firmware/rp2040/hw.h enum hw_reset_reason, in order
+RESET_REASONS = ("unknown", "power-on", "run-pin", "watchdog", "software", "hardfault")
+
+
 @dataclass
 class DeviceInfo:
     height: int
@@ -65,6 +69,7 @@ class DeviceInfo:
     stack_used: int
     stack_reserved: int
     class_names: list[str]
+    reset_reason: str = "unknown"   # why the device last reset (INFO version 2 and later)
 
 
 class Client:
@@ -130,9 +135,10 @@ class Client:
     def info(self) -> DeviceInfo:
         kind, p = self.request(REQ_INFO)
         self._check(kind, p, REP_INFO)
-        _, _version, n, _, h, w, c, _, inb, arena, clk, used, reserved = struct.unpack_from("<4B4H5I", p)
+        _, version, n, reset, h, w, c, _, inb, arena, clk, used, reserved = struct.unpack_from("<4B4H5I", p)
         names = p[32:].decode("utf-8", "replace").split("\n")
-        return DeviceInfo(h, w, c, n, inb, arena, clk, used, reserved, names)
+        reason = RESET_REASONS[reset] if version >= 2 and reset < len(RESET_REASONS) else "unknown"
+        return DeviceInfo(h, w, c, n, inb, arena, clk, used, reserved, names, reason)
 
     def infer(self, x_int8: np.ndarray, timeout: float | None = None) -> InferResult:
         """x_int8: the model input, int8 NHWC (pixel - 128)."""

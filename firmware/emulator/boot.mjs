@@ -1,5 +1,6 @@
 // Boots an RP2040 .uf2 in rp2040js the way the bootrom's flash boot does (rp2040js ships no bootrom):
 // unpack the UF2 into flash, check boot2's CRC-32/MPEG-2, copy it to SRAM at 0x20041f00, call it with lr = 0.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { RP2040, ConsoleLogger, LogLevel } from 'rp2040js';
 
@@ -34,6 +35,36 @@ function crc32Mpeg2(bytes) {
   return crc >>> 0;
 }
 
+// rp2040js leaves VREG_AND_CHIP_RESET unimplemented (reads 0xffffffff); CHIP_RESET (offset 8) reads HAD_POR,
+// what silicon reports after power-up.
+const chipReset = {
+  readUint32: (offset) => (offset === 8 ? 1 << 8 : 0),
+  writeUint32() {},
+  writeUint32Atomic() {},
+};
+
+/** Where the bootrom leaves the core on a flash boot: boot2 copied to SRAM, called with lr = 0 and the stack
+ * below the copy (a stack at the top of SRAM would overwrite boot2's literal pool). */
+function enterBoot2(mcu) {
+  mcu.sram.set(mcu.flash.subarray(0, 256), BOOT2_SRAM - SRAM_BASE);
+  mcu.core.SP = BOOT2_SRAM;
+  mcu.core.LR = 0;
+  mcu.core.PC = BOOT2_SRAM;
+}
+
+/** A watchdog reset (timeout or forced): the core restarts from the bootrom's flash boot with its ARMv6-M
+ * reset state. The watchdog's REASON and scratch registers survive, as on silicon; peripherals the firmware
+ * sets up again keep their emulated state. */
+function watchdogReboot(mcu) {
+  const { core } = mcu;
+  Object.assign(core, {
+    IPSR: 0, currentMode: 0, SPSEL: 0, nPRIV: false, PM: false, VTOR: 0, waiting: false,
+    pendingInterrupts: 0, enabledInterrupts: 0, pendingNMI: false, pendingPendSV: false, pendingSVCall: false,
+    pendingSystick: false, interruptsUpdated: true,
+  });
+  enterBoot2(mcu);
+}
+
 /** A new RP2040 with `file` (a .uf2) in flash, about to run boot2. */
 export function bootUf2(file) {
   const mcu = new RP2040();
@@ -48,9 +79,28 @@ export function bootUf2(file) {
   const boot2 = mcu.flash.subarray(0, 256);
   const stored = new DataView(boot2.buffer, boot2.byteOffset + 252, 4).getUint32(0, true);
   if (crc32Mpeg2(boot2.subarray(0, 252)) !== stored) fail('boot2 CRC-32 mismatch: the bootrom would not boot this image');
-  mcu.sram.set(boot2, BOOT2_SRAM - SRAM_BASE);
-  mcu.core.SP = 0x20042000;
-  mcu.core.LR = 0;
-  mcu.core.PC = BOOT2_SRAM;
+  mcu.peripherals[0x40064] = chipReset;
+  mcu.peripherals[0x40058].onWatchdogTrigger = () => watchdogReboot(mcu);
+  enterBoot2(mcu);
   return mcu;
+}
+
+/** Sized symbols of `elf` whose nm type letter matches `types` (a RegExp), as sorted {lo, hi, name} with the
+ * Thumb bit cleared, and a lookup from an address to its symbol (or null). */
+export function symbolTable(elf, types) {
+  const syms = execFileSync('arm-none-eabi-nm', ['-S', '--defined-only', elf], { encoding: 'utf8' })
+    .split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 4 && types.test(f[2]))
+    .map(([a, s, , n]) => ({ lo: parseInt(a, 16) & ~1, hi: (parseInt(a, 16) & ~1) + parseInt(s, 16), name: n }))
+    .sort((a, b) => a.lo - b.lo);
+  const lookup = (addr) => {
+    let lo = 0, hi = syms.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (addr < syms[mid].lo) hi = mid - 1;
+      else if (addr >= syms[mid].hi) lo = mid + 1;
+      else return syms[mid];
+    }
+    return null;
+  };
+  return { syms, lookup };
 }

@@ -4,9 +4,8 @@
 // makes (one per kernel step, in the plan's order) with its cycles, and the whole run's cycles per function.
 // --top N also lists the N hottest instruction addresses (look them up with arm-none-eabi-objdump -d).
 // Cycles are rp2040js's: 1 per instruction plus memory costs, no flash wait states.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { bootUf2, fail } from './boot.mjs';
+import { bootUf2, fail, symbolTable } from './boot.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
@@ -15,21 +14,7 @@ if (!elf || !uf2) fail('usage: node profile.mjs firmware.elf firmware.uf2 [--pla
 const plan = opt('--plan') ? JSON.parse(readFileSync(opt('--plan'), 'utf8')) : null;
 const top = Number(opt('--top') ?? 0);
 
-// Function symbols (address, size, name), sorted; Thumb addresses have bit 0 set in the symbol table.
-const funcs = execFileSync('arm-none-eabi-nm', ['-S', '--defined-only', elf], { encoding: 'utf8' })
-  .split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 4 && /[tT]/.test(f[2]))
-  .map(([a, s, , n]) => ({ lo: parseInt(a, 16) & ~1, hi: (parseInt(a, 16) & ~1) + parseInt(s, 16), name: n }))
-  .sort((a, b) => a.lo - b.lo);
-const lookup = (pc) => {
-  let lo = 0, hi = funcs.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (pc < funcs[mid].lo) hi = mid - 1;
-    else if (pc >= funcs[mid].hi) lo = mid + 1;
-    else return funcs[mid];
-  }
-  return null;
-};
+const { syms: funcs, lookup } = symbolTable(elf, /[tT]/);
 const modelRun = funcs.find((f) => f.name === 'model_run');
 if (!modelRun) fail(`${elf} has no model_run`);
 

@@ -1,45 +1,79 @@
 // Runs an RP2040 firmware (.uf2) in rp2040js with UART0 bridged to stdin/stdout.
-// Usage: node run.mjs firmware.uf2 [--max-cycles N]
-// stdin bytes go to UART0 RX (never faster than its 32-byte FIFO drains); UART0 TX goes to stdout.
-// On exit (stdin closed, or --max-cycles reached) prints "emulator: cycles=N" on stderr.
+// Usage: node run.mjs firmware.uf2 [--max-cycles N] [--baud B] [--hardfault-on-ready]
+// stdin bytes go to UART0 RX; UART0 TX goes to stdout. By default a byte is fed whenever the 32-byte RX FIFO
+// has room (no byte is ever lost). --baud B paces RX like a wire at B baud 8N1 in emulated time: a byte that
+// finds the FIFO full is lost, as on silicon. --hardfault-on-ready raises a HardFault once the firmware has
+// printed READY (rp2040js raises none itself), to exercise the fault handler and the watchdog reboot.
+// On exit (stdin closed, or --max-cycles reached) prints "emulator: cycles=N" and "emulator: rx_lost=N" on stderr.
 import { bootUf2, fail } from './boot.mjs';
 
 const args = process.argv.slice(2);
-const file = args.find((a) => !a.startsWith('--'));
-const maxIdx = args.indexOf('--max-cycles');
-const maxCycles = maxIdx >= 0 ? Number(args[maxIdx + 1]) : Infinity;
-if (!file) fail('usage: node run.mjs firmware.uf2 [--max-cycles N]');
+const file = args.find((a, i) => !a.startsWith('--') && !['--max-cycles', '--baud'].includes(args[i - 1]));
+const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : undefined; };
+const maxCycles = opt('--max-cycles') ?? Infinity;
+const baud = opt('--baud');
+let faultOnReady = args.includes('--hardfault-on-ready');
+if (!file || (baud !== undefined && !(baud > 0))) {
+  fail('usage: node run.mjs firmware.uf2 [--max-cycles N] [--baud B] [--hardfault-on-ready]');
+}
 
 const mcu = bootUf2(file);
+const { core, clock } = mcu;
+const EXC_HARDFAULT = 3;
 
 const rx = [];
 let rxHead = 0;
+let rxLost = 0;
 let stdinClosed = false;
+const byteNanos = baud ? (10 * 1e9) / baud : 0;  // start + 8 data + stop bits
+let nextRxNanos = 0;
 const uart = mcu.uart[0];
 let txBuf = [];
-uart.onByte = (b) => txBuf.push(b);
-process.stdin.on('data', (chunk) => { for (const b of chunk) rx.push(b); });
+let txTail = '';
+let faultNow = false;
+uart.onByte = (b) => {
+  txBuf.push(b);
+  if (faultOnReady) {
+    txTail = (txTail + String.fromCharCode(b)).slice(-7);
+    if (txTail === 'READY\r\n') { faultOnReady = false; faultNow = true; }
+  }
+};
+process.stdin.on('data', (chunk) => {
+  if (rxHead === rx.length) nextRxNanos = Math.max(nextRxNanos, clock.nanos);  // the line was idle
+  for (const b of chunk) rx.push(b);
+});
 process.stdin.on('end', () => { stdinClosed = true; });
 
 function feedUart() {
-  while (rxHead < rx.length && !uart.rxFIFO.full) uart.feedByte(rx[rxHead++]);
+  if (!baud) {
+    while (rxHead < rx.length && !uart.rxFIFO.full) uart.feedByte(rx[rxHead++]);
+  } else {
+    for (; rxHead < rx.length && clock.nanos >= nextRxNanos; rxHead++, nextRxNanos += byteNanos) {
+      if (uart.rxFIFO.full) rxLost++;
+      else uart.feedByte(rx[rxHead]);
+    }
+  }
   if (rxHead > 65536 && rxHead === rx.length) { rx.length = 0; rxHead = 0; }
 }
 
 function finish() {
   if (txBuf.length) process.stdout.write(Buffer.from(txBuf));
-  process.stderr.write(`emulator: cycles=${mcu.core.cycles}\n`);
+  process.stderr.write(`emulator: cycles=${core.cycles}\nemulator: rx_lost=${rxLost}\n`);
   process.stdout.end(() => process.exit(0));
 }
 
-const { core, clock } = mcu;
 function run() {
   const until = Date.now() + 20; // run 20 ms of host time, then let node read stdin / write stdout
   while (Date.now() < until) {
     for (let i = 0; i < 4096; i++) {
       if ((i & 31) === 0) feedUart();
+      if (faultNow) {
+        faultNow = false;
+        core.exceptionEntry(EXC_HARDFAULT);
+      }
       if (core.waiting) {
-        const nanos = clock.nanosToNextAlarm;
+        let nanos = clock.nanosToNextAlarm;
+        if (baud && rxHead < rx.length) nanos = Math.min(nanos, nextRxNanos - clock.nanos);
         if (nanos <= 0) break;
         clock.tick(nanos);
       } else {

@@ -3,6 +3,7 @@
 
 #include "hw.h"
 #include "usb.h"
+#include "rp2040_regs.h"
 
 #define STACK_PAINT 0xC0FFEE11u
 
@@ -21,12 +22,25 @@ static void Default_Handler(void)
     }
 }
 
-static void HardFault_Handler(void)
+/* The fault may come from a stack overflow or a wild SP, so the handler moves to a fresh stack at the top of
+ * SRAM before anything else, and reads the stacked PC only from a frame that lies inside SRAM. Both run from
+ * SRAM. */
+__attribute__((section(".time_critical.fault"), used, noreturn)) void hardfault_report(const uint32_t *frame)
 {
-    uart_puts("\r\nHARDFAULT\r\n");
-    for (;;) {
-        __asm volatile("wfi");
-    }
+    const uintptr_t at = (uintptr_t)frame;
+    const int in_sram = at % 4u == 0 && at >= 0x20000000u && at + 32u <= (uintptr_t)__StackTop;
+    hw_fault_reboot(in_sram ? frame[6] : 0u); /* frame: r0-r3, r12, lr, pc, xpsr */
+}
+
+__attribute__((section(".time_critical.fault"), naked)) static void HardFault_Handler(void)
+{
+    __asm volatile(
+        "mov r0, sp\n\t"
+        "ldr r1, =__StackTop\n\t"
+        "mov sp, r1\n\t"
+        "ldr r1, =hardfault_report\n\t"
+        "bx r1\n\t"
+        ".ltorg");
 }
 
 /* Cortex-M0+ vector table, placed at 0x10000100 (boot2 sets VTOR and jumps here). */
@@ -39,6 +53,7 @@ __attribute__((section(".vectors"), used)) static void *const vector_table[16 + 
     [14] = (void *)Default_Handler, /* PendSV */
     [15] = (void *)SysTick_Handler,
     [16 + USBCTRL_IRQ] = (void *)USBCTRL_IRQHandler,
+    [16 + UART0_IRQ] = (void *)UART0_IRQHandler,
 };
 
 void Reset_Handler(void)

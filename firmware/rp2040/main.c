@@ -13,7 +13,7 @@
 #define PROTO_IDLE_MS 200u
 #endif
 #define IDLE_CYCLES ((uint64_t)PROTO_IDLE_MS * (HW_SYS_CLOCK_HZ / 1000u))
-#define INFO_VERSION 1u
+#define INFO_VERSION 2u /* 2: byte 3 holds the reset reason */
 
 static int8_t input[MODEL_INPUT_BYTES] __attribute__((aligned(4)));
 static int8_t scores[MODEL_NUM_CLASSES];
@@ -46,6 +46,12 @@ static void print_i32(int32_t v)
     }
 }
 
+static void print_hex(uint32_t v)
+{
+    uart_puts("0x");
+    for (int shift = 28; shift >= 0; shift -= 4) uart_putc((uint8_t)"0123456789abcdef"[(v >> shift) & 15u]);
+}
+
 static int argmax(const int8_t *v, int n)
 {
     int best = 0;
@@ -70,8 +76,15 @@ static uint32_t timed_model_run(const int8_t *in, int8_t *out, int *rc)
 
 static void self_test(void)
 {
-    uart_puts("\r\npizza-edge rp2040 firmware\r\n");
+    uart_puts("\r\npizza-edge rp2040 firmware\r\nreset=");
+    uart_puts(hw_reset_reason_name(hw_reset_reason()));
+    if (hw_reset_reason() == HW_RESET_HARDFAULT) {
+        uart_puts(" pc=");
+        print_hex(hw_fault_pc());
+    }
+    uart_puts("\r\n");
     for (uint32_t i = 0; i < SELFTEST_COUNT; i++) {
+        watchdog_feed();
         int rc;
         uint32_t cycles = timed_model_run(selftest_images[i], scores, &rc);
         int cls = argmax(scores, MODEL_NUM_CLASSES);
@@ -134,11 +147,11 @@ static void send_infer(void)
     send_reply(PROTO_REP_INFER, body, sizeof body, (const uint8_t *)scores, MODEL_NUM_CLASSES);
 }
 
-/* INFO payload: status, version, num_classes, 0, H u16, W u16, C u16, 0 u16, input_bytes,
- * arena_bytes, clock_hz, stack_used, stack_reserved (u32 each), then class names joined by '\n'. */
+/* INFO payload: status, version, num_classes, reset reason (enum hw_reset_reason), H u16, W u16, C u16, 0 u16,
+ * input_bytes, arena_bytes, clock_hz, stack_used, stack_reserved (u32 each), then class names joined by '\n'. */
 static void send_info(void)
 {
-    uint8_t body[32] = {PROTO_OK, INFO_VERSION, MODEL_NUM_CLASSES, 0,
+    uint8_t body[32] = {PROTO_OK, INFO_VERSION, MODEL_NUM_CLASSES, (uint8_t)hw_reset_reason(),
                         (uint8_t)MODEL_INPUT_H, (uint8_t)(MODEL_INPUT_H >> 8),
                         (uint8_t)MODEL_INPUT_W, (uint8_t)(MODEL_INPUT_W >> 8),
                         (uint8_t)MODEL_INPUT_C, (uint8_t)(MODEL_INPUT_C >> 8), 0, 0};
@@ -193,6 +206,7 @@ int main(void)
     proto_init(&parser, (uint8_t *)input, sizeof input, MODEL_INPUT_BYTES);
     uint64_t last_byte = cycles_now();
     for (;;) {
+        watchdog_feed();
         int c = link_getc(proto_busy(&parser));
         uint64_t now = cycles_now();
         if (c >= 0) {

@@ -1,6 +1,7 @@
-/* Second-stage boot (boot2): the bootrom copies these 256 bytes from flash to SRAM at 0x20041f00,
- * checks their CRC-32 and runs them. Configure the SSI for plain serial 03h XIP reads (works with
- * every SPI flash), then vector into the application's table at 0x10000100. Position independent. */
+/* Second-stage boot (boot2), generic: the bootrom copies these 256 bytes from flash to SRAM at 0x20041f00,
+ * checks their CRC-32 and runs them. Configure the SSI for plain serial 03h XIP reads at clk_sys / 4 (works
+ * with every SPI flash, the slowest mode: boards whose flash is not a W25Q080-compatible part), then vector
+ * into the application's table at 0x10000100. Position independent. */
     .syntax unified
     .cpu cortex-m0plus
     .thumb
