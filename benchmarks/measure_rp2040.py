@@ -191,7 +191,34 @@ def _emulate(ctx: Context, result: Result, uf2: Path, xq, host_out) -> None:
         why = next((ln for ln in reversed(said) if "Error" in ln), said[-1] if said else "no output")
         raise RuntimeError(f"{uf2} failed in the emulator: {e}; emulator: {why.strip()}") from None
     _latency(ctx, result, cycles, "latency (rp2040js emulator)",
-             "firmware SysTick count; the emulator models no flash wait states, so real silicon is slower")
+             "firmware SysTick count; the emulator models no flash wait states: see the XIP-model estimate")
+    plan = uf2.parent / "gen" / "model_plan.json"
+    if plan.is_file():
+        macs = json.loads(plan.read_text())["macs"]
+        result.rows.append(info("emulated cycles per MAC", round(statistics.median(cycles) / macs, 3), "cycles/MAC",
+                                f"{int(statistics.median(cycles)):,} cycles / {macs:,} MACs"))
+
+
+def _xip_model(ctx, result: Result, uf2: Path, elf: Path) -> None:
+    """Estimated silicon latency for each boot2: emulated cycles plus modelled XIP cache misses (a model)."""
+    from export.rp2040.boot2 import BOOT2_MODES
+    from export.rp2040.emulator import emulator_missing
+    from export.rp2040.xip import describe, estimate, xip_profile
+
+    why = emulator_missing()
+    if why:
+        result.rows.append(not_run("xip_model", "estimated silicon latency (XIP model)", why))
+        return
+    print(f"[bench] replaying {uf2.name}'s flash reads through the XIP cache model", flush=True)
+    prof = xip_profile(elf, uf2)
+    result.rows.append(info("XIP cache misses per inference (model)", prof["misses"], "", describe(prof)))
+    mhz = ctx.spec.clock_hz / 1e6
+    for mode in BOOT2_MODES:
+        e = estimate(prof, mode, ctx.spec.clock_hz)
+        result.rows.append(info(f"estimated silicon latency (XIP model, {mode} boot2) @ {mhz:.0f} MHz",
+                                round(e["ms"], 3), "ms",
+                                f"model: {prof['cycles']:,} emulated + {prof['misses']:,} misses = {e['cycles']:,} "
+                                f"cycles; up to {e['upper_ms']:.2f} ms if a line fill is two 32-bit transfers"))
 
 
 def _on_pico(ctx: Context, result: Result, xq, y, host_out) -> None:
@@ -234,6 +261,7 @@ def measure_rp2040(ctx: Context, result: Result) -> None:
     uf2, elf = files
     _memory(result, uf2, elf)
     _emulate(ctx, result, uf2, xq[:EMULATED_IMAGES], host_out)
+    _xip_model(ctx, result, uf2, elf)
     if ctx.device_port:
         _on_pico(ctx, result, xq, y, host_out)
     else:

@@ -25,6 +25,7 @@ from export.rp2040.emulator import emulator  # noqa: E402
 from export.rp2040.host import HostModel  # noqa: E402
 from export.rp2040.serial_client import REQ_INFER, REP_ERROR, REP_INFER, Client, encode_frame  # noqa: E402
 from export.rp2040.uf2 import read_uf2  # noqa: E402
+from export.rp2040.xip import SELFTEST_INPUT, xip_profile  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,17 @@ def test_both_boot2_variants_boot_in_the_emulator(firmware, tmp_path):
     for mode, d in (("w25q080", out), ("generic-03h", tmp_path)):
         with emulator(d / "pizza.uf2") as port:
             assert b"reset=power-on" in port.wait_for(b"READY", 120), mode
+
+
+def test_xip_model_replays_one_warm_inference(firmware):
+    """xip.mjs counts the XIP reads of the second self-test inference; code and data in SRAM (nn_blocks) and the
+    baked input image (an INFER input is in SRAM) do not count."""
+    _, out, _, _, _ = firmware
+    prof = xip_profile(out / "pizza.elf", out / "pizza.uf2")
+    names = {name for name, _, _ in prof["by_symbol"]}
+    assert prof["call"] == 2 and 0 < prof["misses"] < prof["reads"] and prof["cycles"] > 0
+    assert "model_run" in names and "nn_blocks" not in names and SELFTEST_INPUT not in names
+    assert (prof["line_bytes"], prof["ways"], prof["cache_bytes"]) == (8, 2, 16384)
 
 
 def test_two_infer_frames_back_to_back_on_a_paced_line_are_both_answered(firmware):
