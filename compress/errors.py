@@ -13,6 +13,15 @@ def os_error_line(e: OSError) -> str:
     return f"{e.strerror or e}" + (f": {where}" if where else "")
 
 
+def _error(line: str) -> None:
+    """Print `line` on a line of its own: a progress bar cut short by the error is closed first, or the error
+    would be glued to the end of its unfinished line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+    print(line, file=sys.stderr)
+
+
 def one_line_errors(interrupted: str = "interrupted"):
     """Decorate a CLI's main(): a UserError or an OSError (ENOSPC, EACCES, EROFS, ...) prints `error: ...` and
     returns 2, Ctrl-C prints one line and 130. Writes are atomic, so a failed one leaves no partial file."""
@@ -22,13 +31,13 @@ def one_line_errors(interrupted: str = "interrupted"):
             try:
                 return main(*args, **kwargs)
             except UserError as e:
-                print(f"error: {e}", file=sys.stderr)
+                _error(f"error: {e}")
                 return 2
             except OSError as e:
-                print(f"error: {os_error_line(e)}", file=sys.stderr)
+                _error(f"error: {os_error_line(e)}")
                 return 2
             except KeyboardInterrupt:
-                print(interrupted, file=sys.stderr)
+                _error(interrupted)
                 return 130
         return guarded
     return wrap

@@ -427,21 +427,31 @@ def full_disk(tmp_path):
     subprocess.run(["umount", str(mnt)], check=True)
 
 
-def test_oserror_a_really_full_disk(run_copy, full_disk):
-    r = cli("compress", "data", "--run", full_disk / "run", "--data-train", "40", "--data-val", "0",
-            "--data-test", "0", "--data-size", "128", "--data-workers", "1")
-    assert_refused(r, "No space left on device", full_disk / "run" / "data" / "dataset.json")
-    assert not (full_disk / "run" / "data" / "images").exists()
-    _no_temp_left(full_disk)
-    shutil.rmtree(full_disk / "run")
-    with open(full_disk / "ballast", "wb", buffering=0) as f:  # fill what is left
+def _fill(disk: Path) -> None:
+    with open(disk / "ballast", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 4096)
         except OSError:
             pass
+
+
+def test_oserror_a_really_full_disk_in_the_data_stage(full_disk):
+    r = cli("compress", "data", "--run", full_disk / "run", "--data-train", "40", "--data-val", "0",
+            "--data-test", "0", "--data-size", "128", "--data-workers", "1")
+    assert_refused(r, "No space left on device", full_disk / "run" / "data" / "dataset.json")
+    assert not (full_disk / "run" / "data" / "images").exists()
+    _no_temp_left(full_disk)
+
+
+def test_oserror_a_really_full_disk_in_release_and_fetch(run_copy, full_disk, tmp_path):
+    assert _release(run_copy, tmp_path / "dist").returncode == 0
+    _fill(full_disk)
     r = _release(run_copy, full_disk / "dist")
     assert_refused(r, "No space left on device", full_disk / "dist" / "pizza-edge-1.0.0")
+    r = cli("compress.fetch", "--from", tmp_path / "dist" / "pizza-edge-1.0.0", "--target", "rpi4",
+            "--dest", full_disk / "rpi4")
+    assert_refused(r, "No space left on device", full_disk / "rpi4")
     _no_temp_left(full_disk)
 
 
