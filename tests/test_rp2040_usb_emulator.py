@@ -103,18 +103,17 @@ def test_usb_answers_equal_uart_answers_bit_for_bit_and_infer_round_trip_time(fi
     with usb_emulator(uf2) as (usb, uart, log):
         uart.wait_for(b"READY", 120)
         over_usb, over_uart = Client(usb, timeout=60), Client(uart, timeout=60)
-        replies = {}
-        # Two rounds per link; the second is compared: INFO carries the stack high-water mark, which the first
-        # INFER on each link (and the USB interrupt on top of it) may still raise.
-        for _ in range(2):
-            for name, client in (("usb", over_usb), ("uart", over_uart)):
-                replies[name] = [client.request(REQ_INFO)] + [client.request(REQ_INFER, xi.tobytes()) for xi in x]
+        replies = {name: [client.request(REQ_INFO)] + [client.request(REQ_INFER, xi.tobytes()) for xi in x]
+                   for name, client in (("usb", over_usb), ("uart", over_uart))}
         # Both links at once: the parser serves the link that started a frame; the other one waits its turn.
         usb.write(encode_frame(REQ_INFER, x[1].tobytes()))
         uart.write(encode_frame(REQ_INFO))
         both = over_usb.read_reply(), over_uart.read_reply()
     assert not log.find("error"), log.find("error")
-    assert replies["usb"][0] == replies["uart"][0]  # INFO: type and payload, byte for byte
+    # INFO byte for byte, but for the painted-stack high-water mark (bytes 24-27): an interrupt landing at the
+    # deepest point of an inference raises it whichever link asked.
+    (k_usb, info_usb), (k_uart, info_uart) = replies["usb"][0], replies["uart"][0]
+    assert (k_usb, info_usb[:24], info_usb[28:]) == (k_uart, info_uart[:24], info_uart[28:])
     for (k_usb, p_usb), (k_uart, p_uart) in zip(replies["usb"][1:], replies["uart"][1:]):
         # INFER: status, class and scores byte for byte; the cycle count may differ by a SysTick wrap
         # interrupt (about 10 cycles every 2^24) falling inside one inference and not the other.
@@ -131,8 +130,8 @@ def test_usb_answers_equal_uart_answers_bit_for_bit_and_infer_round_trip_time(fi
     payload = SIZE * SIZE * 3
     assert payload == 27648
     rounds = [e for e in log.find("exchange") if e["type"] == REP_INFER and e["out_bytes"] == payload + 11]
-    assert len(rounds) == 2 * len(x) + 1
-    for e, (_, p) in zip(rounds[len(x):], replies["usb"][1:]):
+    assert len(rounds) == len(x) + 1
+    for e, (_, p) in zip(rounds, replies["usb"][1:]):
         inference_ns = 1e9 * struct.unpack_from("<I", p, 4)[0] / clock_hz
         transfer_ms = (e["end_ns"] - e["start_ns"] - inference_ns) / 1e6
         print(f"USB INFER round trip: {(e['end_ns'] - e['start_ns']) / 1e6:.2f} ms emulated, "

@@ -16,7 +16,8 @@
 // --malformed sends unknown and wrong-length control requests after SET_CONFIGURATION; each must STALL and
 // leave EP0 working (GET_DESCRIPTOR(device) still answers, the line coding is unchanged).
 // Bulk OUT is paced like a full-speed bus: at most 19 64-byte bulk packets per 1 ms frame (USB 2.0 table 5-10).
-// stdin -> bulk OUT, bulk IN -> stdout; --uart-fds R,W bridges UART0 too (R feeds RX, TX goes to W).
+// stdin -> bulk OUT, bulk IN -> stdout; --uart-fds R,W bridges UART0 too (R feeds RX one byte per 10 us of
+// emulated time, TX goes to W).
 // stderr: one "usb: {json}" line per event (step, enumerated, malformed, exchange); an exchange is one
 // request frame out and its reply frame in, timed in emulated ns. At exit: "emulator: cycles=N".
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -339,8 +340,15 @@ if (fds) {
 }
 let uartTx = [];
 uart.onByte = (b) => { if (uartOut) uartTx.push(b); };
+// The firmware drains the RX FIFO into a 4 KB ring from its interrupt, so a host that fed bytes as fast as the
+// FIFO empties would overrun the ring; one byte per 10 us (faster than a 115200 baud wire) never does.
+const UART_BYTE_NS = 10e3;
+let uartNextNs = 0;
 function feedUart() {
-  while (uartRxHead < uartRx.length && !uart.rxFIFO.full) uart.feedByte(uartRx[uartRxHead++]);
+  while (uartRxHead < uartRx.length && clock.nanos >= uartNextNs && !uart.rxFIFO.full) {
+    uart.feedByte(uartRx[uartRxHead++]);
+    uartNextNs = Math.max(uartNextNs, clock.nanos - UART_BYTE_NS) + UART_BYTE_NS;
+  }
 }
 
 function flush() {
