@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from _export_fixture import tiny_run
+from compress.manifest import record_stage
 from export import EXPORTERS
 
 
@@ -29,9 +30,11 @@ def test_corrupt_model_keeps_the_previous_export(tmp_path):
     (run / "data").symlink_to(tiny_run() / "data")
     for f in ("student_float.onnx", "student_int8_qdq.onnx"):
         (run / "quant" / f).write_bytes((tiny_run() / "quant" / f).read_bytes())
+    record_stage(run, "quant", outputs=sorted((run / "quant").glob("*.onnx")))
     assert _cli("--run", str(run), "--target", "rpi4").returncode == 0
     before = sorted(p.name for p in (run / "export" / "rpi4").iterdir())
     (run / "quant" / "student_int8_qdq.onnx").write_bytes(b"not a model")
+    record_stage(run, "quant", outputs=sorted((run / "quant").glob("*.onnx")))  # a quantize that wrote a broken model
     res = _cli("--run", str(run), "--target", "rpi4")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.startswith(f"error: {run / 'quant' / 'student_int8_qdq.onnx'} is not a valid ONNX model")
