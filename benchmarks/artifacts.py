@@ -12,8 +12,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _fresh(run_dir: Path, out: Path, required: str) -> bool:
-    """The export exists, its recorded inputs are unchanged, and no exporter source is newer (make's rule)."""
-    from compress.io import sha256_file
+    """The export exists, its recorded inputs and outputs are unchanged, and no exporter source is newer."""
+    from compress.io import read_json, sha256_file
 
     manifest = out / "manifest.json"
     if not (out / required).is_file() or not manifest.is_file():
@@ -21,12 +21,17 @@ def _fresh(run_dir: Path, out: Path, required: str) -> bool:
     built = (out / required).stat().st_mtime
     if any(p.stat().st_mtime > built for p in (REPO_ROOT / "export").glob("*.py")):
         return False
-    doc = json.loads(manifest.read_text())
-    inputs, outputs = doc.get("inputs", {}), doc.get("outputs", {})
+    try:
+        doc = read_json(manifest, "export manifest")
+    except UserError:  # unreadable record: rebuild rather than trust the folder
+        return False
+    inputs, outputs = doc.get("inputs"), doc.get("outputs")
+    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+        return False
     # Outputs too: an exported file edited since the export is rebuilt, never measured as if it were the export.
     present = {p.relative_to(run_dir).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
     return present == set(outputs) and all(
-        (run_dir / rel).is_file() and sha256_file(run_dir / rel) == v.get("sha256")
+        isinstance(v, dict) and (run_dir / rel).is_file() and sha256_file(run_dir / rel) == v.get("sha256")
         for rel, v in {**inputs, **outputs}.items())
 
 

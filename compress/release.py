@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import UserError, one_line_errors
-from .fetch import FORMAT, NAME_RE
+from .fetch import FORMAT, NAME_RE, safe_name
 from .io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
 from .manifest import run_lock, verify_inputs
@@ -53,7 +53,10 @@ def _need(path: Path, command: str) -> Path:
 def _stage_fresh(run: Path, stage_dir: Path, command: str) -> dict:
     """A stage's manifest, checked to have been built from the files that are in the run folder now."""
     doc = read_json(_need(stage_dir / "manifest.json", command), "stage manifest")
-    for rel, meta in doc.get("inputs", {}).items():
+    records = (doc.get("inputs"), doc.get("outputs"))
+    if not all(isinstance(r, dict) and all(isinstance(m, dict) for m in r.values()) for r in records):
+        raise UserError(f"{stage_dir / 'manifest.json'} is malformed: run `{command}` again")
+    for rel, meta in doc["inputs"].items():
         src = run / rel
         if not src.is_file() or sha256_file(src) != meta.get("sha256"):
             raise UserError(f"{stage_dir} was built from another {rel}: run `{command}` again")
@@ -123,6 +126,9 @@ def _export_files(run: Path, target: str) -> dict[str, bytes]:
     command = f"python -m compress export --run {run} --target {target}"
     recorded = {Path(os.path.relpath(run / rel, folder)).as_posix(): meta
                 for rel, meta in _stage_fresh(run, folder, command).get("outputs", {}).items()}
+    unsafe = sorted(name for name in recorded if not safe_name(name))
+    if unsafe:
+        raise UserError(f"{folder / 'manifest.json'} lists {unsafe[0]!r}, outside the export folder: run `{command}`")
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
                if p.name != "manifest.json" and not p.is_dir()}
     extra = sorted(present - set(recorded))

@@ -168,6 +168,22 @@ def test_provenance_unrecorded_stage_is_refused(run_copy):
     assert_refused(r, "no record of what the quant stage wrote", run_copy / "export" / "jetson-nano")
 
 
+@pytest.mark.parametrize("text", ["[]", "{", '{"outputs": []}', '{"outputs": {"quant/student_float.onnx": "x"}}'])
+def test_provenance_malformed_stage_manifest_is_refused(run_copy, text):
+    (run_copy / "quant" / "manifest.json").write_text(text)
+    r = cli("compress", "export", "--run", run_copy, "--target", "jetson-nano")
+    assert_refused(r, "manifest", run_copy / "export" / "jetson-nano")
+
+
+def test_provenance_release_refuses_an_export_record_naming_files_outside_it(run_copy, tmp_path):
+    path = run_copy / "export" / "rpi4" / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["outputs"]["quant/model_int8.tflite"] = json.loads((run_copy / "quant" / "manifest.json").read_text())[
+        "outputs"]["quant/model_int8.tflite"]
+    path.write_text(json.dumps(doc))
+    assert_refused(_release(run_copy, tmp_path / "dist"), "outside the export folder", tmp_path / "dist")
+
+
 def test_provenance_dataset_edited_after_data_is_not_taught(made, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(made, run)
