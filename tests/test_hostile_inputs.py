@@ -652,6 +652,14 @@ def _fifo(path: Path) -> Path:
     return path
 
 
+def test_fifo_labels_file_is_refused(made, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(made, run)
+    r = cli("compress", "teach", "--run", run, "--teacher", "labels-file", "--teacher-labels",
+            _fifo(tmp_path / "labels.csv"), timeout=120)
+    assert_refused(r, "not a regular file")
+
+
 @pytest.mark.parametrize("where", ["target-file", "tflite", "uf2", "release-manifest", "run-model",
                                    "export-file", "run-manifest"])
 def test_fifo_is_refused_never_waited_on(run_copy, tmp_path, where):

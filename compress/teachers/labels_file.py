@@ -30,6 +30,8 @@ def _read_table(path: Path) -> tuple[list[str], list[list]]:
     """(header, rows) from a CSV or Parquet file; cells stay strings (CSV) or Python values (Parquet)."""
     if not path.exists():
         raise UserError(f"labels file not found: {path}")
+    if not (path.is_file() or path.is_dir()):  # a FIFO or device would block the reader forever
+        raise UserError(f"labels file {path} is not a regular file (a FIFO or device): refusing it")
     # A folder is a Parquet dataset, e.g. what Ray Data's write_parquet leaves.
     suffix = ".parquet" if path.is_dir() else path.suffix.lower()
     if suffix == ".csv":
