@@ -8,6 +8,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -23,6 +24,15 @@ INT8_TFLITE = "quant/model_int8.tflite"
 
 
 @dataclass
+class Deployed:
+    """The model the device runs, as the target's runtime runs it: the shift suite and --eval-data go through it."""
+    runtime: str                                 # for row labels, e.g. "TFLite-Micro"
+    size: tuple[int, int]                        # input (height, width)
+    predict: Callable[[np.ndarray], np.ndarray]  # uint8 NHWC images -> class indices
+    test_pred: np.ndarray                        # its predictions on the test set the accuracy rows used
+
+
+@dataclass
 class Context:
     run_dir: Path
     spec: TargetSpec
@@ -31,6 +41,8 @@ class Context:
     device_port: str | None = None
     limit: int | None = None
     cache: dict = field(default_factory=dict)  # shared by every target of one `--all`
+    eval_data: object = None                   # evaldata.EvalFolder from --eval-data
+    deployed: Deployed | None = None           # set by the target's measure function once accuracy is measured
 
     @property
     def on_device(self) -> bool:
@@ -54,6 +66,26 @@ class Context:
             self.cache[key] = eval_split(self.run_dir, "test", size, self.limit)
         return self.cache[key]
 
+    def _dataset(self) -> tuple[dict, int]:
+        if "dataset" not in self.cache:
+            from compress.data import load_dataset
+
+            ds = load_dataset(self.run_dir)
+            self.cache["dataset"] = (ds.source, len(ds.split("test")))
+        return self.cache["dataset"]
+
+    @property
+    def test_total(self) -> int:
+        """Images in the whole test split (a --limit run measures fewer)."""
+        return self._dataset()[1]
+
+    def test_name(self, n: int | None = None) -> str:
+        """The images of an accuracy on n test images (default: the whole split), e.g. 'procedural test split,
+        600 images'."""
+        from .evaldata import split_name
+
+        return split_name(self._dataset()[0], self.test_total if n is None else n, self.test_total)
+
     def float_baseline(self, result: Result) -> float:
         """Accuracy (%) of the float student through onnxruntime: the reference for every drop."""
         path = self.quant_file(FLOAT_ONNX)
@@ -67,8 +99,8 @@ class Context:
             pred = check_outputs(ort_outputs(ort_session(path), to_float_nchw(x)), classes, path).argmax(1)
             self.cache["float"] = (100.0 * float(np.mean(pred == y)), len(y))
         acc, n = self.cache["float"]
-        result.rows.append(info("float accuracy (onnxruntime, student_float.onnx)", acc, "%",
-                                f"{n} test images; the reference for the drop"))
+        result.rows.append(info(f"float accuracy (onnxruntime, student_float.onnx), {self.test_name(n)}", acc, "%",
+                                "the reference for the drop"))
         result.points.append(Point("fp32", "onnxruntime", path.stat().st_size, acc))
         return acc
 

@@ -8,19 +8,21 @@ import numpy as np
 
 from . import opcheck
 from .artifacts import export_dir, sidecar
-from .context import Context, drop_row
+from .context import Context, Deployed, drop_row
 from .results import Point, Result, check, measured, not_run
 
 
-def tflite_accuracy(ctx: Context, path) -> float:
-    """Top-1 accuracy (%) of a full-int8 .tflite on TFLite's reference kernels (int8 NHWC, pixel - 128)."""
+def tflite_accuracy(ctx: Context, path) -> tuple[float, int]:
+    """Top-1 accuracy (%) and image count of a full-int8 .tflite on TFLite's reference kernels (int8 NHWC,
+    pixel - 128); the interpreter becomes ctx.deployed for the shift suite and --eval-data."""
     from compress.quantize import describe_model, tflite_ref_invoke, to_int8_input
 
     data = path.read_bytes()
     _, h, w, _ = describe_model(data)["inputs"][0]["shape"]
     x, y, _ = ctx.test_set((h, w))
-    pred = tflite_ref_invoke(data, to_int8_input(x)).argmax(1)
-    return 100.0 * float(np.mean(pred == y))
+    predict = lambda imgs: tflite_ref_invoke(data, to_int8_input(imgs)).argmax(1)  # noqa: E731
+    ctx.deployed = Deployed("TFLite reference kernels", (h, w), predict, predict(x))
+    return 100.0 * float(np.mean(ctx.deployed.test_pred == y)), len(y)
 
 
 def _gate(ctx: Context, result: Result, model) -> bool:
@@ -60,9 +62,10 @@ def measure_edgetpu(ctx: Context, result: Result) -> None:
         result.rows += [not_run("model_bytes", "compiled Edge TPU model", compiler.removeprefix("not run: ")),
                         measured("model_bytes", "full-INT8 .tflite (compiler input)", model.stat().st_size, "B",
                                  "the compiled model adds the TPU executable to this")]
-    acc = tflite_accuracy(ctx, model)
-    result.rows += [measured("accuracy_pct", "INT8 accuracy (TFLite reference kernels, same int8 graph)",
-                             round(acc, 4), "%", "the Edge TPU executes this quantized graph"),
+    acc, n = tflite_accuracy(ctx, model)
+    result.rows += [measured("accuracy_pct", f"INT8 accuracy (TFLite reference kernels, same int8 graph), "
+                                             f"{ctx.test_name(n)}", round(acc, 4), "%",
+                             "the Edge TPU executes this quantized graph"),
                     drop_row("INT8 drop vs float", float_acc, acc)]
     result.points.append(Point("int8", "TFLite int8", model.stat().st_size, acc))
     _on_tpu(ctx, result, compiled[0] if compiled else None)
@@ -96,7 +99,7 @@ def _on_tpu(ctx: Context, result: Result, compiled) -> None:
         it.invoke()
         pred.append(int(np.argmax(it.get_tensor(out["index"])[0])))
     acc = 100.0 * float(np.mean(np.array(pred) == y))
-    result.rows += [measured("accuracy_pct", "INT8 accuracy on the Edge TPU", round(acc, 4), "%",
-                             f"{len(y)} test images"),
+    result.rows += [measured("accuracy_pct", f"INT8 accuracy on the Edge TPU, {ctx.test_name(len(y))}", round(acc, 4),
+                             "%"),
                     measured("latency_ms", "Edge TPU latency", median_ms(it.invoke, warmup=10, runs=100), "ms",
                              "median of 100 invokes after 10 warm-up, batch 1")]

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import opcheck
 from .artifacts import export_dir, sidecar
-from .context import QDQ_ONNX, Context, drop_row, timing_rows
+from .context import QDQ_ONNX, Context, Deployed, drop_row, timing_rows
 from .results import Point, Result, check, info, measured, not_run
 
 
@@ -24,15 +24,17 @@ def ops_gate(ctx: Context, result: Result, model: Path) -> bool:
     return not bad
 
 
-def _accuracy(ctx: Context, model, reference: bool = False) -> tuple[float, np.ndarray, int]:
+def _accuracy(ctx: Context, model, runtime: str, reference: bool = False) -> tuple[float, np.ndarray, int]:
+    """Test accuracy through onnxruntime; the session becomes ctx.deployed for the shift suite and --eval-data."""
     from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session, to_float_nchw
 
     proto = load_onnx(model) if isinstance(model, Path) else model
     _, h, w = nchw_input(proto)
     x, y, _ = ctx.test_set((h, w))
-    xf = to_float_nchw(x)
-    pred = ort_outputs(ort_session(proto, reference=reference), xf).argmax(1)
-    return 100.0 * float(np.mean(pred == y)), xf[:1], len(y)
+    sess = ort_session(proto, reference=reference)
+    predict = lambda imgs: ort_outputs(sess, to_float_nchw(imgs)).argmax(1)  # noqa: E731
+    ctx.deployed = Deployed(runtime, (h, w), predict, predict(x))
+    return 100.0 * float(np.mean(ctx.deployed.test_pred == y)), to_float_nchw(x[:1]), len(y)
 
 
 def measure_onnxruntime(ctx: Context, result: Result) -> None:
@@ -42,9 +44,9 @@ def measure_onnxruntime(ctx: Context, result: Result) -> None:
     float_acc = ctx.float_baseline(result)
     size = model.stat().st_size
     result.rows.append(measured("model_bytes", "INT8 QDQ ONNX file", size, "B", str(model)))
-    acc, x1, n = _accuracy(ctx, model)
-    result.rows += [measured("accuracy_pct", "INT8 accuracy (onnxruntime CPU, QDQ)", round(acc, 4), "%",
-                             f"{n} test images"),
+    acc, x1, n = _accuracy(ctx, model, "onnxruntime CPU, QDQ")
+    result.rows += [measured("accuracy_pct", f"INT8 accuracy (onnxruntime CPU, QDQ), {ctx.test_name(n)}",
+                             round(acc, 4), "%"),
                     drop_row("INT8 drop vs float", float_acc, acc)]
     result.points.append(Point("int8", "onnxruntime QDQ", size, acc))
     timing_rows(ctx, result, "onnxruntime", model, x1, "onnxruntime INT8 QDQ")
@@ -71,9 +73,9 @@ def measure_tensorrt(ctx: Context, result: Result) -> None:
     else:
         checked, how = model, "onnxruntime CPU, same Q/DQ graph, unfused like TensorRT's int32 sums"
     # Unfused: onnxruntime's fused x86 int8 kernels saturate int16 pair sums (no VNNI); TensorRT does not.
-    acc, _, n = _accuracy(ctx, checked, reference=precision == "int8")
-    result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy ({how})", round(acc, 4), "%",
-                             f"{n} test images; TensorRT kernels may differ slightly from onnxruntime's"),
+    acc, _, n = _accuracy(ctx, checked, f"onnxruntime, {precision.upper()} graph", reference=precision == "int8")
+    result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy ({how}), {ctx.test_name(n)}",
+                             round(acc, 4), "%", "TensorRT kernels may differ slightly from onnxruntime's"),
                     drop_row(f"{precision.upper()} drop vs float", float_acc, acc)]
     graph_bytes = len(checked.SerializeToString()) if precision == "fp16" else size  # FP16 weights: half the bytes
     result.points.append(Point(precision, f"onnxruntime ({precision} graph)", graph_bytes, acc))

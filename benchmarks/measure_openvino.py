@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .artifacts import export_dir, sidecar
-from .context import Context, drop_row, timing_rows
+from .context import Context, Deployed, drop_row, timing_rows
 from .results import Point, Result, measured
 
 
@@ -30,10 +30,16 @@ def measure_openvino(ctx: Context, result: Result) -> None:
     xin = _input(x, meta)
     compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": 1})
     request = compiled.create_infer_request()
-    pred = np.array([int(np.argmax(request.infer({0: xin[i:i + 1]})[0])) for i in range(len(xin))])
-    acc = 100.0 * float(np.mean(pred == y))
-    result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy (OpenVINO Runtime CPU)", round(acc, 4),
-                             "%", f"{len(y)} test images"),
+
+    def predict(imgs: np.ndarray) -> np.ndarray:
+        batch = _input(imgs, meta)
+        return np.array([int(np.argmax(request.infer({0: batch[i:i + 1]})[0])) for i in range(len(batch))])
+
+    ctx.deployed = Deployed("OpenVINO Runtime CPU", (meta["input"]["height"], meta["input"]["width"]), predict,
+                            predict(x))
+    acc = 100.0 * float(np.mean(ctx.deployed.test_pred == y))
+    result.rows += [measured("accuracy_pct", f"{precision.upper()} accuracy (OpenVINO Runtime CPU), "
+                                             f"{ctx.test_name(len(y))}", round(acc, 4), "%"),
                     drop_row(f"{precision.upper()} drop vs float", float_acc, acc)]
     result.points.append(Point(precision, "OpenVINO IR", size, acc))
     timing_rows(ctx, result, "openvino", xml, xin[:1], f"OpenVINO CPU, {ctx.facts['cpu']}")

@@ -15,7 +15,7 @@ from compress.errors import UserError
 
 from . import opcheck
 from .artifacts import REPO_ROOT
-from .context import INT8_TFLITE, Context, drop_row
+from .context import INT8_TFLITE, Context, Deployed, drop_row
 from .elfsize import firmware_memory, object_footprint
 from .results import Point, Result, check, info, measured, not_run
 
@@ -48,12 +48,14 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def _tflm(ctx: Context, result: Result, data: bytes, xq: np.ndarray, y, float_acc: float, size: int) -> np.ndarray:
-    from compress.quantize import tflm_arena_bytes, tflm_invoke
+    from compress.quantize import tflm_arena_bytes, tflm_invoke, to_int8_input
 
     out = tflm_invoke(data, xq, progress=sys.stderr.isatty())
+    ctx.deployed = Deployed("TFLite-Micro", xq.shape[1:3],
+                            lambda imgs: tflm_invoke(data, to_int8_input(imgs)).argmax(1), out.argmax(1))
     acc = _accuracy(out.argmax(1), y)
-    result.rows += [measured("accuracy_pct", "INT8 accuracy (TFLite-Micro interpreter)", round(acc, 4), "%",
-                             f"{len(y)} test images"),
+    result.rows += [measured("accuracy_pct", f"INT8 accuracy (TFLite-Micro interpreter), {ctx.test_name(len(y))}",
+                             round(acc, 4), "%"),
                     drop_row("INT8 drop vs float (TFLite-Micro)", float_acc, acc),
                     info("TFLite-Micro arena (RecordingMicroAllocator)", tflm_arena_bytes(data), "B",
                          "what the interpreter would need; the firmware runs our compiled model instead")]
@@ -61,7 +63,7 @@ def _tflm(ctx: Context, result: Result, data: bytes, xq: np.ndarray, y, float_ac
     return out
 
 
-def _c_model(result: Result, model: Path, xq, y, float_acc: float, tflm_out: np.ndarray, size: int):
+def _c_model(ctx: Context, result: Result, model: Path, xq, y, float_acc: float, tflm_out: np.ndarray, size: int):
     """Our compiled C model on the host (same C as the firmware); None when the compiler is not there."""
     try:
         from export.rp2040.host import HostModel
@@ -74,8 +76,8 @@ def _c_model(result: Result, model: Path, xq, y, float_acc: float, tflm_out: np.
     acc = _accuracy(out.argmax(1), y)
     same = int(np.sum(np.all(out == tflm_out, axis=1)))
     max_diff = int(np.max(np.abs(out.astype(np.int16) - tflm_out.astype(np.int16))))
-    result.rows += [measured("accuracy_pct", "INT8 accuracy (compiled C model, host build)", round(acc, 4), "%",
-                             f"{len(y)} test images"),
+    result.rows += [measured("accuracy_pct", f"INT8 accuracy (compiled C model, host build), "
+                                             f"{ctx.test_name(len(y))}", round(acc, 4), "%"),
                     drop_row("INT8 drop vs float (compiled C model)", float_acc, acc),
                     info("C model outputs equal to TFLite-Micro", same, f"of {len(y)} images",
                          f"max difference {max_diff} LSB"),
@@ -234,7 +236,7 @@ def _on_pico(ctx: Context, result: Result, xq, y, host_out) -> None:
         port.close()
     _latency(ctx, result, cycles, "latency (Pico over serial)", "firmware SysTick count on the real chip")
     acc = _accuracy(np.stack(outs).argmax(1), y[:n])
-    result.rows.append(info(f"accuracy on the Pico (first {n} test images)", round(acc, 4), "%"))
+    result.rows.append(info(f"accuracy on the Pico, {ctx.test_name(n)}", round(acc, 4), "%", f"the first {n}"))
 
 
 def measure_rp2040(ctx: Context, result: Result) -> None:
@@ -251,7 +253,7 @@ def measure_rp2040(ctx: Context, result: Result) -> None:
     x, y, _ = ctx.test_set((h, w))
     xq = to_int8_input(x)
     tflm_out = _tflm(ctx, result, data, xq, y, float_acc, size)
-    host_out = _c_model(result, model, xq, y, float_acc, tflm_out, size)
+    host_out = _c_model(ctx, result, model, xq, y, float_acc, tflm_out, size)
     files = firmware_files(ctx, model)
     if isinstance(files, str):
         result.rows += [not_run("flash_bytes", "firmware flash image", files),

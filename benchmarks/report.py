@@ -47,6 +47,9 @@ def to_json(result: Result, spec: TargetSpec, run_dir: Path, facts: dict) -> dic
         "host": facts,
         "rows": [r.to_dict() for r in result.rows],
         "accuracy_vs_size": [p.__dict__ for p in result.points],
+        "data": result.data,
+        "pipeline": [r.to_dict() for r in result.pipeline],
+        "robustness": result.robustness,
         "versions": tool_versions(),
     }
 
@@ -62,7 +65,11 @@ def to_markdown(result: Result, spec: TargetSpec, run_dir: Path) -> str:
              "| metric | measured | budget | status | note |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in _cells(r)) + " |" for r in result.rows]
     lines += ["", "Each measured value as a share of its budget:", "", "![budgets](budgets.png)", "",
-              "Accuracy against model size, per precision:", "", "![accuracy vs size](accuracy_vs_size.png)", ""]
+              f"Accuracy against model size, per precision ({result.data.get('test', 'test split')}):", "",
+              "![accuracy vs size](accuracy_vs_size.png)", ""]
+    if result.robustness:
+        lines += ["Accuracy per camera shift (compress.shifts.SUITE, fixed seed) through the deployed model:", "",
+                  "![robustness](robustness.png)", ""]
     return "\n".join(lines)
 
 
@@ -102,7 +109,28 @@ def plot_budgets(result: Result, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_accuracy_vs_size(points, title: str, path: Path) -> None:
+def plot_robustness(suites: list[dict], title: str, path: Path) -> None:
+    """Grouped bars: accuracy per shift, one colour per image set, its clean accuracy as a dashed line."""
+    plt = _plt()
+    names = [s["name"] for s in suites[0]["shifts"]]
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.9 * len(names) + 2), 4.5))
+    width = 0.8 / len(suites)
+    for i, suite in enumerate(suites):
+        xs = [j + (i - (len(suites) - 1) / 2) * width for j in range(len(names))]
+        ax.bar(xs, [s["accuracy_pct"] for s in suite["shifts"]], width, color=f"C{i}",
+               label=f"{suite['data']} ({suite['runtime']})")
+        ax.axhline(suite["clean_pct"], color=f"C{i}", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{suites[0]['precision']} accuracy (%); dashed: clean")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_accuracy_vs_size(points, title: str, path: Path, data: str = "test split") -> None:
     """Colour = precision, marker = runtime: several runtimes often share one size and accuracy."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -120,7 +148,7 @@ def plot_accuracy_vs_size(points, title: str, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, "no accuracy was measured", ha="center", transform=ax.transAxes)
     ax.set_xlabel("model size (KiB)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"accuracy (%), {data}")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     _save(fig, path)
@@ -135,23 +163,43 @@ def write(result: Result, spec: TargetSpec, run_dir: Path, out_dir: Path, facts:
         write_json_atomic(json_copy, doc)
     write_text_atomic(out_dir / "report.md", to_markdown(result, spec, run_dir))
     plot_budgets(result, f"{spec.name}: measured vs budget", out_dir / "budgets.png")
-    plot_accuracy_vs_size(result.points, f"{spec.name}: accuracy vs model size", out_dir / "accuracy_vs_size.png")
+    plot_accuracy_vs_size(result.points, f"{spec.name}: accuracy vs model size", out_dir / "accuracy_vs_size.png",
+                          result.data.get("test", "test split"))
+    if result.robustness:
+        plot_robustness(result.robustness, f"{spec.name}: accuracy per camera shift", out_dir / "robustness.png")
+    else:  # no suite ran (unsupported ops): no plot from an earlier run may pose as this one's
+        (out_dir / "robustness.png").unlink(missing_ok=True)
     return doc
 
 
 def write_summary(docs: list[dict], results: list[Result], out_dir: Path, json_copy: Path | None = None,
                   skipped: list[str] = (), crashed: list[str] = ()) -> str:
-    """One table for `--all`: per target, the verdict and the headline numbers."""
-    lines = ["# Benchmark summary", "", "| target | verdict | accuracy % | model bytes | RAM bytes | latency ms |",
-             "|---|---|---|---|---|---|"]
+    """One table for `--all`: per target, the verdict and the headline numbers, each accuracy with its images;
+    then the pipeline's own accuracies (teacher, baseline, KD student), which every target shares."""
+    data = next((d["data"] for d in docs if d.get("data")), {})
+    shift_data = next((s["data"] for d in docs for s in d.get("robustness", []) if s["budgeted"]), "test split")
+    eval_col = [f"accuracy % ({data['eval']})"] if data.get("eval") else []
+    header = ["target", "verdict", f"accuracy % ({data.get('test', 'test split')})",
+              f"worst shift drop pts ({shift_data})", *eval_col, "model bytes", "RAM bytes", "latency ms"]
+    lines = ["# Benchmark summary", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for doc in docs:
         def first(metric):
             vals = [r for r in doc["rows"] if r["metric"] == metric and r["value"] is not None]
             return fmt(vals[0]["value"]) if vals else "not run"
-        lines.append(f"| {doc['target']} | {_md_escape(doc['verdict'])} | {first('accuracy_pct')} | "
-                     f"{first('model_bytes')} | {first('ram_bytes')} | {first('latency_ms')} |")
-    lines += [f"| {line.split(':', 1)[0]} | not run:{_md_escape(line.split(':', 1)[1])} | | | | |" for line in skipped]
-    lines += [f"| {line.split(':', 1)[0]} | CRASHED:{_md_escape(line.split(':', 1)[1])} | | | | |" for line in crashed]
+        suite = next((s for s in doc.get("robustness", []) if s["budgeted"]), None)
+        worst = max(suite["shifts"], key=lambda s: s["drop_pts"]) if suite else None
+        cells = [doc["target"], _md_escape(doc["verdict"]), first("accuracy_pct"),
+                 f"{fmt(worst['drop_pts'])} ({worst['name']})" if worst else "not run",
+                 *([first("eval_accuracy_pct")] if eval_col else []), first("model_bytes"), first("ram_bytes"),
+                 first("latency_ms")]
+        lines.append("| " + " | ".join(cells) + " |")
+    blank = " |" * (len(header) - 2)
+    lines += [f"| {line.split(':', 1)[0]} | not run:{_md_escape(line.split(':', 1)[1])}{blank}" for line in skipped]
+    lines += [f"| {line.split(':', 1)[0]} | CRASHED:{_md_escape(line.split(':', 1)[1])}{blank}" for line in crashed]
+    pipeline = next((d["pipeline"] for d in docs if d.get("pipeline")), [])
+    if pipeline:
+        lines += ["", "The pipeline's own accuracies (R/manifest.json):", "", "| what, on which images | value |",
+                  "|---|---|"] + [f"| {_md_escape(r['label'])} | {fmt(r['value'], r['unit'])} |" for r in pipeline]
     text = "\n".join(lines) + "\n"
     summary = {"targets": docs, "not_run": list(skipped), "crashed": list(crashed),
                "passed": all(d["passed"] for d in docs) and not crashed}
@@ -160,5 +208,6 @@ def write_summary(docs: list[dict], results: list[Result], out_dir: Path, json_c
         write_json_atomic(json_copy, summary)
     write_text_atomic(out_dir / "summary.md", text)
     points = list({(p.precision, p.runtime, p.model_bytes): p for r in results for p in r.points}.values())
-    plot_accuracy_vs_size(points, "all targets: accuracy vs model size", out_dir / "accuracy_vs_size.png")
+    plot_accuracy_vs_size(points, "all targets: accuracy vs model size", out_dir / "accuracy_vs_size.png",
+                          data.get("test", "test split"))
     return text

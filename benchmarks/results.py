@@ -11,6 +11,8 @@ BUDGETED = {
     "latency_ms": ("latency_ms", "<="),
     "accuracy_pct": ("min_accuracy_pct", ">="),
     "drop_pts": ("max_drop_pts", "<="),
+    "teacher_gap_pts": ("max_teacher_gap_pts", "<="),
+    "shift_drop_pts": ("max_shift_drop_pts", "<="),
 }
 PASS, FAIL, NOT_RUN, INFO = "PASS", "FAIL", "not run", "info"
 
@@ -60,6 +62,9 @@ class Result:
     target: str
     rows: list[Row] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
+    data: dict = field(default_factory=dict)        # names of the image sets the accuracies were measured on
+    pipeline: list[Row] = field(default_factory=list)  # the run manifest's accuracies (teacher, baseline, KD)
+    robustness: list[dict] = field(default_factory=list)  # one shift-suite result per image set
 
     def failures(self) -> list[Row]:
         return [r for r in self.rows if r.status == FAIL]
@@ -104,4 +109,5 @@ def failure_line(r: Row) -> str:
         return f"{r.metric}: {r.label}: {r.note}"
     op = BUDGETED[r.metric][1]
     broken = ">" if op == "<=" else "<"
-    return f"{r.metric}: {r.label} = {fmt(r.value, r.unit)} {broken} budget {fmt(r.budget, r.unit)}"
+    return f"{r.metric}: {r.label} = {fmt(r.value, r.unit)} {broken} budget {BUDGETED[r.metric][0]} = " \
+           f"{fmt(r.budget, r.unit)}"

@@ -64,22 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rp2040 firmware folder from `python -m export.rp2040.build` (default: build/rp2040)")
     p.add_argument("--limit", type=int, metavar="N",
                    help="evaluate only the first N test images (quick checks; default: the whole test split)")
+    p.add_argument("--eval-data", type=Path, metavar="DIR",
+                   help="your own labelled photos, an ImageFolder DIR/<class>/<image> with the run's classes: adds "
+                        "accuracy and camera-shift rows on them beside the test split's, preprocessed like training "
+                        "images (unreadable images are skipped and counted)")
     return p
 
 
 def bench_target(spec, args, facts: dict, cache: dict) -> tuple[Result, dict]:
     result = Result(spec.name)
     ctx = Context(run_dir=args.run, spec=spec, facts=facts, build_dir=args.build_dir, device_port=args.device,
-                  limit=args.limit, cache=cache)
+                  limit=args.limit, cache=cache, eval_data=args.eval_folder)
     print(f"== {spec.name}: {spec.description}", flush=True)
     _measure(spec.runtime)(ctx, result)
+    if ctx.deployed is not None:
+        from .quality import add_quality_rows
+
+        add_quality_rows(ctx, result)
     if any(r.metric == "ops" and r.passed is False for r in result.rows):
-        result.rows.append(not_run("accuracy_pct", "accuracy, latency, memory", "stopped: unsupported ops"))
+        result.rows.append(not_run("accuracy_pct", "accuracy, robustness, latency, memory", "stopped: unsupported ops"))
     evaluate(result.rows, spec.budgets)
     out_dir = args.run / "bench" / spec.name
     doc = report.write(result, spec, args.run, out_dir, facts, None if args.all else args.json)
     record_stage(args.run, f"bench/{spec.name}", outputs=sorted(out_dir.glob("*.*")),
-                 params={"target": str(spec.path), "budgets": spec.budgets, "limit": args.limit},
+                 params={"target": str(spec.path), "budgets": spec.budgets, "limit": args.limit,
+                         "eval_data": str(args.eval_folder.root) if args.eval_folder else None},
                  metrics={f"bench_{spec.name.replace('-', '_')}_verdict": doc["verdict"]})
     print(report.table(result))
     print(f"{spec.name}: {report.verdict(result)}  -> {out_dir}/report.md\n", flush=True)
@@ -106,6 +115,13 @@ def run(args) -> int:
     facts = host_facts()
     target = None if args.all else resolve(args.target, specs, facts)
     _check_args(args, target)
+    args.eval_folder = None
+    if args.eval_data is not None:  # checked before any measurement: a wrong folder must not cost a benchmark first
+        from compress.data import load_dataset
+
+        from .evaldata import index_eval_folder
+
+        args.eval_folder = index_eval_folder(args.eval_data, load_dataset(args.run).classes)
     # Absolute from here on: exporters, the firmware build and probes run as subprocesses in the repo root.
     args.run, args.build_dir = args.run.resolve(), args.build_dir.resolve()
     with run_lock(args.run, f"python -m benchmarks.run --{'all' if args.all else 'target ' + target.name}"):

@@ -28,7 +28,8 @@ SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
     "detect": {"device_tree_model": (str, False), "tegra_release": (str, False), "machine": (str, False)},
     "ops": {"allowed": (list, False), "int8_only": (bool, False)},
     "budgets": {"model_bytes": (int, False), "flash_bytes": (int, False), "ram_bytes": (int, False),
-                "latency_ms": (float, False), "min_accuracy_pct": (float, False), "max_drop_pts": (float, False)},
+                "latency_ms": (float, False), "min_accuracy_pct": (float, False), "max_drop_pts": (float, False),
+                "max_teacher_gap_pts": (float, False), "max_shift_drop_pts": (float, False)},
 }
 SECTIONS_REQUIRED = ("device", "budgets")
 
@@ -108,8 +109,9 @@ def _check_values(where: str, d: dict, stem: str) -> None:
             raise UserError(f"{where}: budget '{key}' must be positive, got {bud[key]}")
     if "min_accuracy_pct" in bud and not 0 <= bud["min_accuracy_pct"] <= 100:
         raise UserError(f"{where}: budget 'min_accuracy_pct' must be within 0..100, got {bud['min_accuracy_pct']}")
-    if "max_drop_pts" in bud and not 0 <= bud["max_drop_pts"] <= 100:
-        raise UserError(f"{where}: budget 'max_drop_pts' must be within 0..100, got {bud['max_drop_pts']}")
+    for key in ("max_drop_pts", "max_teacher_gap_pts", "max_shift_drop_pts"):
+        if key in bud and not 0 <= bud[key] <= 100:
+            raise UserError(f"{where}: budget '{key}' must be within 0..100, got {bud[key]}")
     # A budget the device could never meet is a typo, not a target.
     limits = {"ram_bytes": ("device.ram_bytes", dev["ram_bytes"]),
               "flash_bytes": ("device.flash_bytes", dev.get("flash_bytes")),

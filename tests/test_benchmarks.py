@@ -35,6 +35,8 @@ def broken_run(run_dir, tmp_path_factory) -> Path:
     """The same run whose INT8 QDQ model was calibrated on nearly black images: a real INT8 accuracy collapse."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    from _export_fixture import _record_quant
+
     from compress.data import load_dataset, load_images
 
     dst = tmp_path_factory.mktemp("broken") / "run"
@@ -52,6 +54,7 @@ def broken_run(run_dir, tmp_path_factory) -> Path:
     quantize_static(str(dst / "quant/student_float.onnx"), str(dst / "quant/student_int8_qdq.onnx"), Reader(),
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8)
+    _record_quant(dst)  # the harness measures only what the quant stage recorded
     return dst
 
 
@@ -66,13 +69,24 @@ def _dump(d: dict) -> str:
 
 
 def target_file(tmp_path: Path, name: str, **budgets) -> Path:
-    """A targets folder holding targets/<name>.toml with some budgets replaced; returns the folder."""
+    """A targets folder holding targets/<name>.toml with some budgets replaced; returns the folder. The fixture
+    model tells its classes apart by colour alone, so an exposure shift breaks it: the shift budget is relaxed
+    unless a test sets it (test_bench_quality.py breaks it on purpose)."""
     spec = tomllib.loads((DEFAULT_TARGETS_DIR / f"{name}.toml").read_text())
-    spec["budgets"].update(budgets)
+    spec["budgets"].update({"max_shift_drop_pts": 100.0, **budgets})
     folder = tmp_path / "targets"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.toml").write_text(_dump(spec))
     return folder
+
+
+@pytest.fixture(scope="module")
+def relaxed(tmp_path_factory) -> Path:
+    """Every shipped target with the shift budget relaxed for the colour-coded fixture model (see target_file)."""
+    folder = tmp_path_factory.mktemp("relaxed")
+    for spec in sorted(DEFAULT_TARGETS_DIR.glob("*.toml")):
+        target_file(folder, spec.stem)
+    return folder / "targets"
 
 
 def bench(capsys, *args) -> tuple[int, str, str]:
@@ -153,8 +167,8 @@ def test_family_alias_picks_the_jetson_it_runs_on(tmp_path):
 
 # ---- measurements and budgets ----
 
-def test_jetson_nano_here_validates_onnx_and_reports_tensorrt_not_run(run_dir, capsys):
-    rc, out, err = bench(capsys, "--target", "jetson-nano", "--run", run_dir, *LIMIT)
+def test_jetson_nano_here_validates_onnx_and_reports_tensorrt_not_run(run_dir, relaxed, capsys):
+    rc, out, err = bench(capsys, "--target", "jetson-nano", "--run", run_dir, *LIMIT, "--targets-dir", relaxed)
     assert rc == 0, err
     rows = {r["label"]: r for r in report(run_dir, "jetson-nano")["rows"]}
     assert rows["TensorRT latency"]["note"] == "not run: TensorRT not installed"
@@ -168,19 +182,20 @@ def test_jetson_nano_here_validates_onnx_and_reports_tensorrt_not_run(run_dir, c
     assert (run_dir / "bench" / "jetson-nano" / "budgets.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_jetson_alias_on_the_command_line(run_dir, capsys, tmp_path):
-    rc, out, _ = bench(capsys, "--target", "jetson", "--run", run_dir, *LIMIT, "--json", tmp_path / "r.json")
+def test_jetson_alias_on_the_command_line(run_dir, relaxed, capsys, tmp_path):
+    rc, out, _ = bench(capsys, "--target", "jetson", "--run", run_dir, *LIMIT, "--json", tmp_path / "r.json",
+                       "--targets-dir", relaxed)
     assert rc == 0 and "== jetson-orin-nano" in out
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["target"] == "jetson-orin-nano" and doc["passed"]
 
 
-def test_host_measures_everything_and_passes(run_dir, capsys):
-    rc, out, err = bench(capsys, "--target", "host", "--run", run_dir, *LIMIT)
+def test_host_measures_everything_and_passes(run_dir, relaxed, capsys):
+    rc, out, err = bench(capsys, "--target", "host", "--run", run_dir, *LIMIT, "--targets-dir", relaxed)
     assert rc == 0, err
     doc = report(run_dir, "host")
     measured = {r["metric"] for r in doc["rows"] if r["status"] == "PASS"}
-    assert measured == {"model_bytes", "accuracy_pct", "drop_pts", "latency_ms", "ram_bytes"}
+    assert measured == {"model_bytes", "accuracy_pct", "drop_pts", "latency_ms", "ram_bytes", "shift_drop_pts"}
     size = next(r["value"] for r in doc["rows"] if r["metric"] == "model_bytes")
     assert size == (run_dir / "quant/student_int8_qdq.onnx").stat().st_size
     assert doc["passed"] and "host: PASS" in out
@@ -236,9 +251,10 @@ def rp2040_firmware(run_dir, tmp_path_factory):
 
 
 @pytest.mark.emulator
-def test_rp2040_end_to_end_then_flash_and_ram_budgets_broken(run_dir, rp2040_firmware, tmp_path, capsys):
+def test_rp2040_end_to_end_then_flash_and_ram_budgets_broken(run_dir, rp2040_firmware, relaxed, tmp_path, capsys):
     fw = rp2040_firmware
-    rc, out, err = bench(capsys, "--target", "rp2040", "--run", run_dir, "--build-dir", fw, "--limit", "10")
+    rc, out, err = bench(capsys, "--target", "rp2040", "--run", run_dir, "--build-dir", fw, "--limit", "10",
+                         "--targets-dir", relaxed)
     assert rc == 0, err
     rows = report(run_dir, "rp2040")["rows"]
     by_metric = {}
@@ -256,6 +272,8 @@ def test_rp2040_end_to_end_then_flash_and_ram_budgets_broken(run_dir, rp2040_fir
     assert mem["static_ram_bytes"] == in_ram and mem["stack_bytes"] == 8192
     assert by_metric["flash_bytes"][0]["value"] == mem["flash_bytes"]
     assert by_metric["ram_bytes"][0]["value"] == mem["ram_bytes"]
+    usb = [r for r in rows if r["label"].startswith("USB CDC-ACM stack")]  # part of the flash row above
+    assert len(usb) == 1 and 1000 < usb[0]["value"] < mem["flash_bytes"] and "usb.o" in usb[0]["note"]
     assert all(r["status"] == "PASS" for r in by_metric["accuracy_pct"])  # TFLite-Micro and the C model
     emu = by_metric["latency_ms"][0]
     assert emu["status"] == "PASS" and "cycles" in emu["note"] and 0 < emu["value"] < 100
@@ -272,7 +290,7 @@ def test_rp2040_end_to_end_then_flash_and_ram_budgets_broken(run_dir, rp2040_fir
 
 
 @pytest.mark.emulator
-def test_rp2040_device_port_runs_on_the_firmware(run_dir, rp2040_firmware, monkeypatch, capsys):
+def test_rp2040_device_port_runs_on_the_firmware(run_dir, rp2040_firmware, relaxed, monkeypatch, capsys):
     """--device PORT: the emulated Pico's UART stands in for the USB serial port (no hardware here)."""
     import export.rp2040.serial_client as serial_client
     from export.rp2040.emulator import emulator
@@ -286,25 +304,26 @@ def test_rp2040_device_port_runs_on_the_firmware(run_dir, rp2040_firmware, monke
 
     monkeypatch.setattr(serial_client, "open_serial", open_emulated)
     rc, _, err = bench(capsys, "--target", "rp2040", "--run", run_dir, "--build-dir", rp2040_firmware,
-                       "--device", "/dev/null", "--limit", "10")
+                       "--device", "/dev/null", "--limit", "10", "--targets-dir", relaxed)
     assert rc == 0, err
     rows = {r["label"]: r for r in report(run_dir, "rp2040")["rows"]}
     pico = rows["latency (Pico over serial) @ 125 MHz"]
     assert pico["status"] == "PASS" and "median of 10" in pico["note"]
     assert rows["Pico outputs bit-exact with the host C model"]["status"] == "PASS"
-    assert rows["accuracy on the Pico (first 10 test images)"]["value"] >= 90.0
+    assert rows["accuracy on the Pico, fixture test split, 10 of 120 images"]["value"] >= 90.0
 
 
-def test_all_writes_one_summary(run_dir, tmp_path, capsys):
+def test_all_writes_one_summary(run_dir, relaxed, tmp_path, capsys):
     folder = tmp_path / "targets"
     folder.mkdir()
     for name in ("host", "rpi4"):
-        shutil.copy(DEFAULT_TARGETS_DIR / f"{name}.toml", folder)
+        shutil.copy(relaxed / f"{name}.toml", folder)
     rc, out, err = bench(capsys, "--all", "--run", run_dir, "--targets-dir", folder, *LIMIT,
                          "--json", tmp_path / "s.json")
     assert rc == 0, err
     summary = (run_dir / "bench" / "summary.md").read_text()
-    assert "| host | PASS" in summary and "| rpi4 | PASS (2 not run)" in summary
+    # rpi4: latency and RAM (not a Pi 4 here), the teacher gap (the fixture has no teacher)
+    assert "| host | PASS" in summary and "| rpi4 | PASS (3 not run)" in summary
     assert [t["target"] for t in json.loads((tmp_path / "s.json").read_text())["targets"]] == ["host", "rpi4"]
 
 
