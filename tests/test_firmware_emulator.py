@@ -127,6 +127,7 @@ def test_xip_model_replays_one_warm_inference(firmware):
     names = {name for name, _, _ in prof["by_symbol"]}
     assert prof["call"] == 2 and 0 < prof["misses"] < prof["reads"] and prof["cycles"] > 0
     assert "model_run" in names and "nn_blocks" not in names and SELFTEST_INPUT not in names
+    assert not [n for n in names if n.endswith("_weights")]  # --fw-weights sram (the default): no flash reads
     assert (prof["line_bytes"], prof["ways"], prof["cache_bytes"]) == (8, 2, 16384)
 
 

@@ -97,6 +97,22 @@ def test_refuses_unsupported_op_by_name(tmp_path):
         compile_file(p, tmp_path / "out")
 
 
+def test_weights_placement(models):
+    """sram (the default) marks every streamed constant array NN_SRAM (rp2040.ld copies it to SRAM); flash none."""
+    from compress.errors import UserError
+    from export.rp2040 import tflite_graph
+    from export.rp2040.compile import compile_graph
+
+    g = tflite_graph.load(models["separable"][0])
+    sram, flash = compile_graph(g), compile_graph(g, placement="flash")
+    arrays = [ln for ln in sram.model_c.splitlines() if ln.startswith("static const") and "[" in ln]
+    assert arrays and all(" NN_SRAM = {" in ln for ln in arrays)
+    assert "NN_SRAM" not in flash.model_c
+    assert (sram.summary["weights_in"], flash.summary["weights_in"]) == ("sram", "flash")
+    with pytest.raises(UserError, match="placement"):
+        compile_graph(g, placement="eeprom")
+
+
 def test_cli(models, tmp_path):
     cmd = [sys.executable, "-m", "export.rp2040.compile"]
     assert subprocess.run(cmd + ["--help"], cwd=ROOT, capture_output=True).returncode == 0

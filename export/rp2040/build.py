@@ -22,6 +22,7 @@ from compress.io import ensure_dir, write_bytes_atomic, write_json_atomic
 from compress.manifest import record_stage, run_lock, verify_inputs
 
 from .boot2 import BOOT2_MODES
+from .compile import PLACEMENTS
 from .selftest import write_selftest_sources
 from .uf2 import FLASH_BYTES, read_uf2
 
@@ -38,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fw-selftest-images", type=int, default=2,
                    help="test images baked into the firmware for its boot self-test (default 2)")
     g.add_argument("--fw-stack", type=int, default=8192, help="bytes reserved for the stack (default 8192)")
+    g.add_argument("--fw-weights", choices=PLACEMENTS, default="sram",
+                   help="where the model's weights, biases and requantization records live: sram (copied at boot; "
+                        "no XIP cache misses, costs SRAM, the default) or flash (read through the 16 KB XIP cache)")
     g.add_argument("--fw-boot2", choices=BOOT2_MODES, default="w25q080",
                    help="second-stage boot for the board's flash: w25q080 (quad-SPI EBh at clk/2; Raspberry Pi "
                         "Pico and other W25Q080/W25Q16JV boards, the default) or generic-03h (serial 03h at clk/4; "
@@ -126,7 +130,8 @@ def run(args) -> dict:
 
     out = ensure_dir(args.fw_out).resolve()
     gen, work = ensure_dir(out / "gen"), ensure_dir(out / "work")
-    plan = compile_file(tflite, gen, load_dataset(run_dir).classes)
+    placement = getattr(args, "fw_weights", "sram")
+    plan = compile_file(tflite, gen, load_dataset(run_dir).classes, placement)
     _, height, width, _ = plan["input_shape"]
     x, labels, picked = _selftest_images(run_dir, height, width, args.fw_selftest_images)
     write_selftest_sources(gen, x, labels)
@@ -137,7 +142,7 @@ def run(args) -> dict:
     read_uf2((work / f"{name}.uf2").read_bytes())
     report = size_report(work / f"{name}.elf", work / f"{name}.bin", plan["arena_bytes"])
     report.update({"macs": plan["macs"], "weight_bytes": plan["weight_bytes"], "selftest_images": len(picked),
-                   "boot2": boot2})
+                   "boot2": boot2, "weights_in": placement})
     outputs = []
     for ext in ("elf", "bin", "map", "uf2"):
         dst = out / f"{name}.{ext}"
@@ -151,7 +156,7 @@ def run(args) -> dict:
     outputs += [out / f"{name}.size.json", gen / "model.c", gen / "model.h", gen / "model_plan.json"]
     record_stage(run_dir, "firmware", inputs=[tflite], outputs=outputs,
                  params={"name": name, "selftest_images": len(picked), "stack_bytes": args.fw_stack,
-                         "boot2": boot2},
+                         "boot2": boot2, "weights_in": placement},
                  metrics={"fw_flash_bytes": report["flash_bytes"], "fw_ram_bytes": report["ram_bytes"],
                           "fw_arena_bytes": report["arena_bytes"]}, seed=getattr(args, "seed", None))
     return report

@@ -48,14 +48,20 @@ def _c_value(v) -> str:
 _RECORDS = {"nn_rqc_t": 7}   # struct arrays: int32 fields per record (all of nn_rqc_t's are 32 bits)
 
 
-def _c_array(name: str, ctype: str, data: np.ndarray) -> str:
+# Where the arrays the kernels stream (weights, biases, requantization records, tap offsets) live on the RP2040.
+# "sram": copied there at boot (NN_SRAM in nn.h), no XIP cache misses; "flash": read through the XIP cache.
+PLACEMENTS = ("sram", "flash")
+
+
+def _c_array(name: str, ctype: str, data: np.ndarray, placement: str) -> str:
+    where = " NN_SRAM" if placement == "sram" else ""
     if ctype in _RECORDS:
         recs = np.asarray(data).reshape(-1, _RECORDS[ctype])
         rows = ["{" + ", ".join(f"{int(v)}u" if v > 2**31 - 1 else str(int(v)) for v in r) + "}" for r in recs]
-        return f"static const {ctype} {name}[{len(rows)}] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
+        return f"static const {ctype} {name}[{len(rows)}]{where} = {{\n  " + ",\n  ".join(rows) + "\n};\n"
     flat = [str(int(v)) for v in np.asarray(data).reshape(-1)]
     rows = [", ".join(flat[i:i + 24]) for i in range(0, len(flat), 24)]
-    return f"static const {ctype} {name}[{len(flat)}] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
+    return f"static const {ctype} {name}[{len(flat)}]{where} = {{\n  " + ",\n  ".join(rows) + "\n};\n"
 
 
 def _struct(name: str, step: Step) -> str:
@@ -74,7 +80,9 @@ def _struct(name: str, step: Step) -> str:
     return f"static const {_STRUCT[step.kernel]} {name} = {{{', '.join(parts)}}};\n"
 
 
-def compile_graph(graph: tflite_graph.Graph, class_names: list[str] | None = None) -> Compiled:
+def compile_graph(graph: tflite_graph.Graph, class_names: list[str] | None = None, placement: str = "sram") -> Compiled:
+    if placement not in PLACEMENTS:
+        raise UserError(f"weights placement {placement!r}: use one of {', '.join(PLACEMENTS)}")
     steps, alias = lower(graph)
     if not steps:
         raise UserError("model has no computing op")
@@ -114,7 +122,7 @@ def compile_graph(graph: tflite_graph.Graph, class_names: list[str] | None = Non
     for i, st in enumerate(steps):
         name = f"L{i}_{st.kernel}"
         for k, (ctype, arr) in st.arrays.items():
-            consts.append(_c_array(f"{name}_{k}", ctype, arr))
+            consts.append(_c_array(f"{name}_{k}", ctype, arr, placement))
             flash += 4 * arr.size if ctype in _RECORDS else arr.nbytes
         consts.append(_struct(name, st))
         args = ", ".join(where(t) for t in st.inputs)
@@ -158,15 +166,17 @@ int model_run(const int8_t *input, int8_t *output) {{
     return 0;
 }}
 """
-    summary = {"arena_bytes": arena, "weight_bytes": flash, "macs": macs, "input_shape": list(inp.shape),
+    summary = {"arena_bytes": arena, "weight_bytes": flash, "weights_in": placement, "macs": macs,
+               "input_shape": list(inp.shape),
                "num_classes": num_classes,
                "steps": [{"kernel": st.kernel, "macs": st.macs, "output_bytes": graph.tensors[st.output].size,
                           "output": where(st.output)} for st in steps]}
     return Compiled(body, header, summary)
 
 
-def compile_file(tflite: str | Path, out_dir: str | Path, class_names: list[str] | None = None) -> dict:
-    compiled = compile_graph(tflite_graph.load(tflite), class_names)
+def compile_file(tflite: str | Path, out_dir: str | Path, class_names: list[str] | None = None,
+                 placement: str = "sram") -> dict:
+    compiled = compile_graph(tflite_graph.load(tflite), class_names, placement)
     out = ensure_dir(out_dir)
     write_text_atomic(out / "model.h", compiled.model_h)
     write_text_atomic(out / "model.c", compiled.model_c)

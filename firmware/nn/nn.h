@@ -8,6 +8,15 @@
 
 #define NN_DW_MAX_TAPS 49 /* depthwise kernels up to 7x7 */
 
+/* Model constants the kernels stream, placed in SRAM on the RP2040 (rp2040.ld copies .sram_rodata with .data):
+ * the pointwise layers re-read their weights for every pixel, and from flash those reads miss the 16 KB XIP
+ * cache (export/rp2040/xip.py). */
+#if defined(__ARM_ARCH_6M__)
+#define NN_SRAM __attribute__((section(".sram_rodata")))
+#else
+#define NN_SRAM
+#endif
+
 /* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (lower.py and
  * quant.channel_requant explain the fields). acc outside [lo, lo + range) saturates; inside,
  * out = (int8)((d * m + k) >> (32 + sh)) with d = acc - lo, where k = k_hi:k_lo, less 2^31 when d < neg
