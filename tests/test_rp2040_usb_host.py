@@ -109,3 +109,13 @@ def test_object_footprint_from_a_linker_map(tmp_path):
                  " .debug_info    0x00000000      0x900 /b/obj/usb.o\n")
     got = object_footprint(m, ("usb.o", "usb_desc.o"))
     assert got == {"flash_bytes": 0xFC + 0x4B + 0x7, "static_ram_bytes": 0x7 + 0x400}
+
+
+def test_bench_device_auto_without_a_board(monkeypatch, capsys, tmp_path):
+    list_ports = pytest.importorskip("serial.tools.list_ports")
+    monkeypatch.setattr(list_ports, "comports", lambda: [])
+    from benchmarks.run import main
+
+    assert main(["--target", "rp2040", "--device", "auto", "--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no serial port found")
