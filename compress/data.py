@@ -22,8 +22,10 @@ from .io import ensure_dir, read_json, sha256_bytes, sha256_file, write_json_ato
 from .manifest import check_dataset, record_stage
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "pool")  # pool: training images whose label no training step may read
+GEN_SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 1
+DEFAULT_LABELED_PER_CLASS = 20
 
 
 @dataclass
@@ -38,9 +40,17 @@ class Dataset:
         return [it for it in self.items if it["split"] == name]
 
     def labels(self, items: list[dict]) -> np.ndarray:
-        """Class indices (int64) of `items`, in the order of `classes`."""
+        """Class indices (int64) of `items`, in the order of `classes`. Pool items are refused: their labels (kept
+        only to measure label quality on procedural data) must never reach a training step."""
         index = {c: i for i, c in enumerate(self.classes)}
+        if any(it["split"] == "pool" for it in items):
+            raise ValueError("labels of the unlabeled pool are for measurement only; use pool_labels()")
         return np.array([index[it["label"]] for it in items], np.int64)
+
+    def pool_labels(self, items: list[dict]) -> np.ndarray:
+        """For measuring a teacher on the pool only: class index, or -1 where the image has no known label."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index.get(it.get("label"), -1) for it in items], np.int64)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,11 +61,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated class names the data must have (default: the procedural six, or the "
                         "folder names of --data)")
     g.add_argument("--data-size", type=int, default=128, help="procedural image size in pixels (default 128)")
+    g.add_argument("--data-generator", type=int, choices=procedural.VERSIONS, default=procedural.VERSION,
+                   help=f"procedural generator version (default {procedural.VERSION}); every version stays "
+                        "reproducible by seed, 4 is the older look without clutter, shadows and irregular char")
     g.add_argument("--data-train", type=int, default=300, help="procedural training images per class (default 300)")
     g.add_argument("--data-val", type=int, default=60, help="procedural validation images per class (default 60)")
     g.add_argument("--data-test", type=int, default=100, help="procedural test images per class (default 100)")
     g.add_argument("--data-val-frac", type=float, default=0.15, help="--data: fraction per class for val (0.15)")
     g.add_argument("--data-test-frac", type=float, default=0.15, help="--data: fraction per class for test (0.15)")
+    g.add_argument("--labeled-per-class", default=str(DEFAULT_LABELED_PER_CLASS), metavar="K",
+                   help="label budget: K labelled images per class, taken (seeded) from the training and validation "
+                        "images; the rest of them join the unlabeled pool that only the teacher labels. The "
+                        "validation images count against K (see --labeled-val-per-class). 'all' keeps every label "
+                        f"(fully supervised). Default {DEFAULT_LABELED_PER_CLASS}")
+    g.add_argument("--labeled-val-per-class", type=int, default=None, metavar="V",
+                   help="of the K labelled images per class, V are held out for validation (model selection); "
+                        "default max(1, round(K / 4)), e.g. 5 of 20")
+    g.add_argument("--unlabeled", type=Path, default=None, metavar="DIR",
+                   help="a folder of your own unlabeled photos (any layout, searched recursively) added to the pool")
     g.add_argument("--data-workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes generating procedural images (default: min(2, cores))")
 
@@ -112,8 +135,8 @@ def load_images(run_dir, items, size) -> np.ndarray:
 # --- procedural source --------------------------------------------------------------------------------
 
 def _render_one(job):
-    seed, cls, index, size, path = job
-    data = procedural.generate_jpeg(seed, cls, index, size)
+    seed, cls, index, size, path, version = job
+    data = procedural.generate_jpeg(seed, cls, index, size, version)
     Path(path).write_bytes(data)
     return sha256_bytes(data)
 
@@ -121,11 +144,11 @@ def _render_one(job):
 def _procedural_source(args) -> dict:
     return {"kind": "procedural", "seed": int(args.seed), "size": int(args.data_size),
             "per_class": {"train": int(args.data_train), "val": int(args.data_val), "test": int(args.data_test)},
-            "generator_version": procedural.VERSION, "format": FORMAT_VERSION}
+            "generator_version": int(getattr(args, "data_generator", procedural.VERSION)), "format": FORMAT_VERSION}
 
 
-def _cached(run_dir: Path, source: dict) -> dict | None:
-    """The existing manifest if it was made from the same source and every file still matches its hash."""
+def _cached_hashes(run_dir: Path, source: dict, paths: list[str]) -> list[str] | None:
+    """Hashes of the images already generated from the same source, if every one is still on disk unchanged."""
     path = run_dir / "data" / "dataset.json"
     if not path.is_file():
         return None
@@ -136,38 +159,42 @@ def _cached(run_dir: Path, source: dict) -> dict | None:
     stored = d.get("source", {})
     if any(stored.get(k) != v for k, v in source.items()):
         return None
-    for it in d.get("items", []):
-        p = _item_path(run_dir, it)
-        if not p.is_file() or sha256_file(p) != it["sha256"]:
+    known = {it.get("path"): it.get("sha256") for it in d.get("items", []) if isinstance(it, dict)}
+    hashes = []
+    for rel in paths:
+        p = run_dir / "data" / rel
+        if rel not in known or not p.is_file() or sha256_file(p) != known[rel]:
             return None
-    return d
+        hashes.append(known[rel])
+    return hashes
 
 
 def _generate(args, run_dir: Path, classes: list[str]) -> tuple[dict, float | None]:
     """The dataset manifest and the images per second generated now (None when the cached set is reused)."""
     source = _procedural_source(args)
-    cached = _cached(run_dir, source)
-    if cached is not None:
-        print(f"data: {len(cached['items'])} procedural images already in {run_dir / 'data'}; skipping generation")
-        return cached, None
     counts = source["per_class"]
-    n_per_class = sum(counts.values())
+    items = []
+    for cls in classes:
+        i = 0
+        for split in GEN_SPLITS:
+            for _ in range(counts[split]):
+                items.append({"path": f"images/{cls}/{cls}_{i:05d}.jpg", "label": cls, "split": split})
+                i += 1
+    cached = _cached_hashes(run_dir, source, [it["path"] for it in items])
+    if cached is not None:
+        print(f"data: {len(items)} procedural images already in {run_dir / 'data'}; skipping generation")
+        for it, h in zip(items, cached):
+            it["sha256"] = h
+        return {"classes": classes, "source": source, "items": items}, None
     data_dir = ensure_dir(run_dir / "data")
     # Generate into a temp folder and swap it in, so an interrupted run never leaves a half-written set.
     for stale in data_dir.glob(".images.*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=".images.", dir=data_dir))
-    jobs, items = [], []
     for cls in classes:
         (tmp / cls).mkdir()
-        i = 0
-        for split in SPLITS:
-            for _ in range(counts[split]):
-                rel = f"images/{cls}/{cls}_{i:05d}.jpg"
-                jobs.append((source["seed"], cls, i, source["size"], str(tmp / cls / f"{cls}_{i:05d}.jpg")))
-                items.append({"path": rel, "label": cls, "split": split})
-                i += 1
-    assert len(jobs) == n_per_class * len(classes)
+    jobs = [(source["seed"], it["label"], int(it["path"][-9:-4]), source["size"],
+             str(tmp / it["path"].removeprefix("images/")), source["generator_version"]) for it in items]
     t0 = time.perf_counter()
     try:
         workers = max(1, min(int(args.data_workers), len(jobs) // 200))  # spawning costs more than tiny sets
@@ -273,6 +300,66 @@ def _index_folder(args, wanted: list[str] | None) -> dict:
     return {"classes": list(classes), "source": source, "items": out}
 
 
+# --- label budget and unlabeled pool ---------------------------------------------------------------------
+
+def parse_budget(text, val) -> tuple[int | None, int | None]:
+    """(K, V) from --labeled-per-class / --labeled-val-per-class; (None, None) means every label is kept."""
+    if str(text).strip().lower() == "all":
+        if val is not None:
+            raise UserError("--labeled-val-per-class needs a number for --labeled-per-class, not 'all'")
+        return None, None
+    try:
+        k = int(str(text))
+    except ValueError:
+        raise UserError(f"--labeled-per-class must be a whole number or 'all', got {text!r}") from None
+    v = max(1, round(k / 4)) if val is None else int(val)
+    if k < 2 or not 1 <= v < k:
+        raise UserError(f"--labeled-per-class {k} with --labeled-val-per-class {v}: need K >= 2 and 1 <= V < K "
+                        "(at least one training and one validation label per class)")
+    return k, v
+
+
+def apply_budget(manifest: dict, k: int | None, v: int | None, seed: int) -> None:
+    """Keep K labels per class (V of them for validation, seeded choice); the other training and validation
+    images become the unlabeled pool. The test split is untouched."""
+    if k is None:
+        return
+    rng = np.random.default_rng([int(seed), 0xB0D6])
+    for cls in manifest["classes"]:
+        mine = sorted((it for it in manifest["items"] if it["label"] == cls and it["split"] in ("train", "val")),
+                      key=lambda it: it["path"])
+        if len(mine) < k:
+            raise UserError(f"--labeled-per-class {k} is more than class '{cls}' has outside the test split "
+                            f"({len(mine)} images); lower K or add photos")
+        for rank, j in enumerate(rng.permutation(len(mine))):
+            mine[j]["split"] = "val" if rank < v else "train" if rank < k else "pool"
+
+
+def _index_unlabeled(folder: Path, known: set[str]) -> tuple[list[dict], int]:
+    """Readable images under `folder` (recursive, any layout) not already in the data set; and how many were skipped."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise UserError(f"--unlabeled folder not found or not a folder: {root}")
+    items, skipped = [], 0
+    files = sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith("."))
+    for f in tqdm(files, desc="data: check unlabeled images"):
+        if f.suffix.lower() not in IMAGE_EXTS:
+            continue
+        reason = _check_image(f)
+        if reason is not None:
+            print(f"warning: skipping unreadable image {f}: {reason}", file=sys.stderr)
+            skipped += 1
+            continue
+        digest = sha256_file(f)
+        if digest in known:
+            continue
+        known.add(digest)
+        items.append({"path": str(f.resolve()), "sha256": digest, "label": None, "split": "pool"})
+    if not items:
+        raise UserError(f"--unlabeled folder {root} has no readable new images ({skipped} unreadable)")
+    return items, skipped
+
+
 def _parse_classes(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -285,6 +372,7 @@ def _parse_classes(text: str | None) -> list[str] | None:
 def run(args) -> dict:
     run_dir = Path(args.run)
     wanted = _parse_classes(args.classes)
+    k, v = parse_budget(args.labeled_per_class, args.labeled_val_per_class)
     t0, rate = time.perf_counter(), None
     if args.data is None:
         if wanted is not None and set(wanted) != set(procedural.CLASSES):
@@ -298,11 +386,19 @@ def run(args) -> dict:
         manifest, rate = _generate(args, run_dir, list(procedural.CLASSES))
     else:
         manifest = _index_folder(args, wanted)
+    apply_budget(manifest, k, v, args.seed)
+    manifest["budget"] = {"labeled_per_class": "all" if k is None else k, "val_per_class": v}
+    if args.unlabeled is not None:
+        extra, skipped = _index_unlabeled(args.unlabeled, {it["sha256"] for it in manifest["items"]})
+        manifest["items"] += extra
+        manifest["budget"].update({"unlabeled_root": str(Path(args.unlabeled).expanduser().resolve()),
+                                   "unlabeled_images": len(extra), "unlabeled_skipped": skipped})
     out = run_dir / "data" / "dataset.json"
     check_dataset(run_dir, manifest)
     write_json_atomic(out, manifest)
     counts = {s: sum(1 for it in manifest["items"] if it["split"] == s) for s in SPLITS}
     metrics = {"data_images": len(manifest["items"]), "data_classes": len(manifest["classes"]),
+               "data_labeled_per_class": manifest["budget"]["labeled_per_class"],
                **{f"data_{s}": n for s, n in counts.items()}}
     if rate is not None:
         metrics["data_images_per_second"] = rate
@@ -310,8 +406,10 @@ def run(args) -> dict:
         metrics["data_skipped_unreadable"] = manifest["source"]["skipped_unreadable"]
     metrics["data_seconds"] = round(time.perf_counter() - t0, 3)
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k.startswith("data") or k in ("classes", "seed")}
+              if k.startswith("data") or k in ("classes", "seed", "labeled_per_class", "labeled_val_per_class",
+                                                "unlabeled")}
     record_stage(run_dir, "data", inputs=[], outputs=[out], params=params, metrics=metrics, seed=args.seed)
     print(f"data: {len(manifest['items'])} images, {len(manifest['classes'])} classes "
-          f"(train {counts['train']}, val {counts['val']}, test {counts['test']}) -> {out}")
+          f"(labelled train {counts['train']}, val {counts['val']}, test {counts['test']}, unlabeled pool "
+          f"{counts['pool']}) -> {out}")
     return metrics

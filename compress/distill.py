@@ -1,6 +1,7 @@
 """Stage "distill": train the tiny student on the teacher's soft labels (KD), then INT8 QAT -> R/student/."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import pickle
@@ -16,55 +17,35 @@ from tqdm import tqdm
 from .errors import UserError
 from .io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from .manifest import record_stage, verify_inputs
-from .student import QATStudent, Student, StudentConfig, count_macs, count_params, describe, fold_bn
+from .camera import augment
+from .student import Student, StudentConfig, count_macs, count_params, describe
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = 50
-    qat_epochs: int = 3
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 4e-3
-    qat_lr: float = 2e-4
     weight_decay: float = 1e-3
     temperature: float = 4.0
-    alpha: float = 0.7
+    alpha: float = 0.9
+    augment: float = 1.0
     threads: int = 1
 
 
 def kd_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor,
             temperature: float, alpha: float) -> torch.Tensor:
-    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, hard label).
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, hard label) over the labelled rows.
 
-    The teacher gives probabilities, so its temperature-softened distribution is softmax(log p / T).
+    The teacher gives probabilities, so its temperature-softened distribution is softmax(log p / T). Rows with
+    label -1 (the unlabeled pool) have no CE term: only the teacher speaks for them.
     """
     t = temperature
     teacher_t = F.softmax(torch.log(teacher_probs.clamp_min(1e-8)) / t, dim=1)
     soft = F.kl_div(F.log_softmax(logits / t, dim=1), teacher_t, reduction="batchmean") * (t * t)
-    return alpha * soft + (1.0 - alpha) * F.cross_entropy(logits, labels)
-
-
-def augment(batch_u8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [0,1]: random dihedral pose (rot90 x flip) and colour jitter.
-
-    Position and scale already vary in the data; the pose group is applied per sample in 8 vectorised slices.
-    """
-    x = batch_u8.permute(0, 3, 1, 2).float() / 255.0
-    n = x.shape[0]
-    pose = torch.randint(0, 8, (n,), generator=gen)
-    for p in range(1, 8):
-        sel = (pose == p).nonzero().flatten()
-        if len(sel):
-            img = torch.rot90(x[sel], p % 4, dims=(2, 3))
-            x[sel] = img.flip(3) if p >= 4 else img
-    jitter = 1.0 + (torch.rand((3, n, 1, 1, 1), generator=gen) - 0.5) * 0.2  # +-10 %
-    bright, contrast, sat = jitter
-    x = x * bright
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * contrast + mean
-    gray = x.mean(dim=1, keepdim=True)
-    x = (x - gray) * sat + gray
-    return x.clamp_(0.0, 1.0)
+    known = labels >= 0
+    hard = F.cross_entropy(logits[known], labels[known]) if bool(known.any()) else logits.sum() * 0.0
+    return alpha * soft + (1.0 - alpha) * hard
 
 
 def to_input(batch_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -80,7 +61,11 @@ def predict(model: torch.nn.Module, images_u8: np.ndarray, batch_size: int = 256
     return torch.cat(outs).numpy() if outs else np.zeros((0, model.cfg.num_classes), np.float32)
 
 
-def _set_determinism(seed: int, threads: int) -> None:
+def accuracy(model: torch.nn.Module, images_u8: np.ndarray, labels: np.ndarray) -> float:
+    return float((predict(model, images_u8).argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
+def set_determinism(seed: int, threads: int) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
@@ -98,7 +83,7 @@ def _epoch(model, opt, sched, images, soft, labels, params, gen, desc) -> float:
         idx = order[start:start + params.batch_size]
         if len(idx) < 2:  # a batch of one breaks BatchNorm statistics
             continue
-        x = augment(images[idx], gen)
+        x = augment(images[idx], gen, params.augment)
         loss = kd_loss(model(x), soft[idx], labels[idx], params.temperature, params.alpha)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -111,11 +96,6 @@ def _epoch(model, opt, sched, images, soft, labels, params, gen, desc) -> float:
     return total / max(count, 1)
 
 
-def _optimizer(model, lr, params: TrainParams, steps: int):
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=params.weight_decay)
-    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-
-
 def _save_torch(path: Path, obj) -> None:
     """Atomic torch.save through memory: a file's zip records would carry the temp name, so equal runs differ."""
     buf = io.BytesIO()
@@ -123,11 +103,21 @@ def _save_torch(path: Path, obj) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def load_tensors(path: Path):
+    """torch.load that refuses code: a run folder may come from someone else (weights_only unpickler)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{path} holds something other than tensors and plain data; refusing to load it "
+                        f"({str(e).splitlines()[0][:120]})") from None
+
+
 def _load_checkpoint(path: Path, fingerprint: str, log) -> dict | None:
     try:
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        log(f"checkpoint {path} is unreadable ({e}): starting afresh")
+        log(f"checkpoint {path} is unreadable or holds more than tensors ({str(e).splitlines()[0][:120]}): "
+            "starting afresh")
         return None
     if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
         log(f"checkpoint {path} is for other data or settings: starting afresh")
@@ -136,86 +126,62 @@ def _load_checkpoint(path: Path, fingerprint: str, log) -> dict | None:
 
 
 def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg: StudentConfig,
-                  params: TrainParams, seed: int, checkpoint: Path | None = None,
-                  fingerprint: str = "", log=print, val: tuple[np.ndarray, np.ndarray] | None = None
-                  ) -> tuple[Student, QATStudent]:
-    """KD training then QAT on uint8 NHWC images; resumes from `checkpoint` when its fingerprint matches.
+                  params: TrainParams, seed: int, checkpoint: Path | None = None, fingerprint: str = "",
+                  log=print, val: tuple[np.ndarray, np.ndarray] | None = None, desc: str = "student") -> Student:
+    """Train on uint8 NHWC images with kd_loss (labels -1 = unlabeled); returns the epoch with the best
+    validation accuracy (the last one on ties or without `val`). Resumes from `checkpoint` when its fingerprint
+    matches.
 
-    Deterministic on CPU for a fixed seed and thread count: every random choice (init, order,
-    augmentation) comes from torch's seeded global RNG (init) or one seeded Generator (the rest),
-    whose state is checkpointed with the model and optimizer after every epoch.
+    Deterministic on CPU for a fixed seed and thread count: every random choice (init, order, augmentation)
+    comes from torch's seeded global RNG (init) or one seeded Generator (the rest), whose state is checkpointed
+    with the model, the best model so far and the optimizer after every epoch.
     """
-    _set_determinism(seed, params.threads)
+    set_determinism(seed, params.threads)
     images_t = torch.as_tensor(images)
     soft_t = torch.as_tensor(soft, dtype=torch.float32)
     labels_t = torch.as_tensor(labels, dtype=torch.long)
     steps = -(-len(images) // params.batch_size)
     gen = torch.Generator().manual_seed(seed)
-
     model = Student(cfg)
-    opt, sched = _optimizer(model, params.lr, params, steps * params.epochs)
-    qat = qopt = qsched = None
-    done = 0
+    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps * params.epochs, 1))
+    done, best = 0, (-1.0, None, 0)
     state = _load_checkpoint(checkpoint, fingerprint, log) if checkpoint and checkpoint.is_file() else None
     if state is not None:
         done = state["epochs_done"]
         model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
-        if done < params.epochs:
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-        log(f"resuming from {checkpoint} after epoch {done}")
-
-    def make_qat():
-        model.eval()
-        q = QATStudent(cfg, fold_bn(model)).train()
-        with torch.no_grad():  # start the activation ranges from clean training images
-            q(to_input(images_t[:256]))
-        o, s = _optimizer(q, params.qat_lr, params, steps * params.qat_epochs)
-        return q, o, s
-
-    if done > params.epochs:
-        qat, qopt, qsched = make_qat()
-        qat.load_state_dict(state["qat"])
-        qopt.load_state_dict(state["opt"])
-        qsched.load_state_dict(state["sched"])
-
-    total = params.epochs + params.qat_epochs
-    for epoch in range(done, total):
-        if epoch < params.epochs:
-            net, o, s, phase = model, opt, sched, "float"
-        else:
-            if qat is None:
-                qat, qopt, qsched = make_qat()
-            net, o, s, phase = qat, qopt, qsched, "qat"
-        loss = _epoch(net, o, s, images_t, soft_t, labels_t, params, gen, f"{phase} epoch {epoch + 1}/{total}")
+        best = (state["best_acc"], state["best_model"], state["best_epoch"])
+        log(f"{desc}: resuming from {checkpoint} after epoch {done}")
+    for epoch in range(done, params.epochs):
+        loss = _epoch(model, opt, sched, images_t, soft_t, labels_t, params, gen,
+                      f"{desc} epoch {epoch + 1}/{params.epochs}")
+        acc = accuracy(model, *val) if val is not None and len(val[1]) else 0.0
+        if acc >= best[0]:
+            best = (acc, copy.deepcopy(model.state_dict()), epoch + 1)
         if checkpoint is not None:
             _save_torch(checkpoint, {
                 "fingerprint": fingerprint, "epochs_done": epoch + 1, "model": model.state_dict(),
-                "qat": qat.state_dict() if qat is not None else None,
-                "opt": o.state_dict(), "sched": s.state_dict(), "gen": gen.get_state()})
-        score = f", val acc {100.0 * float((predict(net, val[0]).argmax(1) == val[1]).mean()):.1f} %" if val else ""
-        log(f"{phase} epoch {epoch + 1}/{total}: loss {loss:.4f}{score}")
-    if qat is None:
-        qat, _, _ = make_qat()
-    qat.freeze_observers()
-    return model.eval(), qat.eval()
-
-
-def load_float(path: Path) -> Student:
-    blob = torch.load(path, weights_only=False)
-    model = Student(StudentConfig.from_dict(blob["config"]))
-    model.load_state_dict(blob["state_dict"])
+                "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                "best_acc": best[0], "best_model": best[1], "best_epoch": best[2]})
+        score = f", val acc {100.0 * acc:.1f} %" if val is not None and len(val[1]) else ""
+        log(f"{desc} epoch {epoch + 1}/{params.epochs}: loss {loss:.4f}{score}")
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+        log(f"{desc}: keeping epoch {best[2]} (best validation accuracy)")
     return model.eval()
 
 
-def load_qat(path: Path) -> QATStudent:
-    blob = torch.load(path, weights_only=False)
-    cfg = StudentConfig.from_dict(blob["config"])
-    qat = QATStudent(cfg, fold_bn(Student(cfg).eval()))
-    qat.load_state_dict(blob["state_dict"])
-    qat.freeze_observers()
-    return qat.eval()
+def load_float(path: Path) -> Student:
+    blob = load_tensors(path)
+    try:
+        model = Student(StudentConfig.from_dict(blob["config"]))
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path} is not a student model ({str(e).splitlines()[0][:120]}); re-run distill") from None
+    return model.eval()
 
 
 def _save_model(path: Path, model, cfg: StudentConfig) -> None:
@@ -228,9 +194,7 @@ def add_arguments(p) -> None:
     d, c = TrainParams(), StudentConfig()
     g = p.add_argument_group("distill")
     g.add_argument("--student-epochs", type=int, default=d.epochs, metavar="N",
-                   help=f"float KD epochs (default {d.epochs})")
-    g.add_argument("--student-qat-epochs", type=int, default=d.qat_epochs, metavar="N",
-                   help=f"INT8 quantization-aware fine-tune epochs (default {d.qat_epochs})")
+                   help=f"KD epochs over the labelled images plus the teacher-labelled pool (default {d.epochs})")
     g.add_argument("--student-batch-size", type=int, default=d.batch_size, metavar="N",
                    help=f"batch size (default {d.batch_size})")
     g.add_argument("--student-lr", type=float, default=d.lr, metavar="LR",
@@ -238,7 +202,17 @@ def add_arguments(p) -> None:
     g.add_argument("--student-temperature", type=float, default=d.temperature, metavar="T",
                    help=f"KD temperature (default {d.temperature})")
     g.add_argument("--student-alpha", type=float, default=d.alpha, metavar="A",
-                   help=f"weight of the soft KD term vs the hard-label CE (default {d.alpha})")
+                   help=f"weight of the soft KD term vs the hard-label CE on labelled images (default {d.alpha})")
+    g.add_argument("--student-augment", type=float, default=d.augment, metavar="S",
+                   help="camera augmentation strength: 1 = exposure x0.45-1.7, white balance, any rotation, blur, "
+                        f"noise, JPEG (compress/camera.py); 0 = mirror/rotate-90 only (default {d.augment})")
+    g.add_argument("--student-baseline", choices=("on", "off"), default="on",
+                   help="also train the hard-label baseline (same network, augmentation and number of optimizer "
+                        "steps, on the labelled images only, best of --baseline-lrs by validation accuracy) so the "
+                        "gain from distillation is measured; 'off' saves its minutes (default on)")
+    g.add_argument("--baseline-lrs", default="0.004,0.0015", metavar="LR,LR",
+                   help="learning rates the baseline tries; the best on the validation split is kept "
+                        "(default 0.004,0.0015)")
     g.add_argument("--student-input-size", type=int, default=c.input_size, metavar="PX",
                    help=f"square input side in pixels (default {c.input_size})")
     g.add_argument("--student-width", type=float, default=c.width, metavar="W",
@@ -251,36 +225,53 @@ def _params_from_args(args) -> TrainParams:
     for name in ("student_epochs", "student_batch_size", "student_input_size", "student_threads"):
         if getattr(args, name) < (0 if name == "student_epochs" else 1):
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.student_qat_epochs < 0 or not 0.0 <= args.student_alpha <= 1.0 or args.student_temperature <= 0:
-        raise UserError("--student-qat-epochs must be >= 0, --student-alpha in [0, 1], --student-temperature > 0")
+    if not 0.0 <= args.student_alpha <= 1.0 or args.student_temperature <= 0 or args.student_augment < 0:
+        raise UserError("--student-alpha must be in [0, 1], --student-temperature > 0, --student-augment >= 0")
     if args.student_width <= 0:
         raise UserError(f"--student-width must be > 0, got {args.student_width}")
-    params = dataclasses.replace(TrainParams(), epochs=args.student_epochs, qat_epochs=args.student_qat_epochs,
-                                 batch_size=args.student_batch_size, lr=args.student_lr,
-                                 temperature=args.student_temperature, alpha=args.student_alpha,
-                                 threads=args.student_threads)
-    return params
+    return dataclasses.replace(TrainParams(), epochs=args.student_epochs, batch_size=args.student_batch_size,
+                               lr=args.student_lr, temperature=args.student_temperature, alpha=args.student_alpha,
+                               augment=args.student_augment, threads=args.student_threads)
+
+
+def _baseline_lrs(text: str) -> list[float]:
+    try:
+        lrs = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        lrs = []
+    if not lrs or any(not 0 < lr < 1 for lr in lrs):
+        raise UserError(f"--baseline-lrs must be comma-separated learning rates in (0, 1), got {text!r}")
+    return lrs
 
 
 def load_split(run_dir: Path, split: str, size: int, teacher: dict | None = None, required: bool = True):
-    """(uint8 images, labels, teacher probs or None, classes) for one split of the run's dataset."""
+    """(uint8 images, labels, teacher probs or None, classes) for one split of the run's dataset. The pool's
+    labels are never returned: its rows get -1."""
     from .data import load_dataset, load_images
 
     ds = load_dataset(run_dir)
     items = ds.split(split)
     if not items and required:
         raise UserError(f"the {split} split of {run_dir / 'data' / 'dataset.json'} is empty")
-    labels = ds.labels(items)
+    labels = np.full(len(items), -1, np.int64) if split == "pool" else ds.labels(items)
     probs = None
     if teacher is not None:
         rows = [teacher["index"].get(it["sha256"]) for it in items]
         missing = sum(r is None for r in rows)
         if missing == 0:
-            probs = teacher["probs"][rows]
-        elif split == "train":
-            raise UserError(f"{missing} training images have no soft label in {run_dir / 'teacher' / 'soft_labels.npz'}; "
-                            "re-run the teach stage")
+            probs = teacher["probs"][rows] if rows else np.zeros((0, len(ds.classes)), np.float32)
+        elif split in ("train", "pool"):
+            raise UserError(f"{missing} {split} images have no soft label in "
+                            f"{run_dir / 'teacher' / 'soft_labels.npz'}; re-run the teach stage")
     return load_images(run_dir, items, (size, size)), labels, probs, ds.classes
+
+
+def kd_training_set(run_dir: Path, size: int, teacher: dict):
+    """What the student learns from: the labelled training images (label + teacher probs) and the unlabeled pool
+    (teacher probs, label -1). Returns (images, teacher probs, labels, classes)."""
+    x_l, y_l, p_l, classes = load_split(run_dir, "train", size, teacher)
+    x_p, y_p, p_p, _ = load_split(run_dir, "pool", size, teacher, required=False)
+    return np.concatenate([x_l, x_p]), np.concatenate([p_l, p_p]), np.concatenate([y_l, y_p]), classes
 
 
 def load_teacher(run_dir: Path, classes: list[str] | None = None) -> dict:
@@ -296,49 +287,103 @@ def load_teacher(run_dir: Path, classes: list[str] | None = None) -> dict:
     return out
 
 
+def train_baseline(x_lab, y_lab, cfg, params: TrainParams, lrs, seed, kd_steps, out_dir, fingerprint, val, log):
+    """The hard-label baseline: same network and augmentation, CE on the labelled images only, as many optimizer
+    steps as the KD student, each learning rate in `lrs` tried and the best on validation kept."""
+    per_epoch = -(-len(x_lab) // params.batch_size)
+    epochs = max(1, -(-kd_steps // per_epoch))
+    onehot = np.eye(cfg.num_classes, dtype=np.float32)[y_lab]
+    best = None
+    for i, lr in enumerate(lrs):
+        p = dataclasses.replace(params, epochs=epochs, lr=lr, alpha=0.0)
+        model = train_student(x_lab, onehot, y_lab, cfg, p, seed, checkpoint=out_dir / f"checkpoint_baseline{i}.pt",
+                              fingerprint=f"{fingerprint}|baseline|{lr}", log=lambda m: None, val=val,
+                              desc=f"baseline lr {lr:g}")
+        acc = accuracy(model, *val) if val is not None and len(val[1]) else 0.0
+        log(f"baseline lr {lr:g}: {epochs} epochs of {len(x_lab)} labelled images, val acc {100 * acc:.1f} %")
+        if best is None or acc > best[0]:
+            best = (acc, model, lr)
+    return best[1], best[2], epochs
+
+
 def run(args) -> dict:
     run_dir = Path(args.run)
     params = _params_from_args(args)
+    lrs = _baseline_lrs(args.baseline_lrs)
     verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
     verify_inputs(run_dir, "teacher", [run_dir / "teacher" / "soft_labels.npz"],
                   f"python -m compress teach --run {run_dir}")
     teacher = load_teacher(run_dir)
-    x_train, y_train, p_train, classes = load_split(run_dir, "train", args.student_input_size, teacher)
+    size = args.student_input_size
+    x_train, p_train, y_train, classes = kd_training_set(run_dir, size, teacher)
     if teacher["classes"] != list(classes):
         raise UserError(f"teacher classes {teacher['classes']} do not match the dataset's classes {list(classes)}")
-    x_val, y_val, _, _ = load_split(run_dir, "val", args.student_input_size, required=False)
-    x_test, y_test, p_test, _ = load_split(run_dir, "test", args.student_input_size, teacher)
-    cfg = StudentConfig(input_size=args.student_input_size, num_classes=len(classes), width=args.student_width)
+    labelled = y_train >= 0
+    x_val, y_val, _, _ = load_split(run_dir, "val", size, required=False)
+    x_test, y_test, p_test, _ = load_split(run_dir, "test", size, teacher)
+    val = (x_val, y_val) if len(y_val) else None
+    cfg = StudentConfig(input_size=size, num_classes=len(classes), width=args.student_width)
     print(describe(cfg))
+    print(f"distill: {int(labelled.sum())} labelled images + {int((~labelled).sum())} teacher-labelled pool images")
     out_dir = ensure_dir(run_dir / "student")
 
     soft_path = run_dir / "teacher" / "soft_labels.npz"
     dataset_path = run_dir / "data" / "dataset.json"
     fingerprint = "|".join([sha256_file(soft_path), sha256_file(dataset_path), str(cfg.to_dict()),
                             str(dataclasses.asdict(params)), str(args.seed)])
+    log = lambda m: tqdm.write(m)  # noqa: E731 - one line per epoch above the progress bars
     t0 = time.monotonic()
-    model, qat = train_student(x_train, p_train, y_train, cfg, params, args.seed,
-                               checkpoint=out_dir / "checkpoint.pt", fingerprint=fingerprint,
-                               log=lambda m: tqdm.write(m), val=(x_val, y_val) if len(y_val) else None)
+    model = train_student(x_train, p_train, y_train, cfg, params, args.seed, checkpoint=out_dir / "checkpoint.pt",
+                          fingerprint=fingerprint, log=log, val=val, desc="KD student")
     train_s = time.monotonic() - t0
-
     pred_float = predict(model, x_test).argmax(1)
-    pred_qat = predict(qat, x_test).argmax(1)
+    test_name = describe_test_split(run_dir, len(y_test))
     metrics = {
         "student_float_acc": float((pred_float == y_test).mean()),
-        "student_qat_fakequant_acc": float((pred_qat == y_test).mean()),
         "teacher_student_agreement": (float((pred_float == p_test.argmax(1)).mean())
                                       if p_test is not None else "not run: test images lack soft labels"),
+        "student_train_images": int(len(x_train)),
+        "student_labelled_images": int(labelled.sum()),
         "params": count_params(cfg),
         "macs": count_macs(cfg),
         "student_train_seconds": round(train_s, 1),
+        "accuracy_data": test_name,
     }
-    float_path, qat_path, cfg_path = out_dir / "student_float.pt", out_dir / "student_qat.pt", out_dir / "config.json"
+    float_path, cfg_path = out_dir / "student_float.pt", out_dir / "config.json"
+    outputs = [float_path, cfg_path]
     _save_model(float_path, model, cfg)
-    _save_model(qat_path, qat, cfg)
+    baseline_info = {}
+    if args.student_baseline == "on":
+        t0 = time.monotonic()
+        kd_steps = params.epochs * -(-len(x_train) // params.batch_size)
+        base, lr, epochs = train_baseline(x_train[labelled], y_train[labelled], cfg, params, lrs, args.seed, kd_steps,
+                                          out_dir, fingerprint, val, log)
+        base_acc = accuracy(base, x_test, y_test)
+        metrics.update({"baseline_float_acc": base_acc,
+                        "kd_gain_float_points": round(100.0 * (metrics["student_float_acc"] - base_acc), 2),
+                        "baseline_train_seconds": round(time.monotonic() - t0, 1)})
+        baseline_info = {"lr": lr, "epochs": epochs, "lrs_tried": lrs, "images": int(labelled.sum())}
+        base_path = out_dir / "baseline_float.pt"
+        _save_model(base_path, base, cfg)
+        outputs.insert(1, base_path)
+    else:  # a baseline from an earlier run would describe other settings
+        (out_dir / "baseline_float.pt").unlink(missing_ok=True)
     write_json_atomic(cfg_path, {"student": cfg.to_dict(), "train": dataclasses.asdict(params),
-                                 "classes": list(classes), "seed": args.seed, "metrics": metrics})
-    record_stage(run_dir, "student", inputs=[soft_path, dataset_path], outputs=[float_path, qat_path, cfg_path],
-                 params={"student": cfg.to_dict(), "train": dataclasses.asdict(params)}, metrics=metrics,
-                 seed=args.seed)
+                                 "baseline": baseline_info, "classes": list(classes), "seed": args.seed,
+                                 "metrics": metrics})
+    record_stage(run_dir, "student", inputs=[soft_path, dataset_path], outputs=outputs,
+                 params={"student": cfg.to_dict(), "train": dataclasses.asdict(params), "baseline": baseline_info},
+                 metrics=metrics, seed=args.seed)
     return metrics
+
+
+def describe_test_split(run_dir: Path, n: int) -> str:
+    """How reports name the test images: 'procedural test split, 600 images', 'test split of /photos, 90 images'."""
+    from .data import load_dataset
+
+    source = load_dataset(run_dir).source
+    if source.get("kind") == "procedural":
+        return f"procedural test split, {n} images"
+    if source.get("kind") == "imagefolder":
+        return f"test split of {source.get('root')}, {n} images"
+    return f"test split, {n} images"

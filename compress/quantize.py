@@ -1,7 +1,8 @@
 """Stage "quantize": full-INT8 .tflite verified in TFLite-Micro, its C array, float and INT8-QDQ ONNX -> R/quant/.
 
-Route: the BN-folded QAT student is rebuilt as a TF graph (NHWC, 'SAME' padding = the student's
-padding) and converted with a representative dataset from the training split.
+Route (docs/quantization.md): the float student's BatchNorm is folded, torch.export gives its graph, torchao's PT2E
+QAT fine-tunes it under the int8 contract's fake quantization (compress/pt2e_int8.py), convert_pt2e bakes the
+learned ranges in and litert-torch writes the .tflite. The activation scales QAT trained under are the ones shipped.
 """
 from __future__ import annotations
 
@@ -12,17 +13,24 @@ import tempfile
 import time
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import pt2e_int8
+from .camera import augment
 from .errors import UserError
-from .io import atomic_path, ensure_dir, sha256_bytes, write_bytes_atomic, write_json_atomic, write_text_atomic
+from .io import (atomic_path, ensure_dir, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
+                 write_text_atomic)
 from .manifest import record_stage, verify_inputs
+from .pt2e_int8 import INPUT_SCALE, INPUT_ZERO_POINT, OUTPUT_SCALE, OUTPUT_ZERO_POINT
+from .student import fold_bn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-INPUT_SCALE, INPUT_ZERO_POINT = 1.0 / 255.0, -128  # CONTRACT.md: int8 input = pixel - 128
-OUTPUT_SCALE, OUTPUT_ZERO_POINT = 1.0 / 256.0, -128  # int8 softmax
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"}
 DEFAULT_ARENA = 1 << 20  # generous arena for running; the real need is measured by tflm_arena_bytes
 
@@ -32,54 +40,90 @@ def to_int8_input(images_u8: np.ndarray) -> np.ndarray:
     return (images_u8.astype(np.int16) - 128).astype(np.int8)
 
 
-# ---- TF graph and conversion ----
+# ---- quantization-aware fine-tune (torchao PT2E) and conversion (litert-torch) ----
 
-def _tf_function(folded: dict, input_size: int, in_channels: int):
-    import tensorflow as tf
-
-    layers = []
-    for spec, w, b in folded["convs"]:
-        # torch OIHW -> TF HWIO (conv) / HW C 1 (depthwise)
-        wt = np.transpose(w, (2, 3, 0, 1)) if spec.kind == "dw" else np.transpose(w, (2, 3, 1, 0))
-        layers.append((spec, tf.constant(np.ascontiguousarray(wt)), tf.constant(b)))
-    fc_w, fc_b = tf.constant(np.ascontiguousarray(folded["fc"][0].T)), tf.constant(folded["fc"][1])
-
-    @tf.function(input_signature=[tf.TensorSpec([1, input_size, input_size, in_channels], tf.float32, name="input")])
-    def student(x):
-        for spec, w, b in layers:
-            if spec.kind == "dw":
-                x = tf.nn.depthwise_conv2d(x, w, [1, spec.stride, spec.stride, 1], "SAME")
-            else:
-                x = tf.nn.conv2d(x, w, spec.stride, "SAME")
-            x = tf.nn.relu6(tf.nn.bias_add(x, b))
-        x = tf.reduce_mean(x, axis=[1, 2])
-        return tf.nn.softmax(tf.nn.bias_add(tf.matmul(x, fc_w), fc_b))
-
-    return student
+@dataclass(frozen=True)
+class QuantParams:
+    qat_epochs: int = 3
+    lr: float = 3e-4
+    batch_size: int = 64
+    alpha: float = 0.9
+    augment: float = 1.0
+    calib_images: int = 200
+    threads: int = 1
 
 
-def convert_int8(folded: dict, input_size: int, calib_u8: np.ndarray, in_channels: int = 3) -> bytes:
-    """Full-INT8 TFLite flatbuffer (int8 I/O, per-channel weights), checked against the contract."""
-    import tensorflow as tf
+def _qat_loss(probs: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Cross-entropy of the deployed (int8 softmax) probabilities against the teacher's, plus the hard label where
+    one exists. The graph ends in the int8 softmax, so the loss sees what the device outputs; its 1/256 steps are
+    floored at half a step so that an output of 0 still has a finite log."""
+    logp = torch.log(probs.clamp_min(OUTPUT_SCALE / 2))
+    soft = -(teacher * logp).sum(1).mean()
+    known = labels >= 0
+    hard = F.nll_loss(logp[known], labels[known]) if bool(known.any()) else soft * 0.0
+    return alpha * soft + (1.0 - alpha) * hard
 
-    fn = _tf_function(folded, input_size, in_channels)
-    calib = calib_u8.astype(np.float32) / 255.0
-    # The converter takes the input range from the data; one saturated pixel pins it to [0, 1]
-    # (0 is always included), which gives the contract's scale 1/255 and zero point -128.
-    calib[0, 0, 0, :] = 1.0
 
-    def representative():
-        for i in range(len(calib)):
-            yield [calib[i:i + 1]]
+def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.ndarray, calib: np.ndarray,
+                     params: QuantParams, seed: int, log=print):
+    """Fold BN, then either QAT (params.qat_epochs > 0: observers start from `calib`, track ranges for one epoch,
+    then freeze while the weights adapt) or post-training calibration on `calib`. Returns the prepared graph."""
+    from .distill import set_determinism, to_input
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    with _quiet_fd(2):
-        model = bytes(conv.convert())
+    set_determinism(seed, params.threads)
+    prepared = pt2e_int8.prepare(fold_bn(student), student.cfg.input_size, qat=params.qat_epochs > 0)
+    with torch.no_grad():
+        for i in range(0, len(calib), params.batch_size):
+            prepared(to_input(calib[i:i + params.batch_size]))
+    if params.qat_epochs == 0:
+        return prepared
+    gen = torch.Generator().manual_seed(seed)
+    images_t, soft_t = torch.as_tensor(images), torch.as_tensor(soft, dtype=torch.float32)
+    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    opt = torch.optim.AdamW(prepared.parameters(), lr=params.lr, weight_decay=0.0)
+    steps = -(-len(images) // params.batch_size) * params.qat_epochs
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    for epoch in range(params.qat_epochs):
+        if epoch == 1:
+            pt2e_int8.freeze_observers(prepared)
+        order = torch.randperm(len(images), generator=gen)
+        total = 0.0
+        bar = tqdm(range(0, len(images), params.batch_size), desc=f"QAT epoch {epoch + 1}/{params.qat_epochs}",
+                   unit="batch", leave=False)
+        for start in bar:
+            idx = order[start:start + params.batch_size]
+            loss = _qat_loss(prepared(augment(images_t[idx], gen, params.augment)), soft_t[idx], labels_t[idx],
+                             params.alpha)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        log(f"QAT epoch {epoch + 1}/{params.qat_epochs}: loss {total / len(images):.4f}")
+    pt2e_int8.freeze_observers(prepared)
+    return prepared
+
+
+def tensor_scales(tflite_bytes: bytes) -> list[float]:
+    """The model input's scale, then each op's output scale, in execution order."""
+    rt = _schema()
+    m = rt.convert_bytearray_to_object(bytearray(tflite_bytes))
+    g = m.subgraphs[0]
+    ids = [g.inputs[0]] + [op.outputs[0] for op in g.operators]
+    return [float(g.tensors[i].quantization.scale[0]) for i in ids]
+
+
+def scale_gap(qat_scales: list[float], deployed: list[float]) -> float:
+    """Largest relative difference between the activation scales QAT trained under and those the .tflite ships
+    with (0 = the model runs on exactly the grids it was trained for); inf if the tensors do not pair up."""
+    if len(qat_scales) != len(deployed):
+        return float("inf")
+    return max(abs(a - b) / b for a, b in zip(qat_scales, deployed))
+
+
+def convert(prepared, input_size: int, in_channels: int = 3) -> bytes:
+    """The prepared graph as a full-INT8 TFLite flatbuffer (int8 I/O, per-channel weights), contract checked."""
+    model = pt2e_int8.to_tflite(prepared, input_size, in_channels)
     check_int8_model(model)
     return model
 
@@ -228,7 +272,7 @@ def export_onnx_float(model, input_size: int, path: Path) -> None:
 
     The exporter spells F.pad's constant pads as a Slice/Concat/Reshape subgraph; onnxruntime's basic
     (standard-ops-only) constant folding turns it back into plain Pad inputs, so the file holds only
-    Pad, Conv, Clip, ReduceMean, Gemm and Softmax.
+    Pad, Conv, Clip, ReduceMean, Flatten, Gemm and Softmax.
     """
     import onnx
     import onnxruntime as ort
@@ -287,43 +331,58 @@ def onnx_predict(path: Path, images_u8: np.ndarray, batch: int = 256) -> np.ndar
 # ---- stage glue ----
 
 def add_arguments(p) -> None:
+    d = QuantParams()
     g = p.add_argument_group("quantize")
-    g.add_argument("--quant-calib-images", type=int, default=200, metavar="N",
-                   help="training images used to calibrate INT8 activation ranges (default 200)")
+    g.add_argument("--qat-epochs", type=int, default=d.qat_epochs, metavar="N",
+                   help="quantization-aware fine-tune epochs on the distillation data (torchao PT2E); activation "
+                        "ranges are tracked in the first and frozen after it; 0 = post-training calibration only "
+                        f"(default {d.qat_epochs})")
+    g.add_argument("--qat-lr", type=float, default=d.lr, metavar="LR", help=f"QAT learning rate (default {d.lr})")
+    g.add_argument("--quant-calib-images", type=int, default=d.calib_images, metavar="N",
+                   help="training images whose activations initialise the int8 ranges (default "
+                        f"{d.calib_images})")
 
 
 def calibration_images(x_train: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """A seeded subset of the training split (order fixed by the seed)."""
+    """A seeded subset of the training images (order fixed by the seed)."""
     rng = np.random.default_rng([seed, 0xCA11B])
     idx = np.sort(rng.permutation(len(x_train))[:count])
     return x_train[idx]
 
 
 def run(args) -> dict:
-    import torch
-
-    from .distill import load_float, load_qat, load_split, predict
+    from .distill import describe_test_split, kd_training_set, load_float, load_split, load_teacher, predict
 
     run_dir = Path(args.run)
-    if args.quant_calib_images < 1:
-        raise UserError(f"--quant-calib-images must be >= 1, got {args.quant_calib_images}")
-    float_path, qat_path = run_dir / "student" / "student_float.pt", run_dir / "student" / "student_qat.pt"
-    for p in (float_path, qat_path):
-        if not p.is_file():
-            raise UserError(f"student model not found: {p} (run the distill stage first)")
-    # Before anything is unpickled: only the bytes distill wrote are loaded.
-    verify_inputs(run_dir, "student", [float_path, qat_path], f"python -m compress distill --run {run_dir}")
+    if args.quant_calib_images < 1 or args.qat_epochs < 0 or not args.qat_lr > 0:
+        raise UserError(f"--quant-calib-images must be >= 1, --qat-epochs >= 0 and --qat-lr > 0 (got "
+                        f"{args.quant_calib_images}, {args.qat_epochs}, {args.qat_lr})")
+    float_path = run_dir / "student" / "student_float.pt"
+    if not float_path.is_file():
+        raise UserError(f"student model not found: {float_path} (run the distill stage first)")
+    soft_path = run_dir / "teacher" / "soft_labels.npz"
+    # Before anything is unpickled: only the bytes the earlier stages wrote are loaded.
+    cfg_path = run_dir / "student" / "config.json"
+    verify_inputs(run_dir, "student", [float_path, cfg_path], f"python -m compress distill --run {run_dir}")
     verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
-    torch.set_num_threads(1)
-    student, qat = load_float(float_path), load_qat(qat_path)
+    verify_inputs(run_dir, "teacher", [soft_path], f"python -m compress teach --run {run_dir}")
+    student = load_float(float_path)
     cfg = student.cfg
-    x_train, _, _, _ = load_split(run_dir, "train", cfg.input_size)
+    teacher = load_teacher(run_dir)
+    x_train, p_train, y_train, classes = kd_training_set(run_dir, cfg.input_size, teacher)
+    if len(classes) != cfg.num_classes:
+        raise UserError(f"{float_path} has {cfg.num_classes} outputs but the dataset has {len(classes)} classes; "
+                        "re-run distill")
     x_test, y_test, _, _ = load_split(run_dir, "test", cfg.input_size)
     out_dir = ensure_dir(run_dir / "quant")
-    calib = calibration_images(x_train, args.quant_calib_images, args.seed)
+    params = QuantParams(qat_epochs=args.qat_epochs, lr=args.qat_lr, calib_images=args.quant_calib_images)
+    calib = calibration_images(x_train, params.calib_images, args.seed)
 
     t0 = time.monotonic()
-    model = convert_int8(qat.export_folded(), cfg.input_size, calib, cfg.in_channels)
+    prepared = quantize_student(student, x_train, p_train, y_train, calib, params, args.seed,
+                                log=lambda m: tqdm.write(m))
+    qat_scales = pt2e_int8.activation_scales(prepared)
+    model = convert(prepared, cfg.input_size, cfg.in_channels)
     info = describe_model(model)
     arena = tflm_arena_bytes(model)
     q_in = to_int8_input(x_test)
@@ -350,18 +409,25 @@ def run(args) -> dict:
         "student_int8_acc": int8_acc,
         "int8_drop_points": round(100.0 * (float_acc - int8_acc), 3),
         "int8_float_agreement": float((int8_pred == float_pred).mean()),
+        "qat_vs_deployed_scale_gap": scale_gap(qat_scales, tensor_scales(model)),
         "model_bytes": len(model),
         "arena_bytes": arena,
         "tflm_vs_ref_max_lsb": int(np.abs(tflm_out.astype(np.int16) - ref_out.astype(np.int16)).max()),
         "onnx_float_acc": float((onnx_float_pred == y_test).mean()),
         "onnx_qdq_acc": float((onnx_qdq_pred == y_test).mean()),
         "quantize_seconds": round(time.monotonic() - t0, 1),
+        "accuracy_data": describe_test_split(run_dir, len(y_test)),
     }
+    baseline = read_json(cfg_path, "student config").get("metrics", {}).get("baseline_float_acc")
+    if isinstance(baseline, float):
+        metrics["kd_gain_points"] = round(100.0 * (int8_acc - baseline), 2)
     write_json_atomic(paths["json"], {
         **metrics, "student_float_acc": float_acc, "test_images": len(y_test), "ops": info["ops"],
         "input": info["inputs"][0], "output": info["outputs"][0], "tflite_sha256": sha256_bytes(model),
-        "calibration_images": len(calib),
+        "calibration_images": len(calib), "qat_activation_scales": qat_scales,
         "arena_note": "RecordingMicroAllocator total after one invoke, host (64-bit) TFLite-Micro build"})
-    record_stage(run_dir, "quant", inputs=[float_path, qat_path], outputs=list(paths.values()),
-                 params={"calib_images": len(calib)}, metrics=metrics, seed=args.seed)
+    record_stage(run_dir, "quant", inputs=[float_path, cfg_path, soft_path, run_dir / "data" / "dataset.json"],
+                 outputs=list(paths.values()),
+                 params={"qat_epochs": params.qat_epochs, "qat_lr": params.lr, "calib_images": len(calib)},
+                 metrics=metrics, seed=args.seed)
     return metrics

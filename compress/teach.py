@@ -59,9 +59,11 @@ def write_npz(path, **arrays) -> None:
 
 
 def data_key(ds, splits=("train", "val")) -> str:
-    """Identifies what a trainable teacher learns from: hashes, labels and splits of train and val."""
+    """Identifies what a trainable teacher learns from: hashes, labels and splits of train and val, and the
+    hashes (never the labels) of the unlabeled pool it may pseudo-label."""
     rows = sorted((it["sha256"], it["label"], it["split"]) for it in ds.items if it["split"] in splits)
-    blob = json.dumps({"classes": ds.classes, "rows": rows}, separators=(",", ":")).encode()
+    pool = sorted(it["sha256"] for it in ds.items if it["split"] == "pool")
+    blob = json.dumps({"classes": ds.classes, "rows": rows, "pool": pool}, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -115,12 +117,20 @@ def label_all(teacher, run_dir: Path, ds, chunk: int, shard=None, merge: bool = 
     return hashes, np.stack([done[h] for h in hashes]) if hashes else np.zeros((0, len(teacher.classes))), labelled
 
 
-def _accuracy(ds, split: str, index: dict, probs: np.ndarray) -> float | None:
+def _quality(ds, split: str, index: dict, probs: np.ndarray) -> dict:
+    """Accuracy and calibration of the labels on a split, over the images whose true label is known (the pool's
+    procedural labels are read here, for this measurement only)."""
     items = ds.split(split)
-    if not items:
-        return None
-    pred = probs[[index[it["sha256"]] for it in items]].argmax(1)
-    return float(np.mean(pred == ds.labels(items)))
+    truth = ds.pool_labels(items) if split == "pool" else ds.labels(items)
+    known = truth >= 0
+    if not known.any():
+        return {f"teacher_{split}_acc": None}
+    p = probs[[index[it["sha256"]] for it in items]][known]
+    out = {f"teacher_{split}_acc": float(np.mean(p.argmax(1) == truth[known]))}
+    if split in ("pool", "test"):
+        cal = calibration(p, truth[known])
+        out.update({f"teacher_{split}_ece": cal["ece"], f"teacher_{split}_confidence": cal["mean_confidence"]})
+    return out
 
 
 def _val_calibration(teacher, run_dir: Path, ds, index: dict, probs: np.ndarray) -> dict:
@@ -167,11 +177,12 @@ def run(args) -> dict:
         if teacher.load_fitted(key):
             print(f"teach: {teacher.name} already fine-tuned on this training split; reusing its weights")
         else:
-            train, val = ds.split("train"), ds.split("val")
+            train, val, pool = ds.split("train"), ds.split("val"), ds.split("pool")
             if not train:
                 raise UserError("the dataset has no training images to fit the teacher on")
             metrics.update(teacher.fit(load_images(run_dir, train, teacher.image_size), ds.labels(train),
-                                       load_images(run_dir, val, teacher.image_size), ds.labels(val), key))
+                                       load_images(run_dir, val, teacher.image_size), ds.labels(val), key,
+                                       unlabeled_images=load_images(run_dir, pool, teacher.image_size)))
     hashes, probs, labelled = label_all(teacher, run_dir, ds, args.teacher_chunk, shard, args.merge)
     if shard is not None:
         print(f"teach: shard {args.shard} labelled {labelled} images into {run_dir / 'teacher' / 'cache'}; "
@@ -182,9 +193,8 @@ def run(args) -> dict:
     out = run_dir / "teacher" / "soft_labels.npz"
     write_npz(out, hashes=np.array(hashes), probs=probs.astype(np.float32), classes=np.array(ds.classes))
     index = {h: i for i, h in enumerate(hashes)}
-    for split in ("train", "val", "test"):
-        acc = _accuracy(ds, split, index, probs)
-        metrics[f"teacher_{split}_acc"] = acc  # None (printed "not run") when the split is empty
+    for split in ("train", "val", "pool", "test"):
+        metrics.update(_quality(ds, split, index, probs))  # None (printed "not run") when nothing is known
     metrics.update(_val_calibration(teacher, run_dir, ds, index, probs))
     metrics.update({"teacher_cache_key": teacher.cache_key(), "teacher_labelled_now": labelled,
                     "teacher_labelled_cached": len(hashes) - labelled,
@@ -194,5 +204,6 @@ def run(args) -> dict:
     record_stage(run_dir, "teacher", inputs=[run_dir / "data" / "dataset.json"], outputs=[out], params=params,
                  metrics=metrics, seed=args.seed)
     print(f"teach: {len(hashes)} images labelled ({labelled} now, {len(hashes) - labelled} from cache); "
-          f"teacher val {metrics['teacher_val_acc']}, test {metrics['teacher_test_acc']} -> {out}")
+          f"teacher val {metrics['teacher_val_acc']}, pool {metrics['teacher_pool_acc']}, "
+          f"test {metrics['teacher_test_acc']} -> {out}")
     return metrics

@@ -23,7 +23,7 @@ def images(rng: np.random.Generator, labels: np.ndarray, size: int = SIZE) -> np
 
 
 def make_run(root: Path, per_class: dict | None = None, seed: int = 0, teacher_classes=None) -> Path:
-    per_class = per_class or {"train": 16, "val": 2, "test": 8}
+    per_class = per_class or {"train": 8, "val": 2, "test": 8, "pool": 8}
     rng = np.random.default_rng(seed)
     items, hashes, probs = [], [], []
     for split, n in per_class.items():
@@ -60,5 +60,5 @@ def stage_args(run: Path, *extra: str) -> argparse.Namespace:
     distill.add_arguments(p)
     quantize.add_arguments(p)
     return p.parse_args(["--run", str(run), "--student-input-size", str(SIZE), "--student-epochs", "2",
-                         "--student-qat-epochs", "1", "--student-batch-size", "16", "--student-threads", "1",
+                         "--qat-epochs", "1", "--student-batch-size", "16", "--student-threads", "1",
                          "--quant-calib-images", "24", *extra])

@@ -18,7 +18,8 @@ def args_for(run: Path, *extra: str) -> argparse.Namespace:
     p.add_argument("--run", type=Path)
     p.add_argument("--seed", type=int, default=0)
     data.add_arguments(p)
-    return p.parse_args(["--run", str(run), "--data-workers", "1", *extra])
+    budget = () if "--labeled-per-class" in extra else ("--labeled-per-class", "all")
+    return p.parse_args(["--run", str(run), "--data-workers", "1", *budget, *extra])
 
 
 TINY = ("--data-size", "40", "--data-train", "3", "--data-val", "1", "--data-test", "2")
@@ -171,3 +172,64 @@ def test_procedural_refuses_other_classes(tmp_path):
 def test_load_dataset_without_data_stage(tmp_path):
     with pytest.raises(UserError, match="run the data stage first"):
         data.load_dataset(tmp_path)
+
+
+BUDGET = ("--data-size", "40", "--data-train", "5", "--data-val", "2", "--data-test", "2")
+
+
+def test_label_budget_keeps_k_labels_per_class_and_pools_the_rest(tmp_path):
+    m = data.run(args_for(tmp_path, *BUDGET, "--labeled-per-class", "4"))
+    ds = data.load_dataset(tmp_path)
+    counts = {s: len(ds.split(s)) for s in data.SPLITS}
+    assert counts == {"train": 6 * 3, "val": 6 * 1, "test": 6 * 2, "pool": 6 * 3}  # V = max(1, round(4 / 4))
+    assert m["data_labeled_per_class"] == 4 and m["data_pool"] == 18
+    for cls in ds.classes:
+        assert sum(it["label"] == cls for it in ds.split("train") + ds.split("val")) == 4
+    with pytest.raises(ValueError, match="measurement only"):
+        ds.labels(ds.split("pool"))
+    assert list(ds.pool_labels(ds.split("pool"))) == sorted(ds.pool_labels(ds.split("pool")))
+    # the same seed picks the same labelled images
+    other = tmp_path / "other"
+    data.run(args_for(other, *BUDGET, "--labeled-per-class", "4", "--seed", "0"))
+    assert {it["path"] for it in data.load_dataset(other).split("train")} == {it["path"] for it in ds.split("train")}
+
+
+def test_unlabeled_folder_joins_the_pool(tmp_path):
+    photos = tmp_path / "mine" / "a" / "b"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(photos / f"{i}.png")
+    (photos / "notes.txt").write_text("not an image")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    run = tmp_path / "run"
+    m = data.run(args_for(run, *BUDGET, "--labeled-per-class", "4", "--unlabeled", str(tmp_path / "mine")))
+    ds = data.load_dataset(run)
+    mine = [it for it in ds.split("pool") if it["label"] is None]
+    assert len(mine) == 3 and m["data_pool"] == 18 + 3
+    assert all(Path(it["path"]).is_absolute() for it in mine)
+    assert data.load_images(run, mine, 8).shape == (3, 8, 8, 3)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--labeled-per-class", "9"), "more than class"),
+    (("--labeled-per-class", "1"), "need K >= 2"),
+    (("--labeled-per-class", "4", "--labeled-val-per-class", "4"), "need K >= 2 and 1 <= V < K"),
+    (("--labeled-per-class", "many"), "whole number or 'all'"),
+    (("--labeled-per-class", "all", "--labeled-val-per-class", "2"), "needs a number"),
+    (("--labeled-per-class", "4", "--unlabeled", "/nonexistent/photos"), "--unlabeled folder not found"),
+])
+def test_label_budget_bad_input(tmp_path, extra, message):
+    with pytest.raises(UserError, match=message):
+        data.run(args_for(tmp_path, *BUDGET, *extra))
+    assert not (tmp_path / "data" / "dataset.json").exists()
+
+
+def test_empty_or_unreadable_unlabeled_folder(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no readable new images"):
+        data.run(args_for(tmp_path / "r1", *BUDGET, "--labeled-per-class", "4", "--unlabeled", str(empty)))
+    (empty / "x.jpg").write_bytes(b"garbage")
+    with pytest.raises(UserError, match=r"no readable new images \(1 unreadable\)"):
+        data.run(args_for(tmp_path / "r2", *BUDGET, "--labeled-per-class", "4", "--unlabeled", str(empty)))
+    assert not (tmp_path / "r2" / "data" / "dataset.json").exists()

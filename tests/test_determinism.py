@@ -14,10 +14,10 @@ from export.rp2040.compile import compile_file
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data-size", "40", "--data-train", "4", "--data-val", "1", "--data-test", "2", "--data-workers", "1",
         "--teacher-size", "32", "--teacher-epochs", "1", "--teacher-batch", "8", "--teacher-threads", "1",
-        "--teacher-chunk", "6", "--student-input-size", "32", "--student-epochs", "3", "--student-qat-epochs", "1",
+        "--teacher-chunk", "6", "--student-input-size", "32", "--student-epochs", "3", "--qat-epochs", "1", "--labeled-per-class", "3",
         "--student-batch-size", "8", "--student-threads", "1", "--quant-calib-images", "8"]
 ARTIFACTS = ["data/dataset.json", "teacher/effnet-lite0/head.pt", "teacher/soft_labels.npz",
-             "student/student_float.pt", "student/student_qat.pt", "quant/model_int8.tflite", "quant/model_data.h",
+             "student/student_float.pt", "student/baseline_float.pt", "quant/model_int8.tflite", "quant/model_data.h",
              "quant/model_data.cc", "quant/student_float.onnx", "quant/student_int8_qdq.onnx"]
 
 

@@ -1,4 +1,4 @@
-"""Student shapes/MACs, BN folding, KD loss maths, deterministic + resumable training, distill stage errors."""
+"""Student shapes/MACs, BN folding, KD loss maths, deterministic + resumable training, the baseline, distill errors."""
 import math
 
 import numpy as np
@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from compress import distill
-from compress.distill import TrainParams, augment, kd_loss, train_student
+from compress.camera import augment
+from compress.distill import TrainParams, kd_loss, train_student
 from compress.errors import UserError
-from compress.student import (QATStudent, Student, StudentConfig, count_macs, count_params, fold_bn, layer_specs,
-                              same_pad)
+from compress.student import Student, StudentConfig, count_macs, count_params, fold_bn, layer_specs, same_pad
 import _tiny_run
 
 
@@ -41,6 +41,14 @@ def test_kd_loss_gradient_matches_hinton_at_high_temperature():
     assert torch.allclose(z.grad, expect, atol=1e-6)
 
 
+def test_kd_loss_has_no_hard_term_for_the_unlabeled_pool():
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])
+    teacher = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    both = float(kd_loss(logits, teacher, torch.tensor([0, -1]), 1.0, 0.0))
+    assert both == pytest.approx(math.log(4 / 3), rel=1e-6)  # CE of the labelled row only
+    assert float(kd_loss(logits, teacher, torch.tensor([-1, -1]), 1.0, 0.0)) == 0.0
+
+
 def test_default_student_size_and_macs():
     cfg = StudentConfig()
     specs = layer_specs(cfg)
@@ -49,8 +57,7 @@ def test_default_student_size_and_macs():
     assert specs[1].macs == 24 * 24 * 8 * 9
     assert count_macs(cfg) == 1_148_928
     folded = fold_bn(Student(cfg).eval())
-    n = sum(w.size + b.size for _, w, b in folded["convs"]) + sum(a.size for a in folded["fc"])
-    assert count_params(cfg) == n == 10_150
+    assert count_params(cfg) == sum(p.numel() for p in folded.parameters()) == 10_150
     assert count_macs(StudentConfig(width=0.5)) < count_macs(cfg)
 
 
@@ -72,22 +79,16 @@ def test_fold_bn_computes_the_same_function():
         layer.bn.bias.data.uniform_(-0.2, 0.2)
     model.eval()
     folded = fold_bn(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     x = torch.rand(4, 3, 32, 32)
-    h = x
-    for spec, w, b in folded["convs"]:
+    h = x  # the folded network written out by hand: TF 'same' pads, conv + bias, ReLU6, mean, linear
+    for layer in folded.features:
+        spec = layer.spec
         top, bottom = same_pad(h.shape[-1], spec.kernel, spec.stride)
-        h = F.relu6(F.conv2d(F.pad(h, (top, bottom, top, bottom)), torch.from_numpy(w), torch.from_numpy(b),
+        h = F.relu6(F.conv2d(F.pad(h, (top, bottom, top, bottom)), layer.conv.weight, layer.conv.bias,
                              spec.stride, 0, 1, spec.groups))
-    out = F.linear(h.mean((2, 3)), torch.from_numpy(folded["fc"][0]), torch.from_numpy(folded["fc"][1]))
+    out = F.linear(h.mean((2, 3)), folded.fc.weight, folded.fc.bias)
     assert torch.allclose(out, model(x), atol=1e-5)
-
-
-def test_qat_input_quantization_is_the_contracts():
-    cfg = StudentConfig(input_size=32)
-    qat = QATStudent(cfg, fold_bn(Student(cfg).eval())).eval()
-    pixels = torch.arange(256, dtype=torch.float32) / 255.0
-    # every pixel / 255 sits on the int8 grid (scale 1/255, zero point -128): no level moves
-    assert float((qat.q_in(pixels) - pixels).abs().max()) < 1e-6
 
 
 def test_augment_is_seeded_and_in_range():
@@ -108,7 +109,7 @@ def _data(n_per_class=8):
     return x, soft, y
 
 
-PARAMS = TrainParams(epochs=2, qat_epochs=2, batch_size=16, threads=1)
+PARAMS = TrainParams(epochs=3, batch_size=16, threads=1)
 CFG = StudentConfig(input_size=32)
 
 
@@ -119,10 +120,10 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_training_is_deterministic():
     x, soft, y = _data()
-    m1, q1 = train_student(x, soft, y, CFG, PARAMS, seed=3, log=lambda m: None)
-    m2, q2 = train_student(x, soft, y, CFG, PARAMS, seed=3, log=lambda m: None)
-    m3, _ = train_student(x, soft, y, CFG, PARAMS, seed=4, log=lambda m: None)
-    assert _same(m1, m2) and _same(q1, q2)
+    m1 = train_student(x, soft, y, CFG, PARAMS, seed=3, log=lambda m: None)
+    m2 = train_student(x, soft, y, CFG, PARAMS, seed=3, log=lambda m: None)
+    m3 = train_student(x, soft, y, CFG, PARAMS, seed=4, log=lambda m: None)
+    assert _same(m1, m2)
     assert not _same(m1, m3)
     assert not torch.equal(m1.fc.weight, Student(CFG).fc.weight)  # it did train
 
@@ -131,10 +132,11 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("stop_after", [1, 3])  # in the float phase and in the QAT phase
+@pytest.mark.parametrize("stop_after", [1, 2])
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, stop_after):
     x, soft, y = _data()
-    full_m, full_q = train_student(x, soft, y, CFG, PARAMS, seed=0, log=lambda m: None)
+    val = (x[::4], y[::4])  # the best-epoch choice is resumed too
+    full_m = train_student(x, soft, y, CFG, PARAMS, seed=0, log=lambda m: None, val=val)
     ckpt = tmp_path / "checkpoint.pt"
 
     def interrupt(msg):
@@ -142,12 +144,12 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, stop_after):
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        train_student(x, soft, y, CFG, PARAMS, seed=0, checkpoint=ckpt, fingerprint="f", log=interrupt)
+        train_student(x, soft, y, CFG, PARAMS, seed=0, checkpoint=ckpt, fingerprint="f", log=interrupt, val=val)
     assert ckpt.is_file() and not list(tmp_path.glob("*.tmp"))
     log = []
-    m, q = train_student(x, soft, y, CFG, PARAMS, seed=0, checkpoint=ckpt, fingerprint="f", log=log.append)
-    assert log[0] == f"resuming from {ckpt} after epoch {stop_after}"
-    assert _same(m, full_m) and _same(q, full_q)
+    m = train_student(x, soft, y, CFG, PARAMS, seed=0, checkpoint=ckpt, fingerprint="f", log=log.append, val=val)
+    assert log[0] == f"student: resuming from {ckpt} after epoch {stop_after}"
+    assert _same(m, full_m)
     log.clear()
     train_student(x, soft, y, CFG, PARAMS, seed=0, checkpoint=ckpt, fingerprint="other", log=log.append)
     assert "starting afresh" in log[0]
@@ -156,16 +158,63 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, stop_after):
 def test_distill_stage_writes_contract_files(tmp_path):
     run = _tiny_run.make_run(tmp_path / "r")
     metrics = distill.run(_tiny_run.stage_args(run))
-    for name in ("student_float.pt", "student_qat.pt", "config.json", "manifest.json"):
+    for name in ("student_float.pt", "baseline_float.pt", "config.json", "manifest.json"):
         assert (run / "student" / name).is_file()
     assert metrics["macs"] == count_macs(CFG) and metrics["params"] == count_params(CFG)
     assert 0.0 <= metrics["student_float_acc"] <= 1.0 and 0.0 <= metrics["teacher_student_agreement"] <= 1.0
+    assert 0.0 <= metrics["baseline_float_acc"] <= 1.0
+    assert metrics["kd_gain_float_points"] == round(100 * (metrics["student_float_acc"] - metrics["baseline_float_acc"]), 2)
+    assert metrics["student_train_images"] == 6 * (8 + 8) and metrics["student_labelled_images"] == 6 * 8
+    assert metrics["accuracy_data"] == "test split, 48 images"
     model = distill.load_float(run / "student" / "student_float.pt")
     assert model.cfg == CFG
-    first = {n: (run / "student" / n).read_bytes() for n in ("student_float.pt", "student_qat.pt")}
-    (run / "student" / "checkpoint.pt").unlink()  # retrain from scratch: same seed, same bytes
+    first = {n: (run / "student" / n).read_bytes() for n in ("student_float.pt", "baseline_float.pt")}
+    for ckpt in (run / "student").glob("checkpoint*.pt"):  # retrain from scratch: same seed, same bytes
+        ckpt.unlink()
     distill.run(_tiny_run.stage_args(run))
     assert all((run / "student" / n).read_bytes() == b for n, b in first.items())
+    off = distill.run(_tiny_run.stage_args(run, "--student-baseline", "off"))
+    assert "baseline_float_acc" not in off and not (run / "student" / "baseline_float.pt").exists()
+
+
+def test_the_pool_labels_are_never_read(tmp_path):
+    """Scrambled labels on the unlabeled pool give byte-identical students: no training step reads them."""
+    import json
+
+    from compress.manifest import record_stage
+
+    outs = []
+    for scramble in (False, True):
+        run = _tiny_run.make_run(tmp_path / f"r{scramble}")
+        path = run / "data" / "dataset.json"
+        doc = json.loads(path.read_text())
+        if scramble:
+            for i, it in enumerate(doc["items"]):
+                if it["split"] == "pool":
+                    it["label"] = _tiny_run.CLASSES[(i * 7) % 6]
+            path.write_text(json.dumps(doc))
+            record_stage(run, "data", outputs=[path])
+        distill.run(_tiny_run.stage_args(run))
+        outs.append({n: (run / "student" / n).read_bytes() for n in ("student_float.pt", "baseline_float.pt")})
+    assert outs[0] == outs[1]
+
+
+def test_baseline_uses_the_labelled_images_only(tmp_path):
+    run = _tiny_run.make_run(tmp_path / "r")
+    seen = []
+    real = distill.train_student
+
+    def spy(images, soft, labels, *a, **kw):
+        seen.append((len(images), int((labels < 0).sum()), kw.get("desc")))
+        return real(images, soft, labels, *a, **kw)
+
+    distill.train_student = spy
+    try:
+        distill.run(_tiny_run.stage_args(run, "--baseline-lrs", "0.004,0.001"))
+    finally:
+        distill.train_student = real
+    assert seen[0] == (96, 48, "KD student")  # 48 labelled + 48 pool images (label -1)
+    assert seen[1:] == [(48, 0, "baseline lr 0.004"), (48, 0, "baseline lr 0.001")]
 
 
 def test_distill_stage_user_errors(tmp_path):
@@ -178,6 +227,19 @@ def test_distill_stage_user_errors(tmp_path):
     assert not (run / "student" / "student_float.pt").exists()
     with pytest.raises(UserError, match="--student-width"):
         distill.run(_tiny_run.stage_args(run, "--student-width", "0"))
+    with pytest.raises(UserError, match="--baseline-lrs"):
+        distill.run(_tiny_run.stage_args(run, "--baseline-lrs", "fast"))
+
+
+def test_a_planted_pickle_is_refused(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    path = tmp_path / "student_float.pt"
+    torch.save({"config": {}, "state_dict": Boom()}, path)
+    with pytest.raises(UserError, match="refusing to load"):
+        distill.load_float(path)
 
 
 def test_unreadable_checkpoint_starts_afresh(tmp_path):
@@ -185,8 +247,6 @@ def test_unreadable_checkpoint_starts_afresh(tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
     ckpt.write_bytes(b"not a checkpoint")
     log = []
-    params = TrainParams(epochs=1, qat_epochs=0, batch_size=16, threads=1)
-    _, qat = train_student(x, soft, y, CFG, params, seed=0, checkpoint=ckpt, fingerprint="f", log=log.append)
-    assert "unreadable" in log[0] and torch.load(ckpt, weights_only=False)["epochs_done"] == 1
-    # without QAT epochs the activation ranges still come from the training images
-    assert all(bool(q.seen) and float(q.hi) > float(q.lo) for q in qat.q_convs)
+    params = TrainParams(epochs=1, batch_size=16, threads=1)
+    train_student(x, soft, y, CFG, params, seed=0, checkpoint=ckpt, fingerprint="f", log=log.append)
+    assert "unreadable" in log[0] and torch.load(ckpt, weights_only=True)["epochs_done"] == 1

