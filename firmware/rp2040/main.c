@@ -196,7 +196,7 @@ static void handle(proto_event_t ev)
         if (parser.type == PROTO_REQ_INFER) send_infer();
         else send_info();
     }
-    link_flush();
+    if (ev != PROTO_EV_NONE) link_flush(); /* end of the reply: send USB's last partial packet */
 }
 
 int main(void)
