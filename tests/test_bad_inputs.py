@@ -91,7 +91,7 @@ def test_unusable_images_are_skipped_with_a_warning_each(tmp_path):
         for i in range(3):
             _png(data / c / f"ok{i}.png", _rgb(i + (10 if c == "b" else 0)))
     bad = [_bad_image(k, data / "a" / f"bad-{k}.{'jpg' if k == 'truncated-jpeg' else 'png'}") for k in BAD_IMAGES]
-    r = cli("compress", "data", "--run", run, "--data", data)
+    r = cli("compress", "data", "--run", run, "--data", data, "--labeled-per-class", "all")
     assert r.returncode == 0, r.stderr[-2000:]
     for p in bad:
         assert f"skipping unreadable image {p.resolve()}" in r.stderr
@@ -114,7 +114,8 @@ def test_greyscale_16bit_palette_alpha_and_large_images_are_converted(tmp_path):
     Image.fromarray(_rgb(4)).convert("P").save(files["palette"])
     Image.fromarray(np.full((3000, 4000, 3), 200, np.uint8)).save(files["large"], quality=90)
     assert Image.open(files["16bit"]).mode.startswith("I")
-    r = cli("compress", "data", "--run", run, "--data", data, "--data-val-frac", "0", "--data-test-frac", "0")
+    r = cli("compress", "data", "--run", run, "--data", data, "--data-val-frac", "0", "--data-test-frac", "0",
+            "--labeled-per-class", "all")
     assert r.returncode == 0, r.stderr[-2000:]
     items = {Path(it["path"]).name: it for it in json.loads((run / "data" / "dataset.json").read_text())["items"]}
     assert len(items) == 5
