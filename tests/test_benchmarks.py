@@ -274,8 +274,6 @@ def test_rp2040_end_to_end_then_flash_and_ram_budgets_broken(run_dir, rp2040_fir
     assert by_metric["ram_bytes"][0]["value"] == mem["ram_bytes"]
     usb = [r for r in rows if r["label"].startswith("USB CDC-ACM stack")]  # part of the flash row above
     assert len(usb) == 1 and 1000 < usb[0]["value"] < mem["flash_bytes"] and "usb.o" in usb[0]["note"]
-    usb = [r for r in rows if r["label"].startswith("USB CDC-ACM stack")]  # part of the flash row above
-    assert len(usb) == 1 and 1000 < usb[0]["value"] < mem["flash_bytes"] and "usb.o" in usb[0]["note"]
     assert all(r["status"] == "PASS" for r in by_metric["accuracy_pct"])  # TFLite-Micro and the C model
     emu = by_metric["latency_ms"][0]
     assert emu["status"] == "PASS" and "cycles" in emu["note"] and 0 < emu["value"] < 100
