@@ -2,7 +2,7 @@
 
 `with emulator(uf2) as port:` gives a pyserial-like port (read/write/in_waiting) for
 export.rp2040.serial_client.Client; after the block, `port.cycles` holds the emulated core cycles and
-`port.rx_lost` the bytes a paced line (`baud=`) lost to a full RX FIFO.
+`port.rx_lost` the RX bytes the line lost to a full RX FIFO.
 """
 from __future__ import annotations
 
@@ -94,8 +94,9 @@ class EmulatorPort:
 
 @contextlib.contextmanager
 def emulator(uf2: str | os.PathLike, baud: int | None = None, hardfault_on_ready: bool = False) -> Iterator[EmulatorPort]:
-    """baud: feed RX at that wire rate in emulated time, losing bytes when the RX FIFO is full (as silicon
-    does) instead of waiting for room; hardfault_on_ready: raise a HardFault once the firmware says READY."""
+    """RX arrives at the wire rate in emulated time, the firmware's own baud rate unless `baud` is given, and a
+    byte that finds the RX FIFO full is lost (as on silicon); hardfault_on_ready: raise a HardFault once the
+    firmware says READY."""
     why = emulator_missing()
     if why:
         raise UserError(f"cannot run the RP2040 emulator: {why}")

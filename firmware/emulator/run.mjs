@@ -1,9 +1,11 @@
 // Runs an RP2040 firmware (.uf2) in rp2040js with UART0 bridged to stdin/stdout.
 // Usage: node run.mjs firmware.uf2 [--max-cycles N] [--baud B] [--hardfault-on-ready]
-// stdin bytes go to UART0 RX; UART0 TX goes to stdout. By default a byte is fed whenever the 32-byte RX FIFO
-// has room (no byte is ever lost). --baud B paces RX like a wire at B baud 8N1 in emulated time: a byte that
-// finds the FIFO full is lost, as on silicon. --hardfault-on-ready raises a HardFault once the firmware has
-// printed READY (rp2040js raises none itself), to exercise the fault handler and the watchdog reboot.
+// stdin bytes go to UART0 RX; UART0 TX goes to stdout. RX is paced like a wire, 8N1 in emulated time, at the
+// baud rate the firmware set in UART0's divisors (--baud B overrides it); a byte that finds the 32-byte RX FIFO
+// full is lost, as on silicon. (Feeding whenever the FIFO has room would outrun any real line: the firmware's
+// interrupt empties the FIFO into a RAM ring faster than its parser reads the ring.)
+// --hardfault-on-ready raises a HardFault once the firmware has printed READY (rp2040js raises none itself),
+// to exercise the fault handler and the watchdog reboot.
 // On exit (stdin closed, or --max-cycles reached) prints "emulator: cycles=N" and "emulator: rx_lost=N" on stderr.
 import { bootUf2, fail } from './boot.mjs';
 
@@ -25,7 +27,6 @@ const rx = [];
 let rxHead = 0;
 let rxLost = 0;
 let stdinClosed = false;
-const byteNanos = baud ? (10 * 1e9) / baud : 0;  // start + 8 data + stop bits
 let nextRxNanos = 0;
 const uart = mcu.uart[0];
 let txBuf = [];
@@ -45,13 +46,12 @@ process.stdin.on('data', (chunk) => {
 process.stdin.on('end', () => { stdinClosed = true; });
 
 function feedUart() {
-  if (!baud) {
-    while (rxHead < rx.length && !uart.rxFIFO.full) uart.feedByte(rx[rxHead++]);
-  } else {
-    for (; rxHead < rx.length && clock.nanos >= nextRxNanos; rxHead++, nextRxNanos += byteNanos) {
-      if (uart.rxFIFO.full) rxLost++;
-      else uart.feedByte(rx[rxHead]);
-    }
+  const rate = baud ?? (uart.intDivisor ? uart.baudRate : 0);
+  if (!rate) return;  // the firmware has not set UART0 up yet: the line waits
+  const byteNanos = (10 * 1e9) / rate;  // start + 8 data + stop bits
+  for (; rxHead < rx.length && clock.nanos >= nextRxNanos; rxHead++, nextRxNanos += byteNanos) {
+    if (uart.rxFIFO.full) rxLost++;
+    else uart.feedByte(rx[rxHead]);
   }
   if (rxHead > 65536 && rxHead === rx.length) { rx.length = 0; rxHead = 0; }
 }
@@ -73,7 +73,7 @@ function run() {
       }
       if (core.waiting) {
         let nanos = clock.nanosToNextAlarm;
-        if (baud && rxHead < rx.length) nanos = Math.min(nanos, nextRxNanos - clock.nanos);
+        if (rxHead < rx.length) nanos = Math.min(nanos, nextRxNanos - clock.nanos);
         if (nanos <= 0) break;
         clock.tick(nanos);
       } else {

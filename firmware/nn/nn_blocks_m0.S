@@ -31,16 +31,39 @@
     .equ F_Y, 32
     .equ F_SIZE, 40
 
-/* One step of the 4-channel dot product: r3 = input, r2 -> 4 int32 weights, accumulators r8..r11. */
-.macro MAC4
+/* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
+.macro MAC4 x
     ldm r2!, {r4, r5, r6, r7}
-    muls r4, r3, r4
-    muls r5, r3, r5
-    muls r6, r3, r6
-    muls r7, r3, r7
+    muls r4, \x, r4
+    muls r5, \x, r5
+    muls r6, \x, r6
+    muls r7, \x, r7
     add r8, r4
     add r9, r5
     add r10, r6
+    add r11, r7
+.endm
+
+/* One depthwise tap: r1 -> next byte offset, r12 = window base, r2 -> 4 int32 weights; byte j of the input
+ * word feeds accumulator r8 + j. */
+.macro DWTAP
+    ldm r1!, {r3}
+    add r3, r12
+    ldr r3, [r3, #0]
+    ldm r2!, {r4, r5, r6, r7}
+    sxtb r0, r3
+    muls r4, r0, r4
+    add r8, r4
+    lsls r0, r3, #16
+    asrs r0, r0, #24
+    muls r5, r0, r5
+    add r9, r5
+    lsls r0, r3, #8
+    asrs r0, r0, #24
+    muls r6, r0, r6
+    add r10, r6
+    asrs r0, r3, #24
+    muls r7, r0, r7
     add r11, r7
 .endm
 
@@ -149,31 +172,62 @@ nn_blocks:
     cmp r3, #0
     bne .Ltab
 
-    /* contiguous taps: r0 = x + n, r1 = -n counting up, two steps per branch */
+    /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers): one LDM brings 4 inputs, which are
+     * sign-extended out of r3 in turn. r0 -> x, r12 = x + n. 63 cycles per 16 MACs. */
+    movs r3, #3
+    mov r4, r0
+    orrs r4, r1
+    tst r4, r3
+    bne .Lbytes
+    adds r1, r0, r1
+    mov r12, r1
+20: ldm r0!, {r3}
+    sxtb r1, r3
+    MAC4 r1
+    lsls r1, r3, #16
+    asrs r1, r1, #24
+    MAC4 r1
+    lsls r1, r3, #8
+    asrs r1, r1, #24
+    MAC4 r1
+    asrs r1, r3, #24
+    MAC4 r1
+    cmp r0, r12
+    bne 20b
+    b .Lrq
+
+    /* contiguous taps, any alignment: r0 = x + n, r1 = -n counting up, two steps per branch */
+.Lbytes:
     adds r0, r0, r1
     rsbs r1, r1, #0
     lsls r4, r1, #31          /* odd n: enter at the second step */
     bne 3f
 1:  ldrsb r3, [r0, r1]
-    MAC4
+    MAC4 r3
     adds r1, #1
 3:  ldrsb r3, [r0, r1]
-    MAC4
+    MAC4 r3
     adds r1, #1
     bne 1b
     b .Lrq
 
-    /* window taps through the byte-offset table: r0 = window base, r1 -> offsets, r12 = table end */
+    /* window taps through the byte-offset table, two per branch: r0 = window base, r1 -> offsets,
+     * r12 = table end */
 .Ltab:
-    lsls r1, r1, #2
-    adds r1, r1, r3
-    mov r12, r1
+    lsls r4, r1, #2
+    adds r4, r4, r3
+    mov r12, r4
+    lsls r4, r1, #31          /* odd n: enter at the second tap (MOV leaves the flags alone) */
     mov r1, r3
-2:  ldm r1!, {r3}
+    bne 22f
+21: ldm r1!, {r3}
     ldrsb r3, [r0, r3]
-    MAC4
+    MAC4 r3
+22: ldm r1!, {r3}
+    ldrsb r3, [r0, r3]
+    MAC4 r3
     cmp r1, r12
-    bne 2b
+    bne 21b
     b .Lrq
 
     /* depthwise: channel j of the block reads byte j of the word at each tap, x advances 4 channels a block:
@@ -188,26 +242,14 @@ nn_blocks:
     mov r12, r0
     adds r0, #4
     str r0, [sp, #F_X]
-4:  ldm r1!, {r3}
-    add r3, r12
-    ldr r3, [r3, #0]
-    ldm r2!, {r4, r5, r6, r7}
-    sxtb r0, r3
-    muls r4, r0, r4
-    add r8, r4
-    lsls r0, r3, #16
-    asrs r0, r0, #24
-    muls r5, r0, r5
-    add r9, r5
-    lsls r0, r3, #8
-    asrs r0, r0, #24
-    muls r6, r0, r6
-    add r10, r6
-    asrs r0, r3, #24
-    muls r7, r0, r7
-    add r11, r7
+    mov r0, lr
+    subs r0, r0, r3           /* 4n: two taps per branch, odd n enters at the second */
+    lsls r0, r0, #29
+    bne 24f
+23: DWTAP
+24: DWTAP
     cmp r1, lr
-    bne 4b
+    bne 23b
 
 .Lrq:
     str r2, [sp, #F_W]
