@@ -109,8 +109,9 @@ def plot_budgets(result: Result, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_robustness(suites: list[dict], title: str, path: Path) -> None:
-    """Grouped bars: accuracy per shift, one colour per image set, its clean accuracy as a dashed line."""
+def plot_robustness(suites: list[dict], title: str, path: Path, budget: float | None = None) -> None:
+    """Grouped bars: accuracy per shift, one colour per image set, its clean accuracy as a dashed line; the
+    budgeted set's clean accuracy minus max_shift_drop_pts as a red dotted line (a bar below it is broken)."""
     plt = _plt()
     names = [s["name"] for s in suites[0]["shifts"]]
     fig, ax = plt.subplots(figsize=(max(7.5, 0.9 * len(names) + 2), 4.5))
@@ -120,6 +121,9 @@ def plot_robustness(suites: list[dict], title: str, path: Path) -> None:
         ax.bar(xs, [s["accuracy_pct"] for s in suite["shifts"]], width, color=f"C{i}",
                label=f"{suite['data']} ({suite['runtime']})")
         ax.axhline(suite["clean_pct"], color=f"C{i}", linestyle="--", linewidth=1)
+        if suite["budgeted"] and budget is not None:
+            ax.axhline(suite["clean_pct"] - budget, color=STATUS_COLOURS[FAIL], linestyle=":", linewidth=1.5,
+                       label=f"clean - max_shift_drop_pts ({fmt(float(budget), 'pts')})")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{suites[0]['precision']} accuracy (%); dashed: clean")
     ax.set_ylim(0, 100)
@@ -166,7 +170,8 @@ def write(result: Result, spec: TargetSpec, run_dir: Path, out_dir: Path, facts:
     plot_accuracy_vs_size(result.points, f"{spec.name}: accuracy vs model size", out_dir / "accuracy_vs_size.png",
                           result.data.get("test", "test split"))
     if result.robustness:
-        plot_robustness(result.robustness, f"{spec.name}: accuracy per camera shift", out_dir / "robustness.png")
+        plot_robustness(result.robustness, f"{spec.name}: accuracy per camera shift", out_dir / "robustness.png",
+                        spec.budgets.get("max_shift_drop_pts"))
     else:  # no suite ran (unsupported ops): no plot from an earlier run may pose as this one's
         (out_dir / "robustness.png").unlink(missing_ok=True)
     return doc
