@@ -33,8 +33,8 @@ from compress.manifest import record_stage
 from test_bad_inputs import PY, ROOT, assert_refused, cli
 
 HAVE_GCC = shutil.which("arm-none-eabi-gcc") is not None
-DISTILL = ("--student-input-size", "32", "--student-epochs", "1", "--qat-epochs", "1",
-           "--student-batch-size", "16", "--student-threads", "1")
+DISTILL = ("--student-input-size", "32", "--student-epochs", "1", "--student-batch-size", "16",
+           "--student-threads", "1", "--student-baseline", "off")
 
 
 def _rerecord(run: Path, stage: str, *files: Path) -> None:
@@ -110,7 +110,7 @@ def test_code_planted_student_model_is_refused_before_loading(student, tmp_path)
     shutil.copytree(student, run)
     marker = tmp_path / "pwned"
     _evil_pickle(run / "student" / "student_float.pt", marker)
-    r = cli("compress", "quantize", "--run", run, "--quant-calib-images", "8")
+    r = cli("compress", "quantize", "--run", run, "--quant-calib-images", "8", "--qat-epochs", "1")
     assert_refused(r, "changed after the student stage", run / "quant" / "model_int8.tflite")
     assert "python -m compress distill" in r.stderr and not marker.exists()
 
@@ -122,7 +122,7 @@ def test_code_planted_student_model_with_forged_manifest_never_runs(student, tmp
     marker = tmp_path / "pwned"
     _evil_pickle(run / "student" / "student_float.pt", marker)
     _rerecord(run, "student", *sorted((run / "student").glob("*.*")))
-    r = cli("compress", "quantize", "--run", run, "--quant-calib-images", "8")
+    r = cli("compress", "quantize", "--run", run, "--quant-calib-images", "8", "--qat-epochs", "1")
     assert not marker.exists(), "a pickle in the run folder executed code"
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
 
