@@ -66,13 +66,19 @@ class Context:
             self.cache[key] = eval_split(self.run_dir, "test", size, self.limit)
         return self.cache[key]
 
-    def _dataset(self) -> tuple[dict, int]:
+    def _dataset(self) -> tuple[dict, int, int]:
+        """(source, test images, unlabeled-pool images whose true label is known) of the run's dataset."""
         if "dataset" not in self.cache:
             from compress.data import load_dataset
 
             ds = load_dataset(self.run_dir)
-            self.cache["dataset"] = (ds.source, len(ds.split("test")))
+            pool = ds.split("pool")
+            self.cache["dataset"] = (ds.source, len(ds.split("test")), int((ds.pool_labels(pool) >= 0).sum()))
         return self.cache["dataset"]
+
+    @property
+    def pool_known(self) -> int:
+        return self._dataset()[2]
 
     @property
     def test_total(self) -> int:

@@ -16,10 +16,14 @@ from compress.errors import UserError
 
 
 def split_name(source: dict, n: int, total: int) -> str:
-    """'procedural test split, 600 images'; a subset says how much of the split it is."""
-    kind = source.get("kind", "unknown")
-    where = f"ImageFolder {Path(source['root']).name}/" if kind == "imagefolder" and source.get("root") else kind
-    return f"{where} test split, {n} images" if n == total else f"{where} test split, {n} of {total} images"
+    """'procedural test split, 600 images', worded like the pipeline's own accuracy_data metric
+    (compress.distill.describe_test_split); a subset says how much of the split it is."""
+    count = f"{n} images" if n == total else f"{n} of {total} images"
+    if source.get("kind") == "procedural":
+        return f"procedural test split, {count}"
+    if source.get("kind") == "imagefolder":
+        return f"test split of {source.get('root')}, {count}"
+    return f"test split, {count}"
 
 
 @dataclass

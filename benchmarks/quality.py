@@ -49,16 +49,18 @@ def _labels(metrics: dict) -> str:
 
 
 def pipeline_rows(ctx: Context) -> list[Row]:
-    """Teacher, hard-label baseline, KD student float/INT8 and the gain, each on the data it was measured on."""
-    m, full = run_metrics(ctx), ctx.test_name()
+    """Teacher, hard-label baseline, KD student float/INT8 and the gain, each on the data it was measured on (the
+    stages' own accuracy_data name when they recorded one)."""
+    m = run_metrics(ctx)
+    full = m["accuracy_data"] if isinstance(m.get("accuracy_data"), str) else ctx.test_name()
     rows = []
     for key, label in PIPELINE_ACCURACIES:
         if _number(m.get(key)) is not None:
             rows.append(info(f"{label.format(labels=_labels(m))}, {full}", round(100.0 * m[key], 4), "%",
                              f"{key} in R/manifest.json"))
         if key == "teacher_test_acc" and _number(m.get("teacher_pool_acc")) is not None:
-            rows.append(info("teacher accuracy (teach stage), unlabeled pool of the training split",
-                             round(100.0 * m["teacher_pool_acc"], 4), "%",
+            rows.append(info(f"teacher accuracy (teach stage), unlabeled pool, {ctx.pool_known} images with a known "
+                             "label", round(100.0 * m["teacher_pool_acc"], 4), "%",
                              "teacher_pool_acc: scored against true labels no training step reads"))
     if _number(m.get("kd_gain_points")) is not None:
         rows.append(info(f"KD gain: KD student INT8 minus hard-label baseline ({_labels(m)}), {full}",

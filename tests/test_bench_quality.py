@@ -18,7 +18,7 @@ from compress.errors import UserError
 from compress.manifest import record_stage
 from compress.shifts import SUITE
 
-DATA = "fixture test split, 120 images"  # the fixture's whole test split: 3 classes x 40
+DATA = "test split, 120 images"  # the fixture's whole test split (3 classes x 40) of a source neither kind
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,17 @@ def photos(run_dir, tmp_path_factory) -> Path:
 
 def _rows(run: Path, target: str) -> list[dict]:
     return report(run, target)["rows"]
+
+
+@pytest.mark.parametrize("source, n, total, name", [
+    ({"kind": "procedural"}, 600, 600, "procedural test split, 600 images"),
+    ({"kind": "procedural"}, 30, 600, "procedural test split, 30 of 600 images"),
+    ({"kind": "imagefolder", "root": "/photos"}, 90, 90, "test split of /photos, 90 images"),
+])
+def test_split_names_match_the_pipelines_accuracy_data(source, n, total, name):
+    from benchmarks.evaldata import split_name
+
+    assert split_name(source, n, total) == name
 
 
 def test_new_budgets_are_validated(tmp_path):
@@ -111,6 +122,11 @@ def test_teacher_gap_budget_and_pipeline_rows(broken_run, tmp_path, capsys):  # 
     """An INT8 collapse (QDQ calibrated on dark images) against a 99 % teacher: the relative budget fails."""
     run = tmp_path / "run"
     shutil.copytree(broken_run, run, ignore=shutil.ignore_patterns("bench"))
+    dataset = json.loads((run / "data" / "dataset.json").read_text())
+    for item in [it for it in dataset["items"] if it["split"] == "train"][::8]:  # 9 of 72 join the pool
+        item["split"] = "pool"
+    (run / "data" / "dataset.json").write_text(json.dumps(dataset))
+    record_stage(run, "data", outputs=[run / "data" / "dataset.json"])
     record_stage(run, "teacher", metrics={k: METRICS[k] for k in ("teacher_test_acc", "teacher_pool_acc")})
     record_stage(run, "student", metrics={k: v for k, v in METRICS.items() if not k.startswith("teacher")})
     folder = target_file(tmp_path, "rpi4", min_accuracy_pct=0.0, max_drop_pts=100.0)
@@ -125,7 +141,7 @@ def test_teacher_gap_budget_and_pipeline_rows(broken_run, tmp_path, capsys):  # 
     pipeline = {r["label"]: r["value"] for r in report(run, "rpi4")["pipeline"]}
     assert pipeline == {
         f"teacher accuracy (teach stage), {DATA}": 99.0,
-        "teacher accuracy (teach stage), unlabeled pool of the training split": 97.0,
+        "teacher accuracy (teach stage), unlabeled pool, 9 images with a known label": 97.0,
         f"hard-label baseline float accuracy (distill stage, 20 labelled images per class), {DATA}": 72.0,
         f"KD student float accuracy (distill stage), {DATA}": 95.0,
         f"KD student INT8 accuracy (quantize stage, TFLite-Micro), {DATA}": 94.0,
@@ -205,7 +221,7 @@ def test_rp2040_suite_runs_through_tflite_micro(run_dir, relaxed, monkeypatch, c
     doc = report(run_dir, "rp2040")
     suite = doc["robustness"][0]
     assert suite["runtime"] == "TFLite-Micro" and suite["images"] == 30
-    assert suite["data"] == "fixture test split, 30 of 120 images"
+    assert suite["data"] == "test split, 30 of 120 images"
     tflm = next(r for r in doc["rows"] if r["label"].startswith("INT8 accuracy (TFLite-Micro interpreter)"))
     assert suite["clean_pct"] == tflm["value"]
     assert np.isfinite([s["accuracy_pct"] for s in suite["shifts"]]).all()

@@ -310,7 +310,7 @@ def test_rp2040_device_port_runs_on_the_firmware(run_dir, rp2040_firmware, relax
     pico = rows["latency (Pico over serial) @ 125 MHz"]
     assert pico["status"] == "PASS" and "median of 10" in pico["note"]
     assert rows["Pico outputs bit-exact with the host C model"]["status"] == "PASS"
-    assert rows["accuracy on the Pico, fixture test split, 10 of 120 images"]["value"] >= 90.0
+    assert rows["accuracy on the Pico, test split, 10 of 120 images"]["value"] >= 90.0
 
 
 def test_all_writes_one_summary(run_dir, relaxed, tmp_path, capsys):
