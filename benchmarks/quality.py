@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from compress.io import read_json
+from compress.shifts import SUITE, apply_shift
 
 from .context import FLOAT_ONNX, Context
 from .results import Result, Row, info, measured, not_run
@@ -84,16 +85,11 @@ def teacher_gap_row(ctx: Context, acc: float, n: int) -> Row:
 
 
 def shift_suite(ctx: Context, key: str, x: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, data: str,
-                budgeted: bool) -> tuple[list[Row], dict | None]:
+                budgeted: bool) -> tuple[list[Row], dict]:
     """Every shift of compress.shifts.SUITE through the deployed model: accuracy per shift and the worst drop vs
     clean on the same images (budgeted by max_shift_drop_pts on the test split, info on the user's photos)."""
     d, precision = ctx.deployed, ctx.spec.precision.upper()
     prefix = "" if budgeted else "eval_"  # only the test split's worst drop is budgeted
-    worst_metric = f"{prefix}shift_drop_pts"
-    try:
-        from compress.shifts import SUITE, apply_shift
-    except ImportError as e:
-        return [not_run(worst_metric, f"worst drop under a camera shift, {data}", f"compress.shifts unavailable ({e})")], None
     t0 = time.monotonic()
     clean = 100.0 * float(np.mean(clean_pred == y))
     rows, shifts = [], []
@@ -108,7 +104,7 @@ def shift_suite(ctx: Context, key: str, x: np.ndarray, y: np.ndarray, clean_pred
                              round(acc, 4), "%", f"drop {clean - acc:.2f} pts vs clean {clean:.2f} %; {description}"))
     worst = max(shifts, key=lambda s: s["drop_pts"])
     seconds = time.monotonic() - t0
-    rows.append(measured(worst_metric, f"worst drop under a camera shift ({worst['name']}, {d.runtime}), {data}",
+    rows.append(measured(f"{prefix}shift_drop_pts", f"worst drop under a camera shift ({worst['name']}, {d.runtime}), {data}",
                          worst["drop_pts"], "pts",
                          f"clean {clean:.2f} % -> {worst['accuracy_pct']:.2f} %; {len(shifts)} shifts, seed "
                          f"{SHIFT_SEED}" + ("" if budgeted else "; not budgeted: budgets hold on the test split")))
@@ -148,8 +144,7 @@ def eval_data_rows(ctx: Context, result: Result) -> None:
                          round(_float_accuracy(ctx, at, y), 4), "%", ev.note)]
     rows, suite = shift_suite(ctx, "eval", x, y, pred, ev.name, budgeted=False)
     result.rows += rows
-    if suite:
-        result.robustness.append(suite)
+    result.robustness.append(suite)
 
 
 def add_quality_rows(ctx: Context, result: Result) -> None:
@@ -163,7 +158,6 @@ def add_quality_rows(ctx: Context, result: Result) -> None:
     result.rows += result.pipeline + [teacher_gap_row(ctx, acc, len(y))]
     rows, suite = shift_suite(ctx, f"test{ctx.limit}", x, y, d.test_pred, ctx.test_name(len(y)), budgeted=True)
     result.rows += rows
-    if suite:
-        result.robustness.append(suite)
+    result.robustness.append(suite)
     if ctx.eval_data is not None:
         eval_data_rows(ctx, result)
