@@ -4,6 +4,8 @@
  * The host builds the C reference in nn_conv.c / nn_pointwise.c instead; both implement nn_out exactly.
  *
  * void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y)   (struct in nn_dot.h)
+ * b->pixels output pixels in one call (a run of interior windows, or a pointwise layer's whole tensor): the
+ * call's set-up and the caller's per-pixel C loop are paid once per run, not per pixel.
  * Depthwise mode (b->dw): channel c reads input channel c; the 4 inputs of a block come in one word.
  * Placed in .time_critical (SRAM): no XIP flash wait states on the hot loop. */
     .syntax unified
@@ -19,6 +21,8 @@
     .equ B_MIN, 24
     .equ B_MAX, 28
     .equ B_DW, 32
+    .equ B_PIX, 36
+    .equ B_XSTEP, 40
 
     .equ F_X, 0          /* stack frame */
     .equ F_B, 4
@@ -29,7 +33,10 @@
     .equ F_MIN, 24
     .equ F_MAX, 28
     .equ F_Y, 32
-    .equ F_SIZE, 40
+    .equ F_X0, 36        /* this pixel's x and y */
+    .equ F_Y0, 40
+    .equ F_PIX, 44       /* pixels left, this one included */
+    .equ F_SIZE, 48
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4 x
@@ -152,6 +159,10 @@ nn_blocks:
     ldr r3, [r0, #B_MAX]
     str r3, [sp, #F_MAX]
     str r2, [sp, #F_Y]
+    str r1, [sp, #F_X0]
+    str r2, [sp, #F_Y0]
+    ldr r3, [r0, #B_PIX]
+    str r3, [sp, #F_PIX]
 
 .Lblock:
     ldr r3, [sp, #F_BIAS]
@@ -273,20 +284,46 @@ nn_blocks:
     beq .Lfin                 /* conditional branches reach only 256 bytes */
     b .Lblock
 .Lfin:
-    b .Ldone
+    b .Lpixel
 
 .Ltail:                       /* 1 to 3 channels left */
     RQ r8, 0
     ldr r0, [sp, #F_REM]
     cmp r0, #1
     bne .Lt1
-    b .Ldone
+    b .Lpixel
 .Lt1:
     RQ r9, 1
     ldr r0, [sp, #F_REM]
     cmp r0, #2
-    beq .Ldone
+    beq .Lpixel
     RQ r10, 2
+
+    /* the next pixel of the run: x moves x_step bytes, y oc bytes; weights, biases and records restart */
+.Lpixel:
+    ldr r0, [sp, #F_PIX]
+    subs r0, #1
+    beq .Ldone
+    str r0, [sp, #F_PIX]
+    ldr r0, [sp, #F_B]
+    ldr r1, [sp, #F_X0]
+    ldr r3, [r0, #B_XSTEP]
+    adds r1, r1, r3
+    str r1, [sp, #F_X0]
+    str r1, [sp, #F_X]
+    ldr r1, [sp, #F_Y0]
+    ldr r3, [r0, #B_OC]
+    str r3, [sp, #F_REM]
+    adds r1, r1, r3
+    str r1, [sp, #F_Y0]
+    str r1, [sp, #F_Y]
+    ldr r3, [r0, #B_W]
+    str r3, [sp, #F_W]
+    ldr r3, [r0, #B_BIAS]
+    str r3, [sp, #F_BIAS]
+    ldr r3, [r0, #B_CH]
+    str r3, [sp, #F_CH]
+    b .Lblock
 
 .Ldone:
     add sp, #F_SIZE

@@ -23,6 +23,13 @@ static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, 
 }
 
 #if defined(__ARM_ARCH_6M__)
+/* How many output columns from ox on (ox's window being interior) have windows inside the input's width:
+ * nn_blocks computes such a run in one call. */
+static int interior_run(const nn_geom_t *g, int ox) {
+    const int last = (g->in_w - g->k_w + g->pad_left) / g->stride_w;
+    return (last + 1 < g->out_w ? last + 1 : g->out_w) - ox;
+}
+
 #define DW_MAX_C 256
 #define CONV_MAX_TAPS 128
 /* Border windows point their padded taps at a row of zero points, so nn_blocks needs no bounds checks. */
@@ -46,7 +53,8 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const int C = g->in_c, OC = g->out_c;
     const int32_t taps = g->k_h * g->k_w * C, block = taps * 4;
 #if defined(__ARM_ARCH_6M__)
-    nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0};
+    nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0,
+                     1, g->stride_w * C};
     int32_t off[CONV_MAX_TAPS];
     const int border_fast = p->rq.fast && taps <= CONV_MAX_TAPS;
     zp_row[0] = (int8_t)g->in_zp;
@@ -60,14 +68,19 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
             const int8_t *base = interior ? in + (iy0 * g->in_w + ix0) * C : in;
 #if defined(__ARM_ARCH_6M__)
             if (interior && p->rq.fast) {
+                const int run = interior_run(g, ox);
                 b.offsets = p->offsets;
+                b.pixels = run;
                 nn_blocks(&b, base, out);
+                ox += run - 1;
+                out += (run - 1) * OC;
                 continue;
             }
             if (border_fast) {
                 const uintptr_t origin = (uintptr_t)in + (uintptr_t)(intptr_t)((iy0 * g->in_w + ix0) * C);
                 border_offsets(g, p->offsets, C, iy0, ix0, origin, off);
                 b.offsets = off;
+                b.pixels = 1;
                 nn_blocks(&b, (const int8_t *)origin, out);
                 continue;
             }
@@ -111,7 +124,8 @@ void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
 #if defined(__ARM_ARCH_6M__)
     const int T = g->k_h * g->k_w;
     const int fast = p->rq.fast && C % 4 == 0 && C <= DW_MAX_C;
-    nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, T, C, p->rq.act_min, p->rq.act_max, 1};
+    nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, T, C, p->rq.act_min, p->rq.act_max, 1,
+                     1, g->stride_w * C};
     int32_t off[NN_DW_MAX_TAPS];
     for (int c = 0; fast && c < C; c++) zp_row[c] = (int8_t)g->in_zp;
 #endif
@@ -123,12 +137,17 @@ void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
             if (fast) {
                 /* the window origin as an address: it lies outside the tensor for border windows */
                 const uintptr_t base = (uintptr_t)in + (uintptr_t)(intptr_t)((iy0 * g->in_w + ix0) * C);
-                b.offsets = p->offsets;
                 if (iy0 < 0 || iy0 + g->k_h > g->in_h || ix0 < 0 || ix0 + g->k_w > g->in_w) {
                     border_offsets(g, p->offsets, 1, iy0, ix0, base, off);
                     b.offsets = off;
+                    b.pixels = 1;
+                } else {
+                    b.offsets = p->offsets;
+                    b.pixels = interior_run(g, ox);
                 }
                 nn_blocks(&b, (const int8_t *)base, out);
+                ox += b.pixels - 1;
+                out += (b.pixels - 1) * C;
                 continue;
             }
 #endif

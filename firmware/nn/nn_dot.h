@@ -4,6 +4,7 @@
 #ifndef NN_DOT_H
 #define NN_DOT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nn.h"
@@ -19,8 +20,21 @@ typedef struct {
     const int32_t *offsets;  /* NULL: taps are the n bytes from x */
     int32_t n, oc, act_min, act_max;
     int32_t dw;              /* depthwise: tap t of channel o reads x[offsets[t] + o]; word-aligned, oc % 4 == 0 */
+    int32_t pixels;          /* >= 1 output pixels: pixel i reads from x + i * x_step and writes y + i * oc */
+    int32_t x_step;
 } nn_blocks_t;
 void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y);
+
+/* The offsets nn_blocks_m0.S reads (its B_* and the RQ macros' record fields). */
+_Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, bias) == 4 &&
+               offsetof(nn_blocks_t, ch) == 8 && offsetof(nn_blocks_t, offsets) == 12 &&
+               offsetof(nn_blocks_t, n) == 16 && offsetof(nn_blocks_t, oc) == 20 &&
+               offsetof(nn_blocks_t, act_min) == 24 && offsetof(nn_blocks_t, act_max) == 28 &&
+               offsetof(nn_blocks_t, dw) == 32 && offsetof(nn_blocks_t, pixels) == 36 &&
+               offsetof(nn_blocks_t, x_step) == 40, "nn_blocks_t layout is nn_blocks_m0.S's B_* offsets");
+_Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, range) == 4 && offsetof(nn_rqc_t, m) == 8 &&
+               offsetof(nn_rqc_t, k_lo) == 12 && offsetof(nn_rqc_t, k_hi) == 16 && offsetof(nn_rqc_t, neg) == 20 &&
+               offsetof(nn_rqc_t, sh) == 24 && sizeof(nn_rqc_t) == 28, "nn_rqc_t layout is what the RQ macros read");
 
 /* Cortex-M0+: 8 low registers hold x_end, k, w, x and four weights; accumulators live in high
  * registers. Two steps per branch: 17 cycles per 4 MACs. */

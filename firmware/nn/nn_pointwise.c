@@ -7,8 +7,9 @@ void nn_pointwise(const nn_pointwise_t *p, const int8_t *in, int8_t *out) {
     const int32_t K = p->in_c, OC = p->out_c;
 #if defined(__ARM_ARCH_6M__)
     if (p->rq.fast) {
-        const nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, 0, K, OC, p->rq.act_min, p->rq.act_max, 0};
-        for (int32_t i = 0; i < p->pixels; i++, in += K, out += OC) nn_blocks(&b, in, out);
+        const nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, 0, K, OC, p->rq.act_min, p->rq.act_max, 0,
+                               p->pixels, K};
+        nn_blocks(&b, in, out);
         return;
     }
 #endif
