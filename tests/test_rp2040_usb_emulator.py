@@ -72,7 +72,7 @@ def _error(kind: int, payload: bytes) -> tuple[int, int]:
 def test_enumeration_like_linux_and_stall_for_malformed_control_requests(firmware):
     uf2, ds, _, x, want = firmware
     with usb_emulator(uf2, malformed=True) as (usb, uart, log):
-        uart.wait_for(b"READY", 120)
+        uart.wait_for(b"READY", 300)
         client = Client(usb, timeout=60)
         assert client.info().class_names == ds.classes  # the device still serves the protocol afterwards
         r = client.infer(x[0])
@@ -101,7 +101,7 @@ def test_enumeration_like_linux_and_stall_for_malformed_control_requests(firmwar
 def test_usb_answers_equal_uart_answers_bit_for_bit_and_infer_round_trip_time(firmware):
     uf2, ds, host, x, want = firmware
     with usb_emulator(uf2) as (usb, uart, log):
-        uart.wait_for(b"READY", 120)
+        uart.wait_for(b"READY", 300)
         over_usb, over_uart = Client(usb, timeout=60), Client(uart, timeout=60)
         replies = {name: [client.request(REQ_INFO)] + [client.request(REQ_INFER, xi.tobytes()) for xi in x]
                    for name, client in (("usb", over_usb), ("uart", over_uart))}
@@ -154,7 +154,7 @@ def test_garbage_on_bulk_out_gets_protocol_errors_and_never_hangs(firmware):
              (bytes(bad_crc), 4, struct.unpack("<I", good[-4:])[0]),  # bad CRC
              (good[:1000], 5, 1000)]                                  # truncated: the idle timeout ends it
     with usb_emulator(uf2) as (usb, uart, log):
-        uart.wait_for(b"READY", 120)
+        uart.wait_for(b"READY", 300)
         client = Client(usb, timeout=60)
         for frame, status, detail in cases:
             usb.write(frame)
@@ -167,3 +167,18 @@ def test_garbage_on_bulk_out_gets_protocol_errors_and_never_hangs(firmware):
         assert Client(uart, timeout=60).info().num_classes == len(want[0])
         assert client.infer(x[1]).scores.tolist() == want[1].tolist()
     assert not log.find("error"), log.find("error")
+
+
+def test_client_cli_over_the_emulated_usb_port(firmware, tmp_path, capsys):
+    from PIL import Image
+
+    from export.rp2040 import serial_client
+
+    uf2, ds, _, x, want = firmware
+    photo = tmp_path / "photo.png"
+    Image.fromarray((x[0].astype(np.int16) + 128).astype(np.uint8)).save(photo)
+    rc = serial_client.main(["--emulator", str(uf2), "--emulator-link", "usb", "--timeout", "300", str(photo)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"class: {ds.classes[int(np.argmax(want[0]))]} " in out
+    assert [int(line.split()[1]) for line in out.splitlines() if "p=" in line] == want[0].tolist()

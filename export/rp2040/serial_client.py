@@ -191,12 +191,21 @@ def main(argv=None) -> int:
                      help="serial device, e.g. /dev/ttyACM0, /dev/ttyUSB0 or COM3; default 'auto': the Pico on USB "
                           "(found by its VID:PID and product string)")
     src.add_argument("--emulator", type=Path, metavar="UF2", help="run this .uf2 in rp2040js instead")
+    ap.add_argument("--emulator-link", choices=("uart", "usb"), default="uart",
+                    help="with --emulator: talk over UART0 (default) or over the USB CDC-ACM port, behind a host "
+                         "that enumerates it like Linux' cdc_acm")
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each reply (default 60)")
     ap.add_argument("images", nargs="+", type=Path)
     args = ap.parse_args(argv)
     try:
-        if args.emulator:
+        if args.emulator and args.emulator_link == "usb":
+            from .usb_emulator import usb_emulator
+
+            with usb_emulator(args.emulator) as (port, uart, _):
+                uart.wait_for(b"READY", args.timeout)  # the boot self-test still talks on UART0 only
+                _run(Client(port, args.timeout), args.images)
+        elif args.emulator:
             from .emulator import emulator
 
             with emulator(args.emulator) as port:
