@@ -29,7 +29,6 @@
 #define DPRAM_BASE 0x50100000u
 #define DPRAM_BYTES 4096u
 #define USB_REGS 0x50110000u
-#define USB_NVIC_ISER (PPB_BASE + 0xE100u)
 #define USB_ADDR_ENDP (USB_REGS + 0x00u)
 #define USB_MAIN_CTRL (USB_REGS + 0x40u)
 #define USB_SIE_CTRL (USB_REGS + 0x4Cu)
@@ -94,7 +93,6 @@
 #define GPIO_CTRL_OEOVER_DISABLE (2u << 12)
 #define GPIO_CTRL_INOVER_HIGH (3u << 16)
 #define GPIO_CTRL_OVERRIDES ((3u << 12) | (3u << 16))
-#define PAD_BUS_KEEP ((1u << 3) | (1u << 2)) /* pull-up and pull-down both on */
 
 #define RESET_END_TIMEOUT_US 20000u /* a host holds a bus reset 10-20 ms */
 #define FORCE_J_US 1000u
@@ -447,7 +445,7 @@ static void enumeration_fix(void)
 {
     wait_sie(SIE_STATUS_LINE_STATE, RESET_END_TIMEOUT_US);
     const uint32_t gpio = REG(GPIO_CTRL(GPIO_DP)), pad = REG(PADS_GPIO(GPIO_DP));
-    REG(PADS_GPIO(GPIO_DP)) = pad | PAD_BUS_KEEP;
+    REG(PADS_GPIO(GPIO_DP)) = pad | PADS_PUE | PADS_PDE; /* bus keep */
     REG(GPIO_CTRL(GPIO_DP)) = (gpio & ~(GPIO_CTRL_FUNCSEL | GPIO_CTRL_OVERRIDES)) | GPIO_CTRL_OEOVER_DISABLE |
                               GPIO_CTRL_INOVER_HIGH | GPIO_FUNC_USB_DEBUG;
     REG_SET(USB_PHY_DIRECT) = PHY_DIRECT_DP_PULLUP_EN;
@@ -510,6 +508,6 @@ void usb_init(void)
     REG(USB_MAIN_CTRL) = MAIN_CTRL_CONTROLLER_EN;
     REG(USB_SIE_CTRL) = SIE_CTRL_EP0_INT_1BUF;
     REG(USB_INTE) = INT_BUFF_STATUS | INT_BUS_RESET | INT_SETUP_REQ;
-    REG(USB_NVIC_ISER) = 1u << USBCTRL_IRQ;
+    REG(NVIC_ISER) = 1u << USBCTRL_IRQ;
     REG_SET(USB_SIE_CTRL) = SIE_CTRL_PULLUP_EN; /* D+ pull-up: the host sees a full-speed device */
 }
