@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import multiprocessing as mp
 import os
 import shutil
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from . import procedural
 from .errors import UserError
-from .io import ensure_dir, read_json, sha256_bytes, sha256_file, write_json_atomic
+from .io import ensure_dir, read_bytes, read_json, sha256_bytes, sha256_file, write_json_atomic
 from .manifest import check_dataset, record_stage
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -121,8 +122,13 @@ def load_images(run_dir, items, size) -> np.ndarray:
     out = np.empty((len(items), h, w, 3), np.uint8)
     for i, it in enumerate(items):
         path = _item_path(run_dir, it)
+        data = read_bytes(path, "image")
+        # Only the bytes the data stage recorded (an image swapped in the run folder would train unnoticed).
+        if "sha256" in it and sha256_bytes(data) != it["sha256"]:
+            raise UserError(f"image {path} changed after the data stage recorded it (sha256 differs from "
+                            f"dataset.json): run `python -m compress data --run {run_dir}` again")
         try:
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 rgb = _to_rgb(img)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise UserError(f"cannot read image {path}: {e}") from None

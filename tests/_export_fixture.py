@@ -4,6 +4,7 @@ few steps on colour-coded images, its float ONNX, an onnxruntime QDQ ONNX and a 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -36,7 +37,8 @@ def _write_dataset(run: Path, seed: int = 0) -> None:
                 rel = f"images/{name}/{split}_{i:03d}.png"
                 (run / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(run / "data" / rel)
-                items.append({"path": rel, "sha256": f"{split}-{name}-{i}", "label": name, "split": split})
+                sha = hashlib.sha256((run / "data" / rel).read_bytes()).hexdigest()
+                items.append({"path": rel, "sha256": sha, "label": name, "split": split})
     (run / "data" / "dataset.json").write_text(json.dumps({"classes": CLASSES, "source": {"kind": "fixture"},
                                                            "items": items}))
     record_stage(run, "data", outputs=[run / "data" / "dataset.json"])  # later stages check what they read

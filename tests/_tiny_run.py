@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def make_run(root: Path, per_class: dict | None = None, seed: int = 0, teacher_c
             path = root / "data" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(path)
-            sha = f"{split}-{i:04d}"
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
             items.append({"path": str(rel), "sha256": sha, "label": CLASSES[y], "split": split})
             p = np.full(len(CLASSES), 0.1 / (len(CLASSES) - 1), np.float32)
             p[y] = 0.9
