@@ -265,6 +265,9 @@ def main(argv=None):
     except RuntimeError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 1
+    except OSError as e:  # engine cache on a full or read-only disk
+        print("error: {}: {}".format(e.strerror or e, e.filename or ""), file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2))
     return 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError
+from compress.errors import UserError, os_error_line
 
 from .ports import resolve_port
 
@@ -219,6 +219,9 @@ def main(argv=None) -> int:
                 port.close()
     except (UserError, DeviceError, TimeoutError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the port vanished (board unplugged) or a file could not be read
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     return 0
 
