@@ -104,7 +104,8 @@ def tool_versions() -> dict:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "tensorflow-cpu", "tflite-micro", "onnx", "onnxruntime", "openvino", "nncf", "numpy", "pillow"):
+    for pkg in ("torch", "torchao", "litert-torch", "tensorflow-cpu", "tflite-micro", "onnx", "onnxruntime", "openvino",
+                "nncf", "numpy", "pillow"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -69,8 +69,10 @@ def render(manifest: dict) -> str:
               f"RGB, {inp['height']}x{inp['width']}x{inp['channels']}, resized with {inp['resize']}. Float models "
               f"take {inp['float_normalisation']}; the INT8 models take {q['formula']} ({q['dtype']}, scale "
               f"{q['scale']}, zero point {q['zero_point']}). Output: {m['output']['meaning']}.", "",
-              "## Pipeline measurements", "", "| metric | value |", "|---|---|"]
+              "## Pipeline measurements", ""]
     pm = manifest.get("pipeline_metrics", {})
+    lines += [f"Accuracies measured on: {pm.get('accuracy_data', 'the test split')}.", "",
+              "| metric | value |", "|---|---|"]
     for label, key, kind in SUMMARY_ROWS:
         lines.append(f"| {label} | {_cell(format_metric(pm.get(key), kind))} |")
     lines += ["", "## Measured per target", "",

@@ -13,7 +13,8 @@ from compress.errors import UserError
 from compress.teachers import base
 from compress.teachers.effnet import EffNetLite0Teacher
 
-TINY_DATA = ("--data-size", "40", "--data-train", "3", "--data-val", "1", "--data-test", "2", "--data-workers", "1")
+TINY_DATA = ("--data-size", "40", "--data-train", "3", "--data-val", "1", "--data-test", "2", "--data-workers", "1",
+             "--labeled-per-class", "3")
 TINY_TEACHER = ("--teacher-size", "32", "--teacher-hidden", "8", "--teacher-epochs", "2",
                 "--teacher-batch", "8", "--teacher-threads", "1", "--teacher-chunk", "8")
 

@@ -29,6 +29,10 @@ from .base import Teacher
 # Input normalisation of the TF-trained Lite models: (x - 127) / 128.
 _MEAN, _STD = 127.0, 128.0
 FIT_VERSION = 5  # bump when the fitting recipe changes: saved heads are then refitted
+# Backbone features by (image size, image bytes hash): plain and mirrored. Filled while fitting, used (and
+# dropped, unless KEEP_FEATURES) while labelling, so the pool goes through the backbone once.
+FEATURE_CACHE: dict[tuple[int, str], torch.Tensor] = {}
+KEEP_FEATURES = False
 AUG_IMAGES = 1500  # augmented views per fit: up to 8 per labelled image, fewer when labels are plentiful
 
 
@@ -101,7 +105,6 @@ class EffNetLite0Teacher(Teacher):
                     + self.backbone._fc.in_features)
         self.head = _Head(n_in, len(self.classes), int(hidden), 0.3).eval()
         self._weights_sha = None
-        self._feature_cache: dict[str, torch.Tensor] = {}  # image bytes hash -> (plain, mirrored) features
 
     @classmethod
     def from_args(cls, classes, args, work_dir):
@@ -151,24 +154,32 @@ class EffNetLite0Teacher(Teacher):
         starts = range(0, len(images), bs)
         if desc:
             starts = tqdm(starts, desc=desc, leave=False)
-        out = [_pooled_features(self.backbone, _to_input(images[i:i + bs])) for i in starts]
+        out = []
+        for i in starts:
+            batch = images[i:i + bs]
+            # A batch of one takes another kernel path (last bits differ); batches of two or more agree
+            # exactly, so a feature never depends on which images it was batched with (resumes, shards).
+            solo = len(batch) == 1
+            feats = _pooled_features(self.backbone, _to_input(np.concatenate([batch, batch]) if solo else batch))
+            out.append(feats[:1] if solo else feats)
         return torch.cat(out) if out else torch.zeros((0, self.head.mean.numel()))
 
     def _both(self, images: np.ndarray, desc: str, forget: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of the images and of their mirror images, cached by content from fitting to labelling;
         `forget` drops them once used (each image is labelled once), so the cache never outgrows the pool."""
-        keys = [sha256_bytes(np.ascontiguousarray(im).tobytes()) for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in self._feature_cache]
+        keys = [(self.image_size, sha256_bytes(np.ascontiguousarray(im).tobytes())) for im in images]
+        todo = [i for i, k in enumerate(keys) if k not in FEATURE_CACHE]
         if todo:
             sub = images[todo]
             plain = self._features(sub, f"teacher: backbone features ({desc})")
             mirrored = self._features(sub[:, :, ::-1], f"teacher: backbone features ({desc}, mirrored)")
             for j, i in enumerate(todo):
-                self._feature_cache[keys[i]] = torch.stack([plain[j], mirrored[j]])
+                FEATURE_CACHE[keys[i]] = torch.stack([plain[j], mirrored[j]])
         if not keys:
             empty = torch.zeros((0, self.head.mean.numel()))
             return empty, empty
-        both = torch.stack([self._feature_cache.pop(k) if forget else self._feature_cache[k] for k in keys])
+        drop = forget and not KEEP_FEATURES
+        both = torch.stack([FEATURE_CACHE.pop(k) if drop else FEATURE_CACHE[k] for k in keys])
         return both[:, 0], both[:, 1]
 
     def _augmented(self, images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
