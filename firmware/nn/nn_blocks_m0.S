@@ -36,7 +36,10 @@
     .equ F_X0, 36        /* this pixel's x and y */
     .equ F_Y0, 40
     .equ F_PIX, 44       /* pixels left, this one included */
-    .equ F_SIZE, 48
+    .equ F_OFF, 48
+    .equ F_N, 52
+    .equ F_ENTRY, 56     /* the tap loop for this call's layout, chosen once (Thumb address) */
+    .equ F_SIZE, 64
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4 x
@@ -115,9 +118,8 @@
     subs r3, r0, r1
     cmp r3, r2
     bhs 8f
-    ldr r2, [r6, #12]         /* neg: d < neg means acc < 0 */
-    cmp r3, r2
-    bcc 7f
+    cmp r0, #0                /* inside the range, the record's d < neg is acc < 0: test the sign */
+    blt 7f
     RQFAST \j, 0
     b 9f
 7:  RQFAST \j, 1
@@ -163,7 +165,27 @@ nn_blocks:
     str r2, [sp, #F_Y0]
     ldr r3, [r0, #B_PIX]
     str r3, [sp, #F_PIX]
+    ldr r3, [r0, #B_OFF]
+    str r3, [sp, #F_OFF]
+    ldr r4, [r0, #B_N]
+    str r4, [sp, #F_N]
+    ldr r5, [r0, #B_DW]
+    ldr r6, =(.Ldw + 1)
+    cmp r5, #0
+    bne 30f
+    ldr r6, =(.Ltab + 1)
+    cmp r3, #0
+    bne 30f
+    ldr r6, =(.Lbytes + 1)
+    orrs r4, r1               /* n | x: word loads need both multiples of 4 (x_step = n keeps x aligned) */
+    lsls r4, r4, #30
+    bne 30f
+    ldr r6, =(.Lwords + 1)
+30: str r6, [sp, #F_ENTRY]
+    b .Lblock
+    .ltorg
 
+    /* each block of 4 channels: biases into the accumulators, then the tap loop with r0 = x, r1 = n, r2 -> w */
 .Lblock:
     ldr r3, [sp, #F_BIAS]
     ldm r3!, {r4, r5, r6, r7}
@@ -172,24 +194,15 @@ nn_blocks:
     mov r9, r5
     mov r10, r6
     mov r11, r7
-    ldr r0, [sp, #F_B]
-    ldr r2, [sp, #F_W]
-    ldr r1, [r0, #B_N]
-    ldr r3, [r0, #B_DW]
-    cmp r3, #0
-    bne .Ldw
-    ldr r3, [r0, #B_OFF]
     ldr r0, [sp, #F_X]
-    cmp r3, #0
-    bne .Ltab
+    ldr r1, [sp, #F_N]
+    ldr r2, [sp, #F_W]
+    ldr r3, [sp, #F_ENTRY]
+    bx r3
 
     /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers): one LDM brings 4 inputs, which are
      * sign-extended out of r3 in turn. r0 -> x, r12 = x + n. 63 cycles per 16 MACs. */
-    movs r3, #3
-    mov r4, r0
-    orrs r4, r1
-    tst r4, r3
-    bne .Lbytes
+.Lwords:
     adds r1, r0, r1
     mov r12, r1
 20: ldm r0!, {r3}
@@ -225,6 +238,7 @@ nn_blocks:
     /* window taps through the byte-offset table, two per branch: r0 = window base, r1 -> offsets,
      * r12 = table end */
 .Ltab:
+    ldr r3, [sp, #F_OFF]
     lsls r4, r1, #2
     adds r4, r4, r3
     mov r12, r4
@@ -244,12 +258,11 @@ nn_blocks:
     /* depthwise: channel j of the block reads byte j of the word at each tap, x advances 4 channels a block:
      * r12 = window base, r1 -> offsets, lr = table end, r3 = the 4 inputs, r0 = one of them */
 .Ldw:
-    ldr r3, [r0, #B_OFF]
+    ldr r3, [sp, #F_OFF]
     lsls r1, r1, #2
     adds r1, r1, r3
     mov lr, r1
     mov r1, r3
-    ldr r0, [sp, #F_X]
     mov r12, r0
     adds r0, #4
     str r0, [sp, #F_X]
