@@ -162,6 +162,7 @@ def _model_section(run: Path, classes: list, tflite: Path, name: str) -> dict:
     inp, out = _io_tensors(tflite)
     _, h, w, c = inp["shape"]
     student = run / "student" / "config.json"
+    verify_inputs(run, "student", [student], f"python -m compress distill --run {run}")
     return {
         "name": f"{name} student",
         "architecture": json.loads(student.read_text())["student"] if student.is_file()
@@ -213,6 +214,7 @@ def _benchmark(run: Path, target: str, built: str | None) -> dict:
     command = f"python -m benchmarks.run --target {target} --run {run}"
     if not path.is_file():
         return {"verdict": "not run: no benchmark report", "note": f"{path} not found; run `{command}`", "rows": []}
+    verify_inputs(run, f"bench/{target}", [path], command)  # the release repeats its verdict: it must be genuine
     doc = read_json(path, "benchmark report")
     if built and doc.get("created", "") < built:
         return {"verdict": "not run: the benchmark report predates the artifacts",

@@ -233,6 +233,15 @@ def test_provenance_release_refuses_a_removed_export_file(run_copy, tmp_path):
     assert_refused(_release(run_copy, tmp_path / "dist"), "model.json not found", tmp_path / "dist")
 
 
+def test_provenance_release_refuses_an_edited_benchmark_report(run_copy, tmp_path):
+    assert cli("benchmarks.run", "--target", "rpi4", "--run", run_copy, "--limit", "4").returncode in (0, 1)
+    report = run_copy / "bench" / "rpi4" / "report.json"
+    doc = json.loads(report.read_text())
+    doc["verdict"] = "PASS"
+    report.write_text(json.dumps(doc))
+    assert_refused(_release(run_copy, tmp_path / "dist"), "changed after the bench/rpi4 stage", tmp_path / "dist")
+
+
 def test_provenance_untampered_release_still_builds(run_copy, tmp_path):
     r = _release(run_copy, tmp_path / "dist")
     assert r.returncode == 0, r.stderr[-2000:]

@@ -185,6 +185,7 @@ def test_missing_and_stale_inputs_name_the_command(built, tmp_path, capsys):
 
 
 def test_a_report_older_than_the_artifacts_is_not_used(built, tmp_path):
+    from compress.manifest import record_stage
     from export import EXPORTERS
 
     run, fw, _ = built
@@ -196,6 +197,7 @@ def test_a_report_older_than_the_artifacts_is_not_used(built, tmp_path):
     if report["created"] >= stages["export/rpi4"]["finished"]:
         report["created"] = "2000-01-01T00:00:00+00:00"  # same second: make the report visibly older
         (copy / "bench" / "rpi4" / "report.json").write_text(json.dumps(report))
+        record_stage(copy, "bench/rpi4", outputs=sorted((copy / "bench" / "rpi4").glob("*.*")))
     assert make_release(copy, tmp_path / "dist", fw, "--release-targets", "rpi4") == 0
     m = json.loads((tmp_path / "dist" / STEM / "manifest.json").read_text())
     assert m["targets"]["rpi4"]["benchmark"]["verdict"] == "not run: the benchmark report predates the artifacts"
