@@ -332,6 +332,28 @@ def test_names_compiler_refuses_a_newline_and_escapes_unicode(exported, tmp_path
     assert out.decode("utf-8").splitlines() == names
 
 
+@pytest.mark.skipif(not HAVE_GCC or shutil.which("node") is None, reason="needs the ARM toolchain and node")
+def test_names_unicode_class_names_survive_firmware_and_protocol(run_copy, tmp_path):
+    """Non-ASCII and C-special names through the -Werror firmware build, the flash image and the serial
+    protocol's name list in the emulator, back to the host intact."""
+    names = {"basic": "brûlé", "burnt": "焦げ", "mixed": 'say "hi"??='}
+
+    def rename(d):
+        d["classes"] = [names[c] for c in d["classes"]]
+        for it in d["items"]:
+            it["label"] = names[it["label"]]
+
+    _edit_dataset(run_copy, rename)
+    r = cli("export.rp2040.build", "--run", run_copy, "--out", tmp_path / "fw", "--fw-selftest-images", "1",
+            timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    image = next((run_copy / "data" / "images" / "burnt").glob("test_*.png"))
+    r = cli("export.rp2040.serial_client", "--emulator", tmp_path / "fw" / "pizza.uf2", image, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    printed = r.stdout
+    assert all(n in printed for n in names.values()), printed
+
+
 def test_names_model_outputs_must_equal_the_class_count(run_copy):
     def add_class(d):
         d["classes"].append("extra")
