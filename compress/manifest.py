@@ -63,6 +63,7 @@ def run_lock(run_dir, what: str, create: bool = False) -> Iterator[None]:
         os.pwrite(fd, f"pid {os.getpid()}: {what}\n".encode(), 0)
         os.environ[_HELD_ENV] = os.pathsep.join([*filter(None, held), key])
         try:
+            run_stages(run_dir)  # a damaged run manifest stops the command before it does any work
             yield
         finally:
             os.environ[_HELD_ENV] = os.pathsep.join(filter(None, held))
@@ -85,13 +86,29 @@ def record_stage(run_dir, stage: str, *, inputs=(), outputs=(), params: dict | N
     write_json_atomic(run_dir / stage / "manifest.json", entry)
     # Read-modify-write under its own lock: stages of different run commands (or API callers that hold no
     # run lock) finishing together must not drop each other's entry.
-    run_manifest = run_dir / "manifest.json"
     with _flock(run_dir / ".manifest.lock", None):
-        whole = read_json(run_manifest, "run manifest") if run_manifest.is_file() else {"stages": {}}
-        whole.setdefault("stages", {})[stage] = entry
-        whole["metrics"] = {k: v for s in whole["stages"].values() for k, v in s.get("metrics", {}).items()}
-        write_json_atomic(run_manifest, whole)
+        stages = run_stages(run_dir)
+        stages[stage] = entry
+        metrics = {k: v for s in stages.values() for k, v in s.get("metrics", {}).items()}
+        write_json_atomic(run_dir / "manifest.json", {"stages": stages, "metrics": metrics})
     return entry
+
+
+def run_stages(run_dir) -> dict:
+    """{stage: entry} from R/manifest.json ({} before the first stage), each entry checked for the fields
+    readers use, so a damaged file is one line, not a traceback in whatever reads it next."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        return {}
+    stages = read_json(path, "run manifest").get("stages", {})
+    ok = isinstance(stages, dict) and all(
+        isinstance(s, dict) and isinstance(s.get("stage"), str)
+        and all(isinstance(s.get(k, {}), dict) for k in ("params", "metrics", "versions", "inputs", "outputs"))
+        for s in stages.values())
+    if not ok:
+        raise UserError(f"{path} is malformed: delete it and re-run the stages you need (each stage's own "
+                        "R/<stage>/manifest.json is kept)")
+    return stages
 
 
 def recorded_outputs(run_dir, stage: str, rerun: str) -> dict:

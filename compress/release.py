@@ -21,7 +21,7 @@ from .errors import UserError, one_line_errors
 from .fetch import FORMAT, NAME_RE, safe_name
 from .io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
-from .manifest import run_lock, verify_inputs
+from .manifest import run_lock, run_stages, verify_inputs
 
 DIST = "pizza-edge"
 TARGETS = ("rp2040", "rpi4", "jetson-nano", "jetson-orin-nano", "edgetpu", "openvino")
@@ -280,8 +280,7 @@ def build(args) -> tuple[Path, dict]:
     verify_inputs(run, "data", [dataset], f"python -m compress data --run {run}")
     verify_inputs(run, "quant", [tflite], f"python -m compress quantize --run {run}")
     ds = load_dataset(run)
-    stages = read_json(run / "manifest.json", "run manifest").get("stages", {}) \
-        if (run / "manifest.json").is_file() else {}
+    stages = run_stages(run)
     model = _model_section(run, list(ds.classes), tflite, args.release_name)
     specs = load_all(DEFAULT_TARGETS_DIR)
     stem = f"{args.release_name}-{version}"

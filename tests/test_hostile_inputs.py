@@ -175,6 +175,16 @@ def test_provenance_malformed_stage_manifest_is_refused(run_copy, text):
     assert_refused(r, "manifest", run_copy / "export" / "jetson-nano")
 
 
+@pytest.mark.parametrize("text, match", [("[]", "not a JSON object"), ('{"stages": []}', "is malformed"),
+                                         ('{"stages": {"x": 1}}', "is malformed"),
+                                         ('{"stages": {"q": {"stage": "q", "metrics": []}}}', "is malformed")])
+def test_provenance_damaged_run_manifest_stops_commands_before_work(run_copy, tmp_path, text, match):
+    (run_copy / "manifest.json").write_text(text)
+    r = cli("compress", "export", "--run", run_copy, "--target", "jetson-nano")
+    assert_refused(r, match, run_copy / "export" / "jetson-nano")
+    assert_refused(_release(run_copy, tmp_path / "dist"), match, tmp_path / "dist")
+
+
 def test_provenance_release_refuses_an_export_record_naming_files_outside_it(run_copy, tmp_path):
     path = run_copy / "export" / "rpi4" / "manifest.json"
     doc = json.loads(path.read_text())
