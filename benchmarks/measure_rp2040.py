@@ -93,16 +93,22 @@ USB_OBJECTS = ("usb.o", "usb_desc.o", "link.o")
 def _built_from(run_dir: Path, uf2: Path, model: Path) -> bool:
     """True when the firmware stage's manifest says this .uf2 was built from this very model, and no
     firmware or compiler source changed since (make's rule)."""
-    from compress.io import sha256_file
+    from compress.io import read_json, sha256_file
 
     manifest = run_dir / "firmware" / "manifest.json"
     sources = [p for d in FIRMWARE_SOURCES for p in (REPO_ROOT / d).iterdir() if p.is_file()]
     if not manifest.is_file() or max(p.stat().st_mtime for p in sources) > uf2.stat().st_mtime:
         return False
-    doc = json.loads(manifest.read_text())
-    inputs = {v.get("sha256") for v in doc.get("inputs", {}).values()}
-    outputs = {v.get("sha256") for v in doc.get("outputs", {}).values()}
-    return sha256_file(model) in inputs and sha256_file(uf2) in outputs
+    try:
+        doc = read_json(manifest, "firmware manifest")
+    except UserError:  # an unreadable record: rebuild rather than measure a firmware nobody vouches for
+        return False
+    records = [doc.get("inputs"), doc.get("outputs")]
+    if not all(isinstance(r, dict) and all(isinstance(v, dict) for v in r.values()) for r in records):
+        return False
+    inputs, outputs = ({v.get("sha256") for v in r.values()} for r in records)
+    # The .elf is measured too (sizes): both must be the bytes the build recorded.
+    return sha256_file(model) in inputs and {sha256_file(uf2), sha256_file(uf2.with_suffix(".elf"))} <= outputs
 
 
 def firmware_files(ctx: Context, model: Path) -> tuple[Path, Path] | str:

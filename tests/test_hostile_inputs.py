@@ -162,6 +162,22 @@ def test_provenance_tflite_edited_after_quantize_is_not_built_into_firmware(run_
     assert_refused(r, "changed after the quant stage", tmp_path / "fw" / "pizza.uf2")
 
 
+@pytest.mark.skipif(not HAVE_GCC, reason="no ARM toolchain")
+def test_provenance_benchmark_rebuilds_a_firmware_edited_after_its_build(run_copy, tmp_path):
+    from benchmarks.measure_rp2040 import _built_from
+
+    fw = tmp_path / "fw"
+    r = cli("export.rp2040.build", "--run", run_copy, "--out", fw, "--fw-selftest-images", "1", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model, uf2 = run_copy / "quant" / "model_int8.tflite", fw / "pizza.uf2"
+    assert _built_from(run_copy, uf2, model)
+    elf = uf2.with_suffix(".elf")
+    elf.write_bytes(elf.read_bytes() + b"\0")
+    assert not _built_from(run_copy, uf2, model)  # measured sizes would come from an edited ELF
+    (run_copy / "firmware" / "manifest.json").write_text('{"inputs": [], "outputs": 3}')
+    assert not _built_from(run_copy, uf2, model)  # a damaged record means rebuild, not a traceback
+
+
 def test_provenance_unrecorded_stage_is_refused(run_copy):
     (run_copy / "quant" / "manifest.json").unlink()
     r = cli("compress", "export", "--run", run_copy, "--target", "jetson-nano")
