@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, one_line_errors
 from ..io import atomic_path, sha256_file
 from .base import Teacher
 
@@ -200,6 +199,7 @@ def export(run_dir, out) -> dict:
     return {"rows": len(hashes), "classes": len(classes), "out": str(out)}
 
 
+@one_line_errors()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m compress.teachers.labels_file",
                                 description="Export a run's soft labels to CSV or Parquet (re-import them with "
@@ -209,11 +209,7 @@ def main(argv=None) -> int:
     e.add_argument("--run", type=Path, default=Path("artifacts/default"), help="run folder (default artifacts/default)")
     e.add_argument("--out", type=Path, required=True, help="labels.csv or labels.parquet")
     args = p.parse_args(argv)
-    try:
-        info = export(args.run, args.out)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    info = export(args.run, args.out)
     print(f"wrote {info['rows']} rows x {info['classes']} classes -> {info['out']}")
     return 0
 
