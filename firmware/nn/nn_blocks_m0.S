@@ -23,6 +23,7 @@
     .equ B_DW, 32
     .equ B_PIX, 36
     .equ B_XSTEP, 40
+    .equ B_ROW, 44
 
     .equ F_X, 0          /* stack frame */
     .equ F_B, 4
@@ -33,12 +34,13 @@
     .equ F_MIN, 24
     .equ F_MAX, 28
     .equ F_Y, 32
-    .equ F_X0, 36        /* this pixel's x and y */
-    .equ F_Y0, 40
-    .equ F_PIX, 44       /* pixels left, this one included */
-    .equ F_OFF, 48
-    .equ F_N, 52
-    .equ F_ENTRY, 56     /* the tap loop for this call's layout, chosen once (Thumb address) */
+    .equ F_XADJ, 36      /* x of the next pixel = x after the last block + this */
+    .equ F_PIX, 40       /* pixels left, this one included */
+    .equ F_OFF, 44
+    .equ F_N, 48
+    .equ F_ENTRY, 52     /* the tap loop for this call's layout, chosen once (Thumb address) */
+    .equ F_ROW, 56
+    .equ F_C, 60         /* depthwise: channels, the step from one tap to the next along a row */
     .equ F_SIZE, 64
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
@@ -54,12 +56,46 @@
     add r11, r7
 .endm
 
-/* One depthwise tap: r1 -> next byte offset, r12 = window base, r2 -> 4 int32 weights; byte j of the input
- * word feeds accumulator r8 + j. */
+/* Taps j and j + 1 of a window row at r0 (an even address): one LDRH (LDRSB has no immediate offset), each
+ * byte sign-extended into r1 in turn. */
+.macro ROWPAIR j
+    ldrh r3, [r0, #\j]
+    sxtb r1, r3
+    MAC4 r1
+    lsls r1, r3, #16
+    asrs r1, r1, #24
+    MAC4 r1
+.endm
+
+/* The 9 taps of one window row: four pairs and a last byte. */
+.macro ROW9
+    ROWPAIR 0
+    ROWPAIR 2
+    ROWPAIR 4
+    ROWPAIR 6
+    ldrb r3, [r0, #8]
+    sxtb r3, r3
+    MAC4 r3
+.endm
+
+/* One depthwise tap through the offset table: r1 -> next byte offset, r12 = window base. */
 .macro DWTAP
     ldm r1!, {r3}
     add r3, r12
     ldr r3, [r3, #0]
+    DWMAC
+.endm
+
+/* One depthwise tap of an interior 3x3 window: r1 = the tap's address, then moved on by \step (r12 = C along a
+ * row, lr = to the next row's first tap). */
+.macro DWSTEP step
+    ldr r3, [r1, #0]
+    add r1, \step
+    DWMAC
+.endm
+
+/* r3 = the 4 channels' inputs of one tap, r2 -> 4 int32 weights; byte j of r3 feeds accumulator r8 + j. */
+.macro DWMAC
     ldm r2!, {r4, r5, r6, r7}
     sxtb r0, r3
     muls r4, r0, r4
@@ -161,17 +197,31 @@ nn_blocks:
     ldr r3, [r0, #B_MAX]
     str r3, [sp, #F_MAX]
     str r2, [sp, #F_Y]
-    str r1, [sp, #F_X0]
-    str r2, [sp, #F_Y0]
     ldr r3, [r0, #B_PIX]
     str r3, [sp, #F_PIX]
+    ldr r6, [r0, #B_OC]
+    str r6, [sp, #F_C]
+    ldr r7, [r0, #B_DW]
+    ldr r3, [r0, #B_XSTEP]
+    cmp r7, #0
+    beq 32f
+    subs r3, r3, r6           /* depthwise blocks move x on by 4 bytes each, oc in all */
+32: str r3, [sp, #F_XADJ]
     ldr r3, [r0, #B_OFF]
     str r3, [sp, #F_OFF]
     ldr r4, [r0, #B_N]
     str r4, [sp, #F_N]
-    ldr r5, [r0, #B_DW]
-    ldr r6, =(.Ldw + 1)
+    ldr r5, [r0, #B_ROW]
+    str r5, [sp, #F_ROW]
     cmp r5, #0
+    beq 31f
+    ldr r6, =(.Lrow9 + 1)
+    cmp r7, #0
+    beq 30f
+    ldr r6, =(.Ldw3 + 1)
+    b 30f
+31: ldr r6, =(.Ldw + 1)
+    cmp r7, #0
     bne 30f
     ldr r6, =(.Ltab + 1)
     cmp r3, #0
@@ -199,26 +249,6 @@ nn_blocks:
     ldr r2, [sp, #F_W]
     ldr r3, [sp, #F_ENTRY]
     bx r3
-
-    /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers): one LDM brings 4 inputs, which are
-     * sign-extended out of r3 in turn. r0 -> x, r12 = x + n. 63 cycles per 16 MACs. */
-.Lwords:
-    adds r1, r0, r1
-    mov r12, r1
-20: ldm r0!, {r3}
-    sxtb r1, r3
-    MAC4 r1
-    lsls r1, r3, #16
-    asrs r1, r1, #24
-    MAC4 r1
-    lsls r1, r3, #8
-    asrs r1, r1, #24
-    MAC4 r1
-    asrs r1, r3, #24
-    MAC4 r1
-    cmp r0, r12
-    bne 20b
-    b .Lrq
 
     /* contiguous taps, any alignment: r0 = x + n, r1 = -n counting up, two steps per branch */
 .Lbytes:
@@ -274,6 +304,26 @@ nn_blocks:
 24: DWTAP
     cmp r1, lr
     bne 23b
+    b .Lrq
+
+    /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers; placed to fall into .Lrq): one LDM
+     * brings 4 inputs, which are sign-extended out of r3 in turn. r0 -> x, r12 = x + n. 63 cycles per 16 MACs. */
+.Lwords:
+    adds r1, r0, r1
+    mov r12, r1
+20: ldm r0!, {r3}
+    sxtb r1, r3
+    MAC4 r1
+    lsls r1, r3, #16
+    asrs r1, r1, #24
+    MAC4 r1
+    lsls r1, r3, #8
+    asrs r1, r1, #24
+    MAC4 r1
+    asrs r1, r3, #24
+    MAC4 r1
+    cmp r0, r12
+    bne 20b
 
 .Lrq:
     str r2, [sp, #F_W]
@@ -299,7 +349,9 @@ nn_blocks:
 .Lfin:
     b .Lpixel
 
-.Ltail:                       /* 1 to 3 channels left */
+.Ltail:                       /* 1 to 3 channels left (r0); y moves on by them for the next pixel */
+    adds r0, r7, r0
+    str r0, [sp, #F_Y]
     RQ r8, 0
     ldr r0, [sp, #F_REM]
     cmp r0, #1
@@ -312,24 +364,20 @@ nn_blocks:
     beq .Lpixel
     RQ r10, 2
 
-    /* the next pixel of the run: x moves x_step bytes, y oc bytes; weights, biases and records restart */
+    /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
+     * weights, biases and records restart */
 .Lpixel:
     ldr r0, [sp, #F_PIX]
     subs r0, #1
     beq .Ldone
     str r0, [sp, #F_PIX]
-    ldr r0, [sp, #F_B]
-    ldr r1, [sp, #F_X0]
-    ldr r3, [r0, #B_XSTEP]
+    ldr r1, [sp, #F_X]
+    ldr r3, [sp, #F_XADJ]
     adds r1, r1, r3
-    str r1, [sp, #F_X0]
     str r1, [sp, #F_X]
-    ldr r1, [sp, #F_Y0]
+    ldr r0, [sp, #F_B]
     ldr r3, [r0, #B_OC]
     str r3, [sp, #F_REM]
-    adds r1, r1, r3
-    str r1, [sp, #F_Y0]
-    str r1, [sp, #F_Y]
     ldr r3, [r0, #B_W]
     str r3, [sp, #F_W]
     ldr r3, [r0, #B_BIAS]
@@ -346,4 +394,38 @@ nn_blocks:
     mov r10, r6
     mov r11, r7
     pop {r4, r5, r6, r7, pc}
+
+    /* 3x3 window over 3 channels, unrolled: r0 = window base (even), r12 = row stride (even). 15.6 cycles per
+     * tap, no offsets. */
+.Lrow9:
+    ldr r1, [sp, #F_ROW]
+    mov r12, r1
+    ROW9
+    add r0, r12
+    ROW9
+    add r0, r12
+    ROW9
+    b .Lrq
+
+    /* interior 3x3 depthwise window, unrolled: r0 = this block's window base; the taps step C bytes along a
+     * row and F_ROW bytes to the next row. 22 cycles per tap, no offsets. */
+.Ldw3:
+    adds r3, r0, #4
+    str r3, [sp, #F_X]        /* the next block: 4 channels on */
+    mov r1, r0
+    ldr r3, [sp, #F_C]
+    mov r12, r3
+    ldr r3, [sp, #F_ROW]
+    mov lr, r3
+    DWSTEP r12
+    DWSTEP r12
+    DWSTEP lr
+    DWSTEP r12
+    DWSTEP r12
+    DWSTEP lr
+    DWSTEP r12
+    DWSTEP r12
+    ldr r3, [r1, #0]
+    DWMAC
+    b .Lrq
     .size nn_blocks, . - nn_blocks

@@ -54,7 +54,9 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const int32_t taps = g->k_h * g->k_w * C, block = taps * 4;
 #if defined(__ARM_ARCH_6M__)
     nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0,
-                     1, g->stride_w * C};
+                     1, g->stride_w * C, 0};
+    /* nn_blocks reads a 3x3x3 window's rows two bytes at a time: every window must start at an even address */
+    const int32_t row9 = g->k_h == 3 && g->k_w * C == 9 && g->in_w * C % 2 == 0 && b.x_step % 2 == 0 ? g->in_w * C : 0;
     int32_t off[CONV_MAX_TAPS];
     const int border_fast = p->rq.fast && taps <= CONV_MAX_TAPS;
     zp_row[0] = (int8_t)g->in_zp;
@@ -71,6 +73,7 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
                 const int run = interior_run(g, ox);
                 b.offsets = p->offsets;
                 b.pixels = run;
+                b.row = (uintptr_t)base % 2u == 0 ? row9 : 0;
                 nn_blocks(&b, base, out);
                 ox += run - 1;
                 out += (run - 1) * OC;
@@ -81,6 +84,7 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
                 border_offsets(g, p->offsets, C, iy0, ix0, origin, off);
                 b.offsets = off;
                 b.pixels = 1;
+                b.row = 0;
                 nn_blocks(&b, (const int8_t *)origin, out);
                 continue;
             }
@@ -125,8 +129,9 @@ void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
     const int T = g->k_h * g->k_w;
     const int fast = p->rq.fast && C % 4 == 0 && C <= DW_MAX_C;
     nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, p->offsets, T, C, p->rq.act_min, p->rq.act_max, 1,
-                     1, g->stride_w * C};
+                     1, g->stride_w * C, 0};
     int32_t off[NN_DW_MAX_TAPS];
+    const int32_t dw3 = g->k_h == 3 && g->k_w == 3 ? (g->in_w - 2) * C : 0;
     for (int c = 0; fast && c < C; c++) zp_row[c] = (int8_t)g->in_zp;
 #endif
     for (int oy = 0; oy < g->out_h; oy++) {
@@ -141,9 +146,11 @@ void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
                     border_offsets(g, p->offsets, 1, iy0, ix0, base, off);
                     b.offsets = off;
                     b.pixels = 1;
+                    b.row = 0;
                 } else {
                     b.offsets = p->offsets;
                     b.pixels = interior_run(g, ox);
+                    b.row = dw3;
                 }
                 nn_blocks(&b, (const int8_t *)base, out);
                 ox += b.pixels - 1;

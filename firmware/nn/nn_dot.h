@@ -22,6 +22,9 @@ typedef struct {
     int32_t dw;              /* depthwise: tap t of channel o reads x[offsets[t] + o]; word-aligned, oc % 4 == 0 */
     int32_t pixels;          /* >= 1 output pixels: pixel i reads from x + i * x_step and writes y + i * oc */
     int32_t x_step;
+    int32_t row;             /* nonzero: an interior 3x3 window read without the offset table. Convolution over 3
+                              * channels (an RGB stem): rows of 9 bytes, `row` bytes apart. Depthwise: taps C bytes
+                              * apart along a row, `row` bytes from a row's last tap to the next row's first. */
 } nn_blocks_t;
 void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y);
 
@@ -31,7 +34,8 @@ _Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, bias
                offsetof(nn_blocks_t, n) == 16 && offsetof(nn_blocks_t, oc) == 20 &&
                offsetof(nn_blocks_t, act_min) == 24 && offsetof(nn_blocks_t, act_max) == 28 &&
                offsetof(nn_blocks_t, dw) == 32 && offsetof(nn_blocks_t, pixels) == 36 &&
-               offsetof(nn_blocks_t, x_step) == 40, "nn_blocks_t layout is nn_blocks_m0.S's B_* offsets");
+               offsetof(nn_blocks_t, x_step) == 40 && offsetof(nn_blocks_t, row) == 44,
+               "nn_blocks_t layout is nn_blocks_m0.S's B_* offsets");
 _Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, range) == 4 && offsetof(nn_rqc_t, m) == 8 &&
                offsetof(nn_rqc_t, k_lo) == 12 && offsetof(nn_rqc_t, k_hi) == 16 && offsetof(nn_rqc_t, neg) == 20 &&
                offsetof(nn_rqc_t, sh) == 24 && sizeof(nn_rqc_t) == 28, "nn_rqc_t layout is what the RQ macros read");

@@ -8,7 +8,7 @@ void nn_pointwise(const nn_pointwise_t *p, const int8_t *in, int8_t *out) {
 #if defined(__ARM_ARCH_6M__)
     if (p->rq.fast) {
         const nn_blocks_t b = {p->weights, p->rq.bias, p->rq.ch, 0, K, OC, p->rq.act_min, p->rq.act_max, 0,
-                               p->pixels, K};
+                               p->pixels, K, 0};
         nn_blocks(&b, in, out);
         return;
     }
