@@ -6,6 +6,7 @@ import contextlib
 import datetime as _dt
 import fcntl
 import os
+import re
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -146,6 +147,7 @@ def verify_inputs(run_dir, stage: str, paths, rerun: str) -> None:
 # the compiler) and the serial protocol's newline-separated list: printable text without those separators,
 # bounded so a device can hold them.
 CLASS_NAME_MAX = 64
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _CLASS_NAME_FORBIDDEN = ",/\\"
 
 
@@ -191,6 +193,9 @@ def check_dataset(run_dir, doc: dict) -> None:
     for it in items:
         if not isinstance(it, dict) or not isinstance(it.get("path"), str):
             raise UserError(f"{where}: every item needs a 'path' string")
+        # The image's hash is what later stages check its bytes against: it must be there to be checked.
+        if not isinstance(it.get("sha256"), str) or not _SHA256.fullmatch(it["sha256"]):
+            raise UserError(f"{where}: item {it['path']!r} has no valid sha256")
         if it.get("label") is not None and it["label"] not in known:
             raise UserError(f"{where}: item {it['path']!r} has label {it['label']!r}, not one of the classes")
         path = it["path"]

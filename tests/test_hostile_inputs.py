@@ -278,7 +278,7 @@ def test_provenance_untampered_release_still_builds(run_copy, tmp_path):
 
 @pytest.mark.parametrize("case, match", [
     ("dotdot", "without '..'"), ("absolute", "without '..'"), ("symlink-out", "points outside"),
-    ("imagefolder-outside", "outside the indexed folder")])
+    ("imagefolder-outside", "outside the indexed folder"), ("no-hash", "has no valid sha256")])
 def test_paths_from_the_dataset_stay_inside_their_root(made, tmp_path, case, match):
     run = tmp_path / "run"
     shutil.copytree(made, run)
@@ -292,6 +292,9 @@ def test_paths_from_the_dataset_stay_inside_their_root(made, tmp_path, case, mat
     elif case == "symlink-out":
         (run / "data" / first).unlink()
         (run / "data" / first).symlink_to(outside)
+    elif case == "no-hash":  # an image nobody can check, then swapped
+        _edit_dataset(run, lambda d: d["items"][0].pop("sha256"))
+        shutil.copy(outside, run / "data" / first)
     else:  # an ImageFolder dataset may name photos by absolute path, but only under the folder it indexed
         _edit_dataset(run, lambda d: (d["source"].update(kind="imagefolder", root=str(run / "data" / "images")),
                                       d["items"][0].update(path=str(outside))))
