@@ -51,11 +51,12 @@ def run_lock(run_dir, what: str, create: bool = False) -> Iterator[None]:
     """One writer per run folder: hold R/.lock while a stage reads and writes R. A second command on the same
     folder waits (and says whose turn it is) instead of racing the first one's temp files and manifests.
     A missing folder is created only when `create` (the first stage); otherwise there is nothing to guard yet
-    and the command fails on its missing inputs."""
+    and the command fails on its missing inputs. A folder nobody may write (a read-only mount) needs no guard:
+    a release can still be packed from it."""
     run_dir = Path(run_dir)
     key = str(run_dir.resolve())
     held = os.environ.get(_HELD_ENV, "").split(os.pathsep)
-    if key in held or not (create or run_dir.is_dir()):
+    if key in held or not create and not (run_dir.is_dir() and os.access(run_dir, os.W_OK)):
         yield
         return
     ensure_dir(run_dir)

@@ -500,16 +500,25 @@ def test_oserror_in_every_cli(run_copy, tmp_path, command):
     _no_temp_left(run_copy)
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 256 KB tmpfs: a real ENOSPC (needs root and mount rights; skipped elsewhere)."""
-    mnt = tmp_path / "small"
+def _tmpfs(mnt: Path, size: str):
+    """A tmpfs of `size` at `mnt` (needs root and mount rights; the test is skipped elsewhere)."""
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     yield mnt
     subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """256 KB: a real ENOSPC."""
+    yield from _tmpfs(tmp_path / "small", "256k")
+
+
+@pytest.fixture
+def mount(tmp_path):
+    yield from _tmpfs(tmp_path / "mnt", "64m")
 
 
 def _fill(disk: Path) -> None:
@@ -538,6 +547,16 @@ def test_oserror_a_really_full_disk_in_release_and_fetch(run_copy, full_disk, tm
             "--dest", full_disk / "rpi4")
     assert_refused(r, "No space left on device", full_disk / "rpi4")
     _no_temp_left(full_disk)
+
+
+def test_oserror_a_read_only_run_folder_still_releases(run_copy, mount, tmp_path):
+    """Reading needs no lock where nobody can write; writing there is one line."""
+    shutil.copytree(run_copy, mount / "run", symlinks=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    r = _release(mount / "run", tmp_path / "dist")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = cli("compress", "export", "--run", mount / "run", "--target", "jetson-nano")
+    assert_refused(r, "is not writable", mount / "run" / "export" / "jetson-nano")
 
 
 # --- the network ---------------------------------------------------------------------------------------------------------
