@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .errors import UserError
 from .io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from .manifest import record_stage, verify_inputs
-from .camera import augment
+from .camera import DEFAULT_STRENGTH, augment
 from .student import Student, StudentConfig, count_macs, count_params, describe
 
 
@@ -29,7 +29,7 @@ class TrainParams:
     weight_decay: float = 1e-3
     temperature: float = 4.0
     alpha: float = 0.9
-    augment: float = 1.0
+    augment: float = DEFAULT_STRENGTH
     threads: int = 1
 
 
@@ -204,8 +204,9 @@ def add_arguments(p) -> None:
     g.add_argument("--student-alpha", type=float, default=d.alpha, metavar="A",
                    help=f"weight of the soft KD term vs the hard-label CE on labelled images (default {d.alpha})")
     g.add_argument("--student-augment", type=float, default=d.augment, metavar="S",
-                   help="camera augmentation strength: 1 = exposure x0.45-1.7, white balance, any rotation, blur, "
-                        f"noise, JPEG (compress/camera.py); 0 = mirror/rotate-90 only (default {d.augment})")
+                   help="camera augmentation: any rotation, zoom, perspective always; each of exposure x0.45-1.7, "
+                        "white balance, vignette, gamma, contrast, saturation, hue, blur, noise and JPEG on this "
+                        f"fraction of the images (compress/camera.py; default {d.augment}, 0 = geometry only)")
     g.add_argument("--student-baseline", choices=("on", "off"), default="on",
                    help="also train the hard-label baseline (same network, augmentation and number of optimizer "
                         "steps, on the labelled images only, best of --baseline-lrs by validation accuracy) so the "

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import pt2e_int8
-from .camera import augment
+from .camera import DEFAULT_STRENGTH, augment
 from .errors import UserError
 from .io import (atomic_path, ensure_dir, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
@@ -48,7 +48,7 @@ class QuantParams:
     lr: float = 3e-4
     batch_size: int = 64
     alpha: float = 0.9
-    augment: float = 1.0
+    augment: float = DEFAULT_STRENGTH
     calib_images: int = 200
     threads: int = 1
 
@@ -375,7 +375,10 @@ def run(args) -> dict:
                         "re-run distill")
     x_test, y_test, _, _ = load_split(run_dir, "test", cfg.input_size)
     out_dir = ensure_dir(run_dir / "quant")
-    params = QuantParams(qat_epochs=args.qat_epochs, lr=args.qat_lr, calib_images=args.quant_calib_images)
+    trained = read_json(cfg_path, "student config").get("train", {})
+    params = QuantParams(qat_epochs=args.qat_epochs, lr=args.qat_lr, calib_images=args.quant_calib_images,
+                         alpha=float(trained.get("alpha", QuantParams.alpha)),
+                         augment=float(trained.get("augment", QuantParams.augment)))  # QAT sees what training saw
     calib = calibration_images(x_train, params.calib_images, args.seed)
 
     t0 = time.monotonic()
