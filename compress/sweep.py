@@ -41,21 +41,39 @@ def run_cell(out: Path, seed: int, budget: str, extra: list[str]) -> dict:
 
 
 def _cell(values: list[float]) -> str:
+    if not values:
+        return "not run"
     pct = [100.0 * v for v in values]
-    spread = statistics.stdev(pct) if len(pct) > 1 else 0.0
-    return f"{statistics.mean(pct):.1f} ± {spread:.1f}"
+    if len(pct) == 1:
+        return f"{pct[0]:.1f} (1 seed)"
+    return f"{statistics.mean(pct):.1f} ± {statistics.stdev(pct):.1f} ({len(pct)} seeds)"
 
 
 def table(results: dict, seeds: list[int], budgets: list[str]) -> str:
+    """Mean ± sample standard deviation over the seeds that finished each cell (their count is shown)."""
     head = "| model | " + " | ".join(f"K = {b}" if b != "all" else "all labels" for b in budgets) + " |"
     lines = [head, "|---|" + "---|" * len(budgets)]
+    done = {b: [results[(s, b)] for s in seeds if (s, b) in results] for b in budgets}
     for label, key in ROWS:
-        cells = [_cell([results[(s, b)][key] for s in seeds]) for b in budgets]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    gains = [_cell([results[(s, b)]["student_float_acc"] - results[(s, b)]["baseline_float_acc"] for s in seeds])
-             for b in budgets]
+        lines.append(f"| {label} | " + " | ".join(_cell([m[key] for m in done[b]]) for b in budgets) + " |")
+    gains = [_cell([m["student_float_acc"] - m["baseline_float_acc"] for m in done[b]]) for b in budgets]
     lines.append("| gain: KD student minus baseline (points) | " + " | ".join(gains) + " |")
     return "\n".join(lines)
+
+
+def collect(out: Path, seeds: list[int], budgets: list[str]) -> dict:
+    """Metrics of the cells whose distill stage finished (from their run manifests)."""
+    from .io import read_json
+
+    results = {}
+    for seed in seeds:
+        for budget in budgets:
+            path = out / f"seed{seed}-k{budget}" / "manifest.json"
+            if path.is_file():
+                m = read_json(path, "run manifest").get("metrics", {})
+                if all(isinstance(m.get(k), float) for _, k in ROWS):
+                    results[(seed, budget)] = m
+    return results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated labels per class, 'all' = fully supervised (default 5,20,50,all)")
     p.add_argument("--out", type=Path, default=Path("artifacts/sweep"), help="parent of the run folders")
     p.add_argument("--table", type=Path, default=None, help="also write the markdown table to this file")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: build the table from the cells already finished under --out")
     p.add_argument("extra", nargs=argparse.REMAINDER,
                    help="after --, options passed to every stage (e.g. -- --student-epochs 10)")
     return p
@@ -83,14 +103,16 @@ def main(argv=None) -> int:
 
     effnet.KEEP_FEATURES = True  # the backbone's features of a seed's images serve every budget
     results, t0 = {}, time.monotonic()
-    for seed in seeds:
+    for seed in seeds if not args.collect else ():
         effnet.FEATURE_CACHE.clear()
         for budget in budgets:
             print(f"== seed {seed}, labels per class {budget} ==", flush=True)
             results[(seed, budget)] = run_cell(args.out, seed, budget, extra)
+    if args.collect:
+        results = collect(args.out, seeds, budgets)
     text = table(results, seeds, budgets)
-    print(f"\n{len(results)} runs in {time.monotonic() - t0:.0f} s; accuracy on each run's procedural test split "
-          f"(mean ± standard deviation over seeds {args.seeds}):\n\n{text}")
+    print(f"\n{len(results)} runs in {time.monotonic() - t0:.0f} s; accuracy on each run's procedural test split, "
+          f"600 images (mean ± sample standard deviation over the seeds that finished, of {args.seeds}):\n\n{text}")
     if args.table is not None:
         write_text_atomic(args.table, text + "\n")
     return 0
