@@ -208,7 +208,7 @@ def test_hardfault_reboots_through_the_watchdog_and_reports_where(firmware):
     run, out, _, ds, host = firmware
     _, h, w, _ = host.summary["input_shape"]
     x = (load_images(run, ds.split("test")[:1], (h, w)).astype(np.int16) - 128).astype(np.int8)
-    with emulator(out / "pizza.uf2", hardfault_on_ready=True) as port:
+    with emulator(out / "pizza.uf2", on_ready="hardfault") as port:
         seen, deadline = b"", time.monotonic() + 240
         while seen.count(b"READY") < 2 and time.monotonic() < deadline:
             seen += port.read(4096)
@@ -219,6 +219,23 @@ def test_hardfault_reboots_through_the_watchdog_and_reports_where(firmware):
         assert f"reset=hardfault pc={pc}" in text
         client = Client(port, timeout=60)
         assert client.info().reset_reason == "hardfault"
+        assert client.infer(x[0]).scores.tolist() == host.run(x)[0].tolist()
+
+
+def test_watchdog_resets_a_hung_firmware_and_says_so(firmware):
+    """The core spins with interrupts masked after READY: the watchdog (2 s) resets the chip, and the next boot
+    reports reset=watchdog in the banner and in INFO, then answers again."""
+    run, out, _, ds, host = firmware
+    _, h, w, _ = host.summary["input_shape"]
+    x = (load_images(run, ds.split("test")[:1], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    with emulator(out / "pizza.uf2", on_ready="hang") as port:
+        seen, deadline = b"", time.monotonic() + 300
+        while seen.count(b"READY") < 2 and time.monotonic() < deadline:
+            seen += port.read(4096)
+        text = seen.decode(errors="replace")
+        assert text.count("READY") == 2 and "reset=watchdog" in text.split("READY")[1]
+        client = Client(port, timeout=60)
+        assert client.info().reset_reason == "watchdog"
         assert client.infer(x[0]).scores.tolist() == host.run(x)[0].tolist()
 
 

@@ -93,17 +93,17 @@ class EmulatorPort:
 
 
 @contextlib.contextmanager
-def emulator(uf2: str | os.PathLike, baud: int | None = None, hardfault_on_ready: bool = False) -> Iterator[EmulatorPort]:
+def emulator(uf2: str | os.PathLike, baud: int | None = None, on_ready: str | None = None) -> Iterator[EmulatorPort]:
     """RX arrives at the wire rate in emulated time, the firmware's own baud rate unless `baud` is given, and a
-    byte that finds the RX FIFO full is lost (as on silicon); hardfault_on_ready: raise a HardFault once the
-    firmware says READY."""
+    byte that finds the RX FIFO full is lost (as on silicon); on_ready 'hardfault' raises a HardFault once the
+    firmware says READY, 'hang' leaves the core spinning with interrupts masked (for the watchdog)."""
     why = emulator_missing()
     if why:
         raise UserError(f"cannot run the RP2040 emulator: {why}")
     if not Path(uf2).is_file():
         raise UserError(f"firmware not found: {uf2}")
     cmd = ["node", str(RUN_MJS), str(uf2)] + (["--baud", str(baud)] if baud else []) + \
-        (["--hardfault-on-ready"] if hardfault_on_ready else [])
+        (["--on-ready", on_ready] if on_ready else [])
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     port = EmulatorPort(proc)
     try:

@@ -53,10 +53,15 @@ function enterBoot2(mcu) {
 }
 
 /** A watchdog reset (timeout or forced): the core restarts from the bootrom's flash boot with its ARMv6-M
- * reset state. The watchdog's REASON and scratch registers survive, as on silicon; peripherals the firmware
- * sets up again keep their emulated state. */
+ * reset state. The watchdog's REASON and scratch registers survive, as on silicon; its counter stops until the
+ * firmware arms it again (rp2040js' periodic alarm would otherwise fire again at once, forever). Peripherals the
+ * firmware sets up again keep their emulated state. */
 function watchdogReboot(mcu) {
   const { core } = mcu;
+  const wd = mcu.peripherals[0x40058];
+  wd.enable = false;
+  wd.alarm.enable = false;
+  wd.timer.enable = false;
   Object.assign(core, {
     IPSR: 0, currentMode: 0, SPSEL: 0, nPRIV: false, PM: false, VTOR: 0, waiting: false,
     pendingInterrupts: 0, enabledInterrupts: 0, pendingNMI: false, pendingPendSV: false, pendingSVCall: false,
