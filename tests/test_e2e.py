@@ -80,5 +80,7 @@ def test_rp2040_benchmark_measures_everything_and_names_broken_budgets(default_r
 def test_jetson_nano_here_reports_tensorrt_not_run(default_run):
     run, _ = default_run
     r = _run("-m", "benchmarks.run", "--target", "jetson-nano", "--run", str(run))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads((run / "bench" / "jetson-nano" / "report.json").read_text())
+    broken = any(row["status"] == "FAIL" for row in report["rows"])
+    assert r.returncode == (1 if broken else 0), r.stdout[-3000:] + r.stderr[-3000:]
     assert "not run: TensorRT not installed" in r.stdout
