@@ -4,14 +4,12 @@ test images (compress.data.load_images: PIL, EXIF transpose, RGB, bilinear resiz
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from compress.data import IMAGE_EXTS, load_images
+from compress.data import IMAGE_EXTS, check_image, load_images
 from compress.errors import UserError
 
 
@@ -46,20 +44,6 @@ class EvalFolder:
         return x, np.array([c for _, c in self.files], np.int64)
 
 
-def _unreadable(path: Path) -> str | None:
-    """None when the file decodes completely, else why it cannot be used."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-    except Image.DecompressionBombError as e:
-        return f"too large: {e}"
-    except (OSError, SyntaxError, ValueError) as e:
-        return str(e) or type(e).__name__
-    return None
-
-
 def index_eval_folder(root: Path, classes: list[str]) -> EvalFolder:
     """Check the folder against the run's classes and find its readable images; bad input is a UserError."""
     root = Path(root).expanduser()
@@ -77,7 +61,7 @@ def index_eval_folder(root: Path, classes: list[str]) -> EvalFolder:
         for f in sorted((root / cls).rglob("*")):
             if not f.is_file() or f.name.startswith(".") or f.suffix.lower() not in IMAGE_EXTS:
                 continue  # notes, thumbnails databases, hidden files: not photos
-            reason = _unreadable(f)
+            reason = check_image(f)
             if reason is None:
                 files.append((f, index))
             else:

@@ -224,7 +224,7 @@ def _generate(args, run_dir: Path, classes: list[str]) -> tuple[dict, float | No
 
 # --- user ImageFolder ---------------------------------------------------------------------------------
 
-def _check_image(path: Path) -> str | None:
+def check_image(path: Path) -> str | None:
     """None if the file decodes completely, else the reason it cannot be used."""
     if path.stat().st_size == 0:
         return "empty file"
@@ -274,7 +274,7 @@ def _index_folder(args, wanted: list[str] | None) -> dict:
         if f.suffix.lower() not in IMAGE_EXTS or f.name.startswith("."):
             ignored += 1
             continue
-        reason = _check_image(f)
+        reason = check_image(f)
         if reason is not None:
             print(f"warning: skipping unreadable image {f}: {reason}", file=sys.stderr)
             skipped.append({"path": str(f.resolve()), "reason": reason})
@@ -351,7 +351,7 @@ def _index_unlabeled(folder: Path, known: set[str]) -> tuple[list[dict], int]:
     for f in tqdm(files, desc="data: check unlabeled images"):
         if f.suffix.lower() not in IMAGE_EXTS:
             continue
-        reason = _check_image(f)
+        reason = check_image(f)
         if reason is not None:
             print(f"warning: skipping unreadable image {f}: {reason}", file=sys.stderr)
             skipped += 1
