@@ -75,6 +75,8 @@ def exported(tmp_path_factory) -> Path:
 
     run = tmp_path_factory.mktemp("hostile-export") / "run"
     shutil.copytree(tiny_run(), run)
+    # The fixture run is shared by the whole session: other modules' exports must not leak into these attacks.
+    shutil.rmtree(run / "export", ignore_errors=True)
     r = cli("compress", "export", "--run", run, "--target", "rpi4", timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     return run
