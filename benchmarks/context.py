@@ -88,7 +88,7 @@ class Context:
     def test_name(self, n: int | None = None) -> str:
         """The images of an accuracy on n test images (default: the whole split), e.g. 'procedural test split,
         600 images'."""
-        from .evaldata import split_name
+        from compress.data import split_name
 
         return split_name(self._dataset()[0], self.test_total if n is None else n, self.test_total)
 

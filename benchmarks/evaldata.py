@@ -1,6 +1,6 @@
-"""The images an accuracy is measured on: the run's test split, named for every report, and the user's own
-labelled photos (`--eval-data DIR`, an ImageFolder <DIR>/<class>/<image>) decoded exactly like the training and
-test images (compress.data.load_images: PIL, EXIF transpose, RGB, bilinear resize to the model's input)."""
+"""The user's own labelled photos beside the run's test split (`--eval-data DIR`, an ImageFolder
+<DIR>/<class>/<image>), decoded exactly like the training and test images (compress.data.load_images: PIL, EXIF
+transpose, RGB, bilinear resize to the model's input)."""
 from __future__ import annotations
 
 import sys
@@ -11,17 +11,6 @@ import numpy as np
 
 from compress.data import IMAGE_EXTS, check_image, load_images
 from compress.errors import UserError
-
-
-def split_name(source: dict, n: int, total: int) -> str:
-    """'procedural test split, 600 images', worded like the pipeline's own accuracy_data metric
-    (compress.distill.describe_test_split); a subset says how much of the split it is."""
-    count = f"{n} images" if n == total else f"{n} of {total} images"
-    if source.get("kind") == "procedural":
-        return f"procedural test split, {count}"
-    if source.get("kind") == "imagefolder":
-        return f"test split of {source.get('root')}, {count}"
-    return f"test split, {count}"
 
 
 @dataclass

@@ -98,6 +98,17 @@ def load_dataset(run_dir) -> Dataset:
         raise UserError(f"dataset manifest {path} lacks 'classes'/'items'; re-run the data stage") from None
 
 
+def split_name(source: dict, n: int, total: int | None = None) -> str:
+    """How every report names the test images ('procedural test split, 600 images'); a subset says how much of
+    the split it is."""
+    count = f"{n} images" if total is None or n == total else f"{n} of {total} images"
+    if source.get("kind") == "procedural":
+        return f"procedural test split, {count}"
+    if source.get("kind") == "imagefolder":
+        return f"test split of {source.get('root')}, {count}"
+    return f"test split, {count}"
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """RGB uint8 from any PIL mode; 16-bit and float greyscale are scaled, not clipped, to 0..255."""
     img = ImageOps.exif_transpose(img)

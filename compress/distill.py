@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .camera import DEFAULT_STRENGTH, augment
+from .data import load_dataset, load_images, split_name
 from .errors import UserError
 from .io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from .manifest import record_stage, verify_inputs
-from .camera import DEFAULT_STRENGTH, augment
 from .student import Student, StudentConfig, count_macs, count_params, describe
 
 
@@ -248,8 +249,6 @@ def _baseline_lrs(text: str) -> list[float]:
 def load_split(run_dir: Path, split: str, size: int, teacher: dict | None = None, required: bool = True):
     """(uint8 images, labels, teacher probs or None, classes) for one split of the run's dataset. The pool's
     labels are never returned: its rows get -1."""
-    from .data import load_dataset, load_images
-
     ds = load_dataset(run_dir)
     items = ds.split(split)
     if not items and required:
@@ -338,7 +337,6 @@ def run(args) -> dict:
                           fingerprint=fingerprint, log=log, val=val, desc="KD student")
     train_s = time.monotonic() - t0
     pred_float = predict(model, x_test).argmax(1)
-    test_name = describe_test_split(run_dir, len(y_test))
     metrics = {
         "student_float_acc": float((pred_float == y_test).mean()),
         "teacher_student_agreement": (float((pred_float == p_test.argmax(1)).mean())
@@ -348,7 +346,7 @@ def run(args) -> dict:
         "params": count_params(cfg),
         "macs": count_macs(cfg),
         "student_train_seconds": round(train_s, 1),
-        "accuracy_data": test_name,
+        "accuracy_data": split_name(load_dataset(run_dir).source, len(y_test)),
     }
     float_path, cfg_path = out_dir / "student_float.pt", out_dir / "config.json"
     outputs = [float_path, cfg_path]
@@ -377,14 +375,3 @@ def run(args) -> dict:
                  metrics=metrics, seed=args.seed)
     return metrics
 
-
-def describe_test_split(run_dir: Path, n: int) -> str:
-    """How reports name the test images: 'procedural test split, 600 images', 'test split of /photos, 90 images'."""
-    from .data import load_dataset
-
-    source = load_dataset(run_dir).source
-    if source.get("kind") == "procedural":
-        return f"procedural test split, {n} images"
-    if source.get("kind") == "imagefolder":
-        return f"test split of {source.get('root')}, {n} images"
-    return f"test split, {n} images"

@@ -351,7 +351,8 @@ def calibration_images(x_train: np.ndarray, count: int, seed: int) -> np.ndarray
 
 
 def run(args) -> dict:
-    from .distill import describe_test_split, kd_training_set, load_float, load_split, load_teacher, predict
+    from .data import load_dataset, split_name
+    from .distill import kd_training_set, load_float, load_split, load_teacher, predict
 
     run_dir = Path(args.run)
     if args.quant_calib_images < 1 or args.qat_epochs < 0 or not args.qat_lr > 0:
@@ -419,7 +420,7 @@ def run(args) -> dict:
         "onnx_float_acc": float((onnx_float_pred == y_test).mean()),
         "onnx_qdq_acc": float((onnx_qdq_pred == y_test).mean()),
         "quantize_seconds": round(time.monotonic() - t0, 1),
-        "accuracy_data": describe_test_split(run_dir, len(y_test)),
+        "accuracy_data": split_name(load_dataset(run_dir).source, len(y_test)),
     }
     baseline = read_json(cfg_path, "student config").get("metrics", {}).get("baseline_float_acc")
     if isinstance(baseline, float):

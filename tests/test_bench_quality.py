@@ -47,7 +47,7 @@ def _rows(run: Path, target: str) -> list[dict]:
     ({"kind": "imagefolder", "root": "/photos"}, 90, 90, "test split of /photos, 90 images"),
 ])
 def test_split_names_match_the_pipelines_accuracy_data(source, n, total, name):
-    from benchmarks.evaldata import split_name
+    from compress.data import split_name
 
     assert split_name(source, n, total) == name
 
