@@ -111,3 +111,19 @@ def tool_versions() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+@contextlib.contextmanager
+def quiet_fd(fd: int):
+    """Send a C-level file descriptor to a temp file for the block; yields a reader of what was written."""
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(fd)
+        os.dup2(tmp.fileno(), fd)
+        captured = []
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", "replace"))

@@ -16,10 +16,11 @@ import contextlib
 import copy
 import io
 import logging
-import os
 
 import torch
 import torch.nn.functional as F
+
+from .io import quiet_fd
 
 logging.getLogger("torchao").setLevel(logging.ERROR)  # optional CUDA kernels it cannot load on a CPU machine
 
@@ -146,19 +147,6 @@ def activation_scales(prepared: torch.fx.GraphModule) -> list[float]:
     return out
 
 
-@contextlib.contextmanager
-def _quiet_stdio():
-    """litert's converter prints progress through rich and MLIR notes to fd 2; keep the stage's output readable."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()):
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def to_tflite(prepared: torch.fx.GraphModule, input_size: int, in_channels: int = 3) -> bytes:
     """convert_pt2e, then litert-torch with NHWC int8 I/O: the full-int8 flatbuffer. `prepared` is left as it was."""
     import litert_torch
@@ -169,7 +157,8 @@ def to_tflite(prepared: torch.fx.GraphModule, input_size: int, in_channels: int 
     _config.config.show_progress = False
     converted = convert_pt2e(copy.deepcopy(prepared), fold_quantize=False)  # convert_pt2e rewrites in place
     nhwc = litert_torch.to_channel_last_io(converted, args=[0])
-    with _quiet_stdio():
+    # litert prints MLIR notes to fd 2 and progress to stdout; keep the stage's output readable
+    with quiet_fd(2), contextlib.redirect_stdout(io.StringIO()):
         model = litert_torch.convert(nhwc, (torch.zeros(1, input_size, input_size, in_channels),),
                                      quant_config=QuantConfig(pt2e_quantizer=_quantizer_class()(False)))
     return bytes(model.model_content())

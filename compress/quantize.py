@@ -6,14 +6,12 @@ learned ranges in and litert-torch writes the .tflite. The activation scales QAT
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import tempfile
 import time
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +21,7 @@ from tqdm import tqdm
 from . import pt2e_int8
 from .camera import DEFAULT_STRENGTH, augment
 from .errors import UserError
-from .io import (atomic_path, ensure_dir, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
+from .io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
 from .manifest import record_stage, verify_inputs
 from .pt2e_int8 import INPUT_SCALE, INPUT_ZERO_POINT, OUTPUT_SCALE, OUTPUT_ZERO_POINT
@@ -128,22 +126,6 @@ def convert(prepared, input_size: int, in_channels: int = 3) -> bytes:
     return model
 
 
-@contextlib.contextmanager
-def _quiet_fd(fd: int):
-    """Send a C-level file descriptor to a temp file for the block; yields a reader of what was written."""
-    with tempfile.TemporaryFile() as tmp:
-        saved = os.dup(fd)
-        os.dup2(tmp.fileno(), fd)
-        captured = []
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            captured.append(tmp.read().decode("utf-8", "replace"))
-
-
 def _schema():
     from tflite_micro.python.tflite_micro import runtime
     return runtime
@@ -222,7 +204,7 @@ def tflm_arena_bytes(tflite_bytes: bytes) -> int:
     shape = describe_model(tflite_bytes)["inputs"][0]["shape"]
     interp.set_input(np.zeros(shape, np.int8), 0)
     interp.invoke()
-    with _quiet_fd(2) as text:
+    with quiet_fd(2) as text:
         interp.print_allocations()
     found = re.search(r"Arena allocation total (\d+) bytes", text[0])
     if not found:
@@ -281,7 +263,7 @@ def export_onnx_float(model, input_size: int, path: Path) -> None:
     dummy = torch.zeros(1, model.cfg.in_channels, input_size, input_size)
     with tempfile.TemporaryDirectory() as tmp_dir:
         raw = Path(tmp_dir) / "raw.onnx"
-        with _quiet_fd(2):
+        with quiet_fd(2):
             torch.onnx.export(torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval(), (dummy,), str(raw),
                               dynamo=False, opset_version=17, input_names=["input"], output_names=["probs"],
                               dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
@@ -376,7 +358,8 @@ def run(args) -> dict:
                         "re-run distill")
     x_test, y_test, _, _ = load_split(run_dir, "test", cfg.input_size)
     out_dir = ensure_dir(run_dir / "quant")
-    trained = read_json(cfg_path, "student config").get("train", {})
+    student_cfg = read_json(cfg_path, "student config")
+    trained = student_cfg.get("train", {})
     params = QuantParams(qat_epochs=args.qat_epochs, lr=args.qat_lr, calib_images=args.quant_calib_images,
                          alpha=float(trained.get("alpha", QuantParams.alpha)),
                          augment=float(trained.get("augment", QuantParams.augment)))  # QAT sees what training saw
@@ -422,7 +405,7 @@ def run(args) -> dict:
         "quantize_seconds": round(time.monotonic() - t0, 1),
         "accuracy_data": split_name(load_dataset(run_dir).source, len(y_test)),
     }
-    baseline = read_json(cfg_path, "student config").get("metrics", {}).get("baseline_float_acc")
+    baseline = student_cfg.get("metrics", {}).get("baseline_float_acc")
     if isinstance(baseline, float):
         metrics["kd_gain_points"] = round(100.0 * (int8_acc - baseline), 2)
     write_json_atomic(paths["json"], {

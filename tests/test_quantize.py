@@ -10,6 +10,7 @@ import _tiny_run
 from compress import distill, pt2e_int8, quantize
 from compress.distill import TrainParams, predict, train_student
 from compress.errors import UserError
+from compress.io import quiet_fd
 from compress.quantize import (QuantParams, c_array, check_int8_model, convert, describe_model, quantize_student,
                                scale_gap, tensor_scales, tflite_ref_invoke, tflm_arena_bytes, tflm_invoke,
                                to_int8_input)
@@ -84,7 +85,7 @@ def test_check_rejects_a_float_model(trained):
     import litert_torch
 
     nhwc = litert_torch.to_channel_last_io(pt2e_int8.Probabilities(trained["model"].eval()), args=[0])
-    with pt2e_int8._quiet_stdio():
+    with quiet_fd(2):
         float_model = bytes(litert_torch.convert(nhwc, (torch.zeros(1, 32, 32, 3),)).model_content())
     with pytest.raises(RuntimeError, match="input is FLOAT32"):
         check_int8_model(float_model)
