@@ -6,14 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _fresh(run_dir: Path, out: Path, required: str) -> bool:
     """The export exists, its recorded inputs and outputs are unchanged, and no exporter source is newer."""
-    from compress.io import read_json, sha256_file
+    from edgecore.io import read_json, sha256_file
 
     manifest = out / "manifest.json"
     if not (out / required).is_file() or not manifest.is_file():

@@ -12,11 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from compress.errors import UserError
-from compress.manifest import verify_inputs
+from edgecore.errors import UserError
+from edgecore.manifest import verify_inputs
 
 from .results import Point, Result, Row, info, measured, not_run
-from .spec import TargetSpec, runs_on
+from edgecore.targets import TargetSpec, runs_on
 
 FLOAT_ONNX = "quant/student_float.onnx"
 QDQ_ONNX = "quant/student_int8_qdq.onnx"

@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 SHT_SYMTAB, SHT_NOBITS, SHF_ALLOC = 2, 8, 0x2
 FLASH_START = 0x10000000

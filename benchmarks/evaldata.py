@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from compress.data import IMAGE_EXTS, check_image, load_images
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 from . import opcheck
 from .artifacts import REPO_ROOT
@@ -25,7 +25,7 @@ BOOT_TIMEOUT_S = 600.0   # the firmware runs its self-test images before printin
 
 
 def _ops_gate(ctx: Context, result: Result, model: Path) -> bool:
-    from export.rp2040 import tflite_graph
+    from edgecore import tflite_graph
 
     ops, _ = opcheck.tflite_inventory(model)
     allowed = set(ctx.spec.ops.get("allowed", ops)) & set(tflite_graph.SUPPORTED)
@@ -93,7 +93,7 @@ USB_OBJECTS = ("usb.o", "usb_desc.o", "link.o")
 def _built_from(run_dir: Path, uf2: Path, model: Path) -> bool:
     """True when the firmware stage's manifest says this .uf2 was built from this very model, and no
     firmware or compiler source changed since (make's rule)."""
-    from compress.io import read_json, sha256_file
+    from edgecore.io import read_json, sha256_file
 
     manifest = run_dir / "firmware" / "manifest.json"
     sources = [p for d in FIRMWARE_SOURCES for p in (REPO_ROOT / d).iterdir() if p.is_file()]

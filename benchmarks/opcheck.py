@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 # Tensor types an "8-bit only" accelerator accepts: int8/uint8 data, int32 biases (TFLite schema enum names).
 INT8_TYPES = {"INT8", "UINT8", "INT32"}
@@ -12,7 +12,7 @@ INT8_TYPES = {"INT8", "UINT8", "INT32"}
 
 def tflite_inventory(path: Path) -> tuple[Counter, list[str]]:
     """(op name -> count, ['tensor: TYPE' for every tensor that is not 8-bit/int32]) of a .tflite file."""
-    from export.rp2040.tflite_graph import schema  # TF's schema module, loaded without importing TF
+    from edgecore.tflite_graph import schema  # TF's schema module, loaded without importing TF
 
     fb = schema()
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from compress.io import read_json
+from edgecore.io import read_json
 from compress.shifts import SUITE, apply_shift
 
 from .context import FLOAT_ONNX, Context

@@ -4,10 +4,10 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from compress.io import atomic_path, tool_versions, write_json_atomic, write_text_atomic
+from edgecore.io import atomic_path, tool_versions, write_json_atomic, write_text_atomic
 
 from .results import FAIL, NOT_RUN, PASS, Result, budget_text, fmt
-from .spec import TargetSpec
+from edgecore.targets import TargetSpec
 
 STATUS_COLOURS = {PASS: "#2e7d32", FAIL: "#c62828"}
 

@@ -11,13 +11,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from compress.errors import UserError, os_error_line
-from compress.manifest import record_stage, run_lock
+from edgecore.errors import UserError, os_error_line
+from edgecore.manifest import record_stage, run_lock
 
 from . import report
 from .context import Context
 from .results import Result, evaluate, failure_line, not_run
-from .spec import DEFAULT_TARGETS_DIR, host_facts, load_all, resolve
+from edgecore.targets import DEFAULT_TARGETS_DIR, host_facts, load_all, resolve
 
 
 def _measure(runtime: str):

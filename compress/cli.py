@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError, one_line_errors
-from .manifest import run_lock
+from edgecore.errors import UserError, one_line_errors
+from edgecore.manifest import run_lock
 
 # Stage name -> (module, one-line help). Modules are imported only when their stage is used,
 # so `--help` and light stages do not pay for torch/tensorflow start-up.

@@ -18,9 +18,9 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from . import procedural
-from .errors import UserError
-from .io import ensure_dir, read_bytes, read_json, sha256_bytes, sha256_file, write_json_atomic
-from .manifest import check_dataset, record_stage
+from edgecore.errors import UserError
+from edgecore.io import ensure_dir, read_bytes, read_json, sha256_bytes, sha256_file, write_json_atomic
+from edgecore.manifest import check_dataset, record_stage
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test", "pool")  # pool: training images whose label no training step may read

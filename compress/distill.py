@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from .camera import DEFAULT_STRENGTH, augment
 from .data import load_dataset, load_images, split_name
-from .errors import UserError
-from .io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
-from .manifest import record_stage, verify_inputs
+from edgecore.errors import UserError
+from edgecore.io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
+from edgecore.manifest import record_stage, verify_inputs
 from .student import Student, StudentConfig, count_macs, count_params, describe
 
 

@@ -25,8 +25,8 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError, one_line_errors
-from .io import ensure_dir, open_regular
+from edgecore.errors import UserError, one_line_errors
+from edgecore.io import ensure_dir, open_regular
 
 FORMAT = "pizza-edge-release/1"
 MANIFEST = "manifest.json"

@@ -20,7 +20,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .io import quiet_fd
+from edgecore.io import quiet_fd
 
 logging.getLogger("torchao").setLevel(logging.ERROR)  # optional CUDA kernels it cannot load on a CPU machine
 

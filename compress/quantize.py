@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from . import pt2e_int8
 from .camera import DEFAULT_STRENGTH, augment
-from .errors import UserError
-from .io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
+from edgecore.errors import UserError
+from edgecore.io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
-from .manifest import record_stage, verify_inputs
+from edgecore.manifest import record_stage, verify_inputs
 from .pt2e_int8 import INPUT_SCALE, INPUT_ZERO_POINT, OUTPUT_SCALE, OUTPUT_ZERO_POINT
 from .student import fold_bn
 

@@ -17,11 +17,11 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError, one_line_errors
+from edgecore.errors import UserError, one_line_errors
 from .fetch import FORMAT, NAME_RE, safe_name
-from .io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
+from edgecore.io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
-from .manifest import run_lock, run_stages, verify_inputs
+from edgecore.manifest import run_lock, run_stages, verify_inputs
 
 DIST = "pizza-edge"
 TARGETS = ("rp2040", "rpi4", "jetson-nano", "jetson-orin-nano", "edgetpu", "openvino")
@@ -141,7 +141,7 @@ def _export_files(run: Path, target: str) -> dict[str, bytes]:
 
 def _io_tensors(tflite: Path) -> tuple[dict, dict]:
     """Input and output tensor facts read from the .tflite itself (shape, dtype, quantization)."""
-    from export.rp2040.tflite_graph import schema
+    from edgecore.tflite_graph import schema
 
     s = schema()
     model = s.ModelT.InitFromPackedBuf(bytearray(tflite.read_bytes()), 0)
@@ -266,7 +266,7 @@ def _targets(arg: str) -> list[str]:
 
 def build(args) -> tuple[Path, dict]:
     """Collect, check and pack; returns (release folder, manifest)."""
-    from benchmarks.spec import DEFAULT_TARGETS_DIR, load_all
+    from edgecore.targets import DEFAULT_TARGETS_DIR, load_all
 
     from .data import load_dataset
     from .model_card import render

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UserError
+from edgecore.errors import UserError
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError, one_line_errors
-from .io import write_text_atomic
+from edgecore.errors import UserError, one_line_errors
+from edgecore.io import write_text_atomic
 
 ROWS = (("teacher (effnet-lite0, fitted on the labelled images + self-training on the pool)", "teacher_test_acc"),
         ("hard-label baseline (student network, labelled images only)", "baseline_float_acc"),
@@ -63,7 +63,7 @@ def table(results: dict, seeds: list[int], budgets: list[str]) -> str:
 
 def collect(out: Path, seeds: list[int], budgets: list[str]) -> dict:
     """Metrics of the cells whose distill stage finished (from their run manifests)."""
-    from .io import read_json
+    from edgecore.io import read_json
 
     results = {}
     for seed in seeds:

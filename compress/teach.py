@@ -18,9 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import load_dataset, load_images
-from .errors import UserError
-from .io import atomic_path, ensure_dir
-from .manifest import record_stage, verify_inputs
+from edgecore.errors import UserError
+from edgecore.io import atomic_path, ensure_dir
+from edgecore.manifest import record_stage, verify_inputs
 from .shards import owns, parse_shard
 from .teachers.base import TEACHERS, teacher_class
 from .teachers.calibration import calibration
@@ -81,19 +81,41 @@ def _read_cache(cache_dir: Path, n_classes: int) -> dict[str, np.ndarray]:
     return done
 
 
-def label_all(teacher, run_dir: Path, ds, chunk: int, shard=None, merge: bool = False):
-    """Sorted unique hashes, their probabilities (teacher column order; None for a shard, which labels only
-    its chunks) and how many were labelled now. `merge` labels nothing and requires every chunk cached."""
+def plan_chunks(teacher, run_dir: Path, ds, chunk: int, shard=None):
+    """The label cache's plan: first item per hash, the sorted unique hashes, the cache folder (stale temp files
+    removed), the labels already cached, and the chunks (j, hashes) this shard still has to label."""
     first = {}
     for it in ds.items:
         first.setdefault(it["sha256"], it)
     hashes = sorted(first)
     cache_dir = ensure_dir(run_dir / "teacher" / "cache" / teacher.cache_key())
     for stale in cache_dir.glob(".*.tmp"):
-        stale.unlink()
+        stale.unlink(missing_ok=True)  # another engine's worker may have removed it first
     done = _read_cache(cache_dir, len(teacher.classes))
     slices = [hashes[i:i + chunk] for i in range(0, len(hashes), chunk)]
     todo = [(j, hs) for j, hs in enumerate(slices) if owns(j, shard) and not all(h in done for h in hs)]
+    return first, hashes, cache_dir, done, todo
+
+
+def label_chunk(teacher, run_dir: Path, first: dict, cache_dir: Path, j: int, hs: list[str]) -> np.ndarray:
+    """Label chunk j (its sorted hashes `hs`) and write it to the cache atomically; every engine calls this, so
+    in-process, sharded and Ray runs write the same bytes for the same chunk."""
+    if getattr(teacher, "needs_images", True):
+        images = load_images(run_dir, [first[h] for h in hs], teacher.image_size)
+        probs = np.asarray(teacher.predict_proba(images), np.float32)
+    else:  # imported labels are looked up by hash
+        probs = np.asarray(teacher.labels_for(hs), np.float32)
+    if probs.shape != (len(hs), len(teacher.classes)) or not np.all(np.isfinite(probs)):
+        raise RuntimeError(f"teacher {teacher.name} returned {probs.shape} probabilities for {len(hs)} images")
+    digest = hashlib.sha256("".join(hs).encode()).hexdigest()[:12]
+    write_npz(cache_dir / f"chunk-{j:05d}-{digest}.npz", hashes=np.array(hs), probs=probs)
+    return probs
+
+
+def label_all(teacher, run_dir: Path, ds, chunk: int, shard=None, merge: bool = False):
+    """Sorted unique hashes, their probabilities (teacher column order; None for a shard, which labels only
+    its chunks) and how many were labelled now. `merge` labels nothing and requires every chunk cached."""
+    first, hashes, cache_dir, done, todo = plan_chunks(teacher, run_dir, ds, chunk, shard)
     if merge and todo:
         missing = sum(h not in done for _, hs in todo for h in hs)
         raise UserError(f"--merge: {missing} of {len(hashes)} images have no label in {cache_dir} (chunks "
@@ -101,16 +123,7 @@ def label_all(teacher, run_dir: Path, ds, chunk: int, shard=None, merge: bool = 
                         "the missing shards first")
     labelled = 0
     for j, hs in tqdm(todo, desc=f"teach: label ({teacher.name})", unit="chunk"):
-        if getattr(teacher, "needs_images", True):
-            images = load_images(run_dir, [first[h] for h in hs], teacher.image_size)
-            probs = np.asarray(teacher.predict_proba(images), np.float32)
-        else:  # imported labels are looked up by hash
-            probs = np.asarray(teacher.labels_for(hs), np.float32)
-        if probs.shape != (len(hs), len(teacher.classes)) or not np.all(np.isfinite(probs)):
-            raise RuntimeError(f"teacher {teacher.name} returned {probs.shape} probabilities for {len(hs)} images")
-        digest = hashlib.sha256("".join(hs).encode()).hexdigest()[:12]
-        write_npz(cache_dir / f"chunk-{j:05d}-{digest}.npz", hashes=np.array(hs), probs=probs)
-        done.update(zip(hs, probs))
+        done.update(zip(hs, label_chunk(teacher, run_dir, first, cache_dir, j, hs)))
         labelled += len(hs)
     if shard is not None:
         return hashes, None, labelled

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from compress.errors import one_line_errors
-from compress.manifest import run_lock
+from edgecore.errors import one_line_errors
+from edgecore.manifest import run_lock
 
 from . import EXPORTERS
 

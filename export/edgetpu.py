@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 from .targets_common import (FLOAT_ONNX, INT8_TFLITE, check_outputs, compare, eval_split, host_note, load_onnx,
                              median_ms, metrics_table, model_json, ort_outputs, ort_session, record, require, staging,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compress.io import write_bytes_atomic
+from edgecore.io import write_bytes_atomic
 
 from . import qdq, trt_engine
 from .targets_common import (FLOAT_ONNX, QDQ_ONNX, check_outputs, compare, eval_split, host_note, load_onnx,

@@ -12,9 +12,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from compress.errors import UserError
-from compress.io import ensure_dir, write_json_atomic, write_text_atomic
-from compress.manifest import record_stage, verify_inputs
+from edgecore.errors import UserError
+from edgecore.io import ensure_dir, write_json_atomic, write_text_atomic
+from edgecore.manifest import record_stage, verify_inputs
 
 FLOAT_ONNX = "quant/student_float.onnx"
 QDQ_ONNX = "quant/student_int8_qdq.onnx"

@@ -27,7 +27,7 @@ def _images(rng, label: int, n: int) -> np.ndarray:
 def _write_dataset(run: Path, seed: int = 0) -> None:
     from PIL import Image
 
-    from compress.manifest import record_stage
+    from edgecore.manifest import record_stage
 
     rng = np.random.default_rng(seed)
     items = []
@@ -45,7 +45,7 @@ def _write_dataset(run: Path, seed: int = 0) -> None:
 
 
 def _record_quant(run: Path) -> None:
-    from compress.manifest import record_stage
+    from edgecore.manifest import record_stage
 
     record_stage(run, "quant", outputs=sorted((run / "quant").glob("*.*")))
 

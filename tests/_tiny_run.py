@@ -45,7 +45,7 @@ def make_run(root: Path, per_class: dict | None = None, seed: int = 0, teacher_c
     np.savez(root / "teacher" / "soft_labels.npz", hashes=np.array(hashes), probs=np.stack(probs),
              classes=np.array(teacher_classes or CLASSES))
     # Recorded like the real stages, so distill and quantize accept them as their inputs.
-    from compress.manifest import record_stage
+    from edgecore.manifest import record_stage
 
     record_stage(root, "data", outputs=[root / "data" / "dataset.json"])
     record_stage(root, "teacher", outputs=[root / "teacher" / "soft_labels.npz"])

@@ -207,7 +207,7 @@ def test_rp2040_compiler_refuses_a_corrupted_tflite(quant_run, tmp_path, how):
 def test_every_bit_flip_of_a_tflite_is_compiled_or_refused_cleanly(quant_run, tmp_path):
     """No checksum in a .tflite: flips in weight bytes compile (and change the weights); flips in the structure
     must be refused as a UserError, never crash the compiler or leave half a model behind."""
-    from compress.errors import UserError
+    from edgecore.errors import UserError
     from export.rp2040 import compile as compiler
 
     buf = (quant_run / "quant" / "model_int8.tflite").read_bytes()

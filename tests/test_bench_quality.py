@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from test_benchmarks import bench, broken_run, relaxed, report, run_dir, target_file  # noqa: F401  (fixtures)
 
-from benchmarks.spec import DEFAULT_TARGETS_DIR, load_spec
-from compress.errors import UserError
-from compress.manifest import record_stage
+from edgecore.targets import DEFAULT_TARGETS_DIR, load_spec
+from edgecore.errors import UserError
+from edgecore.manifest import record_stage
 from compress.shifts import SUITE
 
 DATA = "test split, 120 images"  # the fixture's whole test split (3 classes x 40) of a source neither kind

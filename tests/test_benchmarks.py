@@ -15,8 +15,8 @@ import pytest
 
 from benchmarks.elfsize import firmware_memory
 from benchmarks.run import main
-from benchmarks.spec import DEFAULT_TARGETS_DIR, host_facts, load_all, load_spec, resolve
-from compress.errors import UserError
+from edgecore.targets import DEFAULT_TARGETS_DIR, host_facts, load_all, load_spec, resolve
+from edgecore.errors import UserError
 
 LIMIT = ["--limit", "30"]  # enough images for stable accuracies, few enough to stay fast
 

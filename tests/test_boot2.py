@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 from export.rp2040.boot2 import BOOT2_MODES, crc32_mpeg2, pad_boot2, to_asm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from compress import data, procedural
-from compress.errors import UserError
-from compress.io import sha256_file
+from edgecore.errors import UserError
+from edgecore.io import sha256_file
 
 
 def args_for(run: Path, *extra: str) -> argparse.Namespace:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from compress import distill
 from compress.camera import augment
 from compress.distill import TrainParams, kd_loss, train_student
-from compress.errors import UserError
+from edgecore.errors import UserError
 from compress.student import Student, StudentConfig, count_macs, count_params, fold_bn, layer_specs, same_pad
 import _tiny_run
 
@@ -181,7 +181,7 @@ def test_the_pool_labels_are_never_read(tmp_path):
     """Scrambled labels on the unlabeled pool give byte-identical students: no training step reads them."""
     import json
 
-    from compress.manifest import record_stage
+    from edgecore.manifest import record_stage
 
     outs = []
     for scramble in (False, True):

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from _export_fixture import tiny_run
-from compress.manifest import record_stage
+from edgecore.manifest import record_stage
 from export import EXPORTERS
 
 

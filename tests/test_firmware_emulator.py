@@ -139,7 +139,7 @@ def test_m0_kernel_paths_bit_exact_in_the_emulator(firmware, tmp_path):
     to TFLite-Micro."""
     from _tflite_fixture import keras_model, to_int8_tflite
 
-    from compress.manifest import record_stage
+    from edgecore.manifest import record_stage
 
     run, _, _, ds, _ = firmware
     edge = tmp_path / "run"

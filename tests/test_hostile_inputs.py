@@ -28,8 +28,8 @@ import pytest
 
 import _tiny_run
 from compress import fetch
-from compress.errors import UserError
-from compress.manifest import record_stage
+from edgecore.errors import UserError
+from edgecore.manifest import record_stage
 from test_bad_inputs import PY, ROOT, assert_refused, cli
 
 HAVE_GCC = shutil.which("arm-none-eabi-gcc") is not None
@@ -431,7 +431,7 @@ def test_lock_two_concurrent_exports_both_land_in_the_run_manifest(run_copy):
 
 def test_lock_concurrent_manifest_updates_lose_nothing(tmp_path):
     """Stages that finish together (API callers hold no run lock) must not drop each other's entry."""
-    code = ("import sys\nfrom compress.manifest import record_stage\n"
+    code = ("import sys\nfrom edgecore.manifest import record_stage\n"
             "for j in range(8):\n    record_stage(sys.argv[1], f'w{sys.argv[2]}_{j}')\n")
     procs = [subprocess.Popen([PY, "-c", code, str(tmp_path), str(i)], cwd=ROOT) for i in range(6)]
     assert [p.wait(timeout=300) for p in procs] == [0] * 6
@@ -781,7 +781,7 @@ def test_fifo_is_refused_never_waited_on(run_copy, tmp_path, where):
 
 
 def test_fifo_helpers_refuse_without_blocking(tmp_path):
-    from compress.io import read_bytes, read_json, sha256_file
+    from edgecore.io import read_bytes, read_json, sha256_file
 
     f = _fifo(tmp_path / "p")
     for fn in (read_bytes, read_json, sha256_file):

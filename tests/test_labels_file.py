@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from compress.data import load_dataset
-from compress.errors import UserError
+from edgecore.errors import UserError
 from compress.teachers.labels_file import export, read_labels
 from _tiny_run import CLASSES, make_run
 

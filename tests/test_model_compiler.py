@@ -74,7 +74,7 @@ def test_arena_plan_reuses_memory(models):
 
 
 def test_refuses_float_model(tmp_path):
-    from compress.errors import UserError
+    from edgecore.errors import UserError
     from export.rp2040.compile import compile_file
 
     m = keras_model((8, 8, 3), lambda x: L.Conv2D(4, 3)(x))
@@ -86,7 +86,7 @@ def test_refuses_float_model(tmp_path):
 
 
 def test_refuses_unsupported_op_by_name(tmp_path):
-    from compress.errors import UserError
+    from edgecore.errors import UserError
     from export.rp2040.compile import compile_file
 
     shape = (8, 8, 3)
@@ -99,8 +99,8 @@ def test_refuses_unsupported_op_by_name(tmp_path):
 
 def test_weights_placement(models):
     """sram (the default) marks every streamed constant array NN_SRAM (rp2040.ld copies it to SRAM); flash none."""
-    from compress.errors import UserError
-    from export.rp2040 import tflite_graph
+    from edgecore.errors import UserError
+    from edgecore import tflite_graph
     from export.rp2040.compile import compile_graph
 
     g = tflite_graph.load(models["separable"][0])

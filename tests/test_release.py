@@ -41,7 +41,7 @@ def built(tmp_path_factory):
     from _export_fixture import tiny_run
 
     from benchmarks.run import main as bench
-    from compress.manifest import record_stage
+    from edgecore.manifest import record_stage
     from compress.quantize import c_array
     from export import EXPORTERS
 
@@ -185,7 +185,7 @@ def test_missing_and_stale_inputs_name_the_command(built, tmp_path, capsys):
 
 
 def test_a_report_older_than_the_artifacts_is_not_used(built, tmp_path):
-    from compress.manifest import record_stage
+    from edgecore.manifest import record_stage
     from export import EXPORTERS
 
     run, fw, _ = built

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from compress import data, teach
-from compress.errors import UserError
+from edgecore.errors import UserError
 from compress.shards import owns, parse_shard
 from test_teach import args_for
 

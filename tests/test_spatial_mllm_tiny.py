@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import pytest
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 from compress.teachers import vlm_scoring
 from compress.teachers.spatial_mllm import SpatialMLLMTeacher, missing_requirements, upstream_module
 

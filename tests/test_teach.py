@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compress import data, teach
-from compress.errors import UserError
+from edgecore.errors import UserError
 from compress.teachers import base
 from compress.teachers.effnet import EffNetLite0Teacher
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 from export.rp2040 import uf2
 
 

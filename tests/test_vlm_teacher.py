@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from compress.errors import UserError  # noqa: E402
+from edgecore.errors import UserError  # noqa: E402
 from compress.teachers import vlm_scoring  # noqa: E402
 from compress.teachers.calibration import calibration  # noqa: E402
 from compress.teachers.qwen_vl import QwenVLTeacher  # noqa: E402

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from ..errors import UserError
+from edgecore.errors import UserError
 
 
 class Teacher:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..camera import augment
-from ..errors import UserError
-from ..io import ensure_dir, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
+from edgecore.errors import UserError
+from edgecore.io import ensure_dir, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from .base import Teacher
 
 # Input normalisation of the TF-trained Lite models: (x - 127) / 128.

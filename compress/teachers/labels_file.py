@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError, one_line_errors
-from ..io import atomic_path, sha256_file
+from edgecore.errors import UserError, one_line_errors
+from edgecore.io import atomic_path, sha256_file
 from .base import Teacher
 
 SUM_TOLERANCE = 1e-3

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from edgecore.errors import UserError
 from . import vlm_scoring
 from .base import Teacher
 from .calibration import calibration

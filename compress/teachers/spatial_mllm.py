@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from edgecore.errors import UserError
 from .qwen_vl import QwenVLTeacher
 
 TRANSFORMERS_PIN = "4.51.3"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError
+from edgecore.errors import UserError
 
 
 def display_name(cls: str) -> str:

@@ -11,8 +11,8 @@ import struct
 import sys
 from pathlib import Path
 
-from compress.errors import UserError, one_line_errors
-from compress.io import write_text_atomic
+from edgecore.errors import UserError, one_line_errors
+from edgecore.io import write_text_atomic
 
 # --fw-boot2 choices, each firmware/rp2040/boot2_<mode>.S
 BOOT2_MODES = ("w25q080", "generic-03h")

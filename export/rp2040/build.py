@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError, os_error_line
-from compress.io import ensure_dir, write_bytes_atomic, write_json_atomic
-from compress.manifest import record_stage, run_lock, verify_inputs
+from edgecore.errors import UserError, os_error_line
+from edgecore.io import ensure_dir, write_bytes_atomic, write_json_atomic
+from edgecore.manifest import record_stage, run_lock, verify_inputs
 
 from .boot2 import BOOT2_MODES
 from .compile import PLACEMENTS

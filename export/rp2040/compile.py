@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError, one_line_errors
-from compress.io import ensure_dir, write_json_atomic, write_text_atomic
-from compress.manifest import check_class_names
+from edgecore.errors import UserError, one_line_errors
+from edgecore.io import ensure_dir, write_json_atomic, write_text_atomic
+from edgecore.manifest import check_class_names
 
-from . import tflite_graph
+from edgecore import tflite_graph
 from .lower import Step, lower
 from .plan import plan
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 EMULATOR_DIR = Path(__file__).resolve().parents[2] / "firmware" / "emulator"
 RUN_MJS = EMULATOR_DIR / "run.mjs"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
-from . import tflite_graph
+from edgecore import tflite_graph
 from .compile import compile_graph
 
 NN_DIR = Path(__file__).resolve().parents[2] / "firmware" / "nn"

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 from .quant import activation_range, channel_requant, mean_multiplier, quantize_multiplier, softmax_params
-from .tflite_graph import Graph, Tensor
+from edgecore.tflite_graph import Graph, Tensor
 
 
 @dataclass

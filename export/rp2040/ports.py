@@ -6,7 +6,7 @@ the product string decides when the OS reports it (Linux and macOS do, Windows u
 """
 from __future__ import annotations
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 USB_VID, USB_PID = 0x2E8A, 0x000A
 USB_PRODUCT = "pizza-edge RP2040 classifier"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.io import write_text_atomic
+from edgecore.io import write_text_atomic
 
 
 def write_selftest_sources(gen_dir: Path, images_int8: np.ndarray, labels: list[int]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError, os_error_line
+from edgecore.errors import UserError, os_error_line
 
 from .ports import resolve_port
 

@@ -12,8 +12,8 @@ import struct
 import sys
 from pathlib import Path
 
-from compress.errors import UserError, one_line_errors
-from compress.io import read_bytes, write_bytes_atomic
+from edgecore.errors import UserError, one_line_errors
+from edgecore.io import read_bytes, write_bytes_atomic
 
 MAGIC_START0 = 0x0A324655  # "UF2\n"
 MAGIC_START1 = 0x9E5D5157

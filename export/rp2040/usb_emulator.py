@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
-from compress.errors import UserError
+from edgecore.errors import UserError
 
 from .emulator import EMULATOR_DIR, EmulatorPort, emulator_missing
 

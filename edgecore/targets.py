@@ -9,8 +9,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compress.errors import UserError
-from compress.io import read_bytes
+from edgecore.errors import UserError
+from edgecore.io import read_bytes
 
 DEFAULT_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import UserError
-from compress.io import read_bytes
+from edgecore.errors import UserError
+from edgecore.io import read_bytes
 
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "ADD",
              "RESHAPE", "PAD")
