@@ -28,6 +28,12 @@ $(VENV)/.stamp: pyproject.toml
 	$(BIN)/pip check
 	touch $@
 
+# The optional Ray extra (teach --engine ray), for the test suite only: `make all` runs without it.
+$(VENV)/.scale-stamp: pyproject.toml $(VENV)/.stamp
+	$(BIN)/pip install -q -e '.[test,vlm,scale]'
+	$(BIN)/pip check
+	touch $@
+
 toolchain:
 	@command -v arm-none-eabi-gcc >/dev/null && [ -f /usr/lib/arm-none-eabi/newlib/thumb/v6-m/nofp/libc_nano.a ] || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q gcc-arm-none-eabi libnewlib-arm-none-eabi; }
@@ -62,7 +68,7 @@ all: pipeline firmware export bench
 release: setup
 	$(BIN)/python -m compress.release --run $(RUN) $(if $(VERSION),--version $(VERSION))
 
-test: setup
+test: setup $(VENV)/.scale-stamp
 	$(BIN)/python -m pytest -q -m "not e2e"
 
 test-e2e: setup

@@ -27,6 +27,7 @@ from .teachers.calibration import calibration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from . import ray_engine
     from .teachers import effnet, qwen_vl
 
     g = p.add_argument_group("teach")
@@ -44,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="labels-file: soft labels to import (.csv, .parquet or a Parquet folder)")
     effnet.add_arguments(g)
     qwen_vl.add_arguments(g)
+    ray_engine.add_arguments(g)
 
 
 def write_npz(path, **arrays) -> None:
@@ -180,6 +182,10 @@ def run(args) -> dict:
     shard = parse_shard(args.shard)
     if shard is not None and args.merge:
         raise UserError("--shard and --merge are separate steps: label each shard, then --merge once")
+    if getattr(args, "engine", "local") == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # without the extra: one line naming it, before any fitting
     teacher = teacher_class(args.teacher).from_args(ds.classes, args, run_dir / "teacher")
     if set(teacher.classes) != set(ds.classes) or len(teacher.classes) != len(ds.classes):
         raise UserError(f"teacher {teacher.name} knows classes {sorted(teacher.classes)} but the dataset has "
@@ -196,7 +202,12 @@ def run(args) -> dict:
             metrics.update(teacher.fit(load_images(run_dir, train, teacher.image_size), ds.labels(train),
                                        load_images(run_dir, val, teacher.image_size), ds.labels(val), key,
                                        unlabeled_images=load_images(run_dir, pool, teacher.image_size)))
-    hashes, probs, labelled = label_all(teacher, run_dir, ds, args.teacher_chunk, shard, args.merge)
+    if getattr(args, "engine", "local") == "ray" and not args.merge:
+        from .ray_engine import label_with_ray
+
+        hashes, probs, labelled = label_with_ray(teacher, args, run_dir, ds, shard)
+    else:
+        hashes, probs, labelled = label_all(teacher, run_dir, ds, args.teacher_chunk, shard, args.merge)
     if shard is not None:
         print(f"teach: shard {args.shard} labelled {labelled} images into {run_dir / 'teacher' / 'cache'}; "
               "run --merge once every shard is done")
