@@ -2,7 +2,7 @@
 pipeline or the benchmark harness measured, and every gap says why it is a gap."""
 from __future__ import annotations
 
-from .cli import SUMMARY_ROWS, format_metric
+from edgecore.summary import SUMMARY_ROWS, format_metric
 
 # The bake classes of the default data set; a user's own classes are listed by name only.
 CLASS_MEANINGS = {
