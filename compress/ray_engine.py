@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -133,13 +134,15 @@ def label_with_ray(teacher, args, run_dir: Path, ds, shard=None):
             per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             rows = ray.data.from_items([{"chunk": j} for j, _ in todo], override_num_blocks=len(todo))
             fitted_on = data_key(ds) if teacher.trainable else None
-            results = rows.map_batches(
-                ChunkLabeller, batch_size=1, concurrency=actors, max_restarts=RETRIES, max_task_retries=RETRIES,
-                fn_constructor_kwargs={"teacher_target": TEACHERS[teacher.name], "classes": teacher.classes,
-                                       "args": args, "run_dir": str(Path(run_dir).resolve()),
-                                       "fitted_on": fitted_on, "cache_key": teacher.cache_key(),
-                                       "chunk": args.teacher_chunk},
-                **per_actor)
+            with warnings.catch_warnings():  # ray 2.60 (pinned) warns that restart options move in 2.64
+                warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+                results = rows.map_batches(
+                    ChunkLabeller, batch_size=1, concurrency=actors, max_restarts=RETRIES, max_task_retries=RETRIES,
+                    fn_constructor_kwargs={"teacher_target": TEACHERS[teacher.name], "classes": teacher.classes,
+                                           "args": args, "run_dir": str(Path(run_dir).resolve()),
+                                           "fitted_on": fitted_on, "cache_key": teacher.cache_key(),
+                                           "chunk": args.teacher_chunk},
+                    **per_actor)
             print(f"teach: {len(todo)} chunks to {actors} Ray actor(s) "
                   f"({'1 GPU' if gpus else '1 CPU'} each, cluster: {resources.get('CPU', 0):g} CPUs, {gpus} GPUs)")
             with tqdm(total=len(todo), desc=f"teach: label on Ray ({teacher.name})", unit="chunk") as bar:
