@@ -19,6 +19,7 @@ from .data import load_dataset, load_images, split_name
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from edgecore.manifest import record_stage, verify_inputs
+from .imagestore import DiskImages, batch_source
 from .student import Student, StudentConfig, count_macs, count_params, describe
 
 
@@ -138,7 +139,7 @@ def train_student(images: np.ndarray, soft: np.ndarray, labels: np.ndarray, cfg:
     with the model, the best model so far and the optimizer after every epoch.
     """
     set_determinism(seed, params.threads)
-    images_t = torch.as_tensor(images)
+    images_t = batch_source(images)
     soft_t = torch.as_tensor(soft, dtype=torch.float32)
     labels_t = torch.as_tensor(labels, dtype=torch.long)
     steps = -(-len(images) // params.batch_size)
@@ -249,6 +250,12 @@ def _baseline_lrs(text: str) -> list[float]:
 def load_split(run_dir: Path, split: str, size: int, teacher: dict | None = None, required: bool = True):
     """(uint8 images, labels, teacher probs or None, classes) for one split of the run's dataset. The pool's
     labels are never returned: its rows get -1."""
+    items, labels, probs, classes = split_rows(run_dir, split, teacher, required)
+    return load_images(run_dir, items, (size, size)), labels, probs, classes
+
+
+def split_rows(run_dir: Path, split: str, teacher: dict | None = None, required: bool = True):
+    """load_split without decoding: (items, labels, teacher probs or None, classes)."""
     ds = load_dataset(run_dir)
     items = ds.split(split)
     if not items and required:
@@ -263,15 +270,18 @@ def load_split(run_dir: Path, split: str, size: int, teacher: dict | None = None
         elif split in ("train", "pool"):
             raise UserError(f"{missing} {split} images have no soft label in "
                             f"{run_dir / 'teacher' / 'soft_labels.npz'}; re-run the teach stage")
-    return load_images(run_dir, items, (size, size)), labels, probs, ds.classes
+    return items, labels, probs, ds.classes
 
 
-def kd_training_set(run_dir: Path, size: int, teacher: dict):
+def kd_training_set(run_dir: Path, size: int, teacher: dict, spill_dir: Path | None = None):
     """What the student learns from: the labelled training images (label + teacher probs) and the unlabeled pool
-    (teacher probs, label -1). Returns (images, teacher probs, labels, classes)."""
-    x_l, y_l, p_l, classes = load_split(run_dir, "train", size, teacher)
-    x_p, y_p, p_p, _ = load_split(run_dir, "pool", size, teacher, required=False)
-    return np.concatenate([x_l, x_p]), np.concatenate([p_l, p_p]), np.concatenate([y_l, y_p]), classes
+    (teacher probs, label -1). Returns (images, teacher probs, labels, classes). With `spill_dir` the images are
+    a DiskImages file there (read a batch at a time), else an array."""
+    i_l, y_l, p_l, classes = split_rows(run_dir, "train", teacher)
+    i_p, y_p, p_p, _ = split_rows(run_dir, "pool", teacher, required=False)
+    images = (DiskImages.decode(run_dir, i_l + i_p, (size, size), spill_dir) if spill_dir is not None
+              else load_images(run_dir, i_l + i_p, (size, size)))
+    return images, np.concatenate([p_l, p_p]), np.concatenate([y_l, y_p]), classes
 
 
 def load_teacher(run_dir: Path, classes: list[str] | None = None) -> dict:
@@ -315,7 +325,7 @@ def run(args) -> dict:
                   f"python -m compress teach --run {run_dir}")
     teacher = load_teacher(run_dir)
     size = args.student_input_size
-    x_train, p_train, y_train, classes = kd_training_set(run_dir, size, teacher)
+    x_train, p_train, y_train, classes = kd_training_set(run_dir, size, teacher, spill_dir=run_dir / "student")
     if teacher["classes"] != list(classes):
         raise UserError(f"teacher classes {teacher['classes']} do not match the dataset's classes {list(classes)}")
     labelled = y_train >= 0
