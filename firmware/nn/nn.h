@@ -18,14 +18,15 @@
 #endif
 
 /* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (lower.py and
- * quant.channel_requant explain the fields). acc outside [lo, lo + range) saturates; inside,
- * out = (int8)((d * m + k) >> (32 + sh)) with d = acc - lo, where k = k_hi:k_lo, less 2^31 when d < neg
- * (acc < 0: TFLite rounds negative ties the other way). sh < 0 marks a channel that needs the generic
- * MultiplyByQuantizedMultiplier (mult in m, shift in k_lo); such channels have range 0. */
+ * quant.channel_requant explain the fields). acc outside [lo, lo + range) saturates; inside, with d = acc - lo,
+ * out = (int8)(s >> 24), s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + khi in uint32 arithmetic,
+ * khi_neg instead of khi when acc < 0 (TFLite rounds negative ties the other way). klo == NN_RQC_GENERIC marks
+ * a channel that needs the generic MultiplyByQuantizedMultiplier (mult in ml, shift in mh); such channels have
+ * range 0. */
+#define NN_RQC_GENERIC 0xffffffffu
 typedef struct {
     int32_t lo;
-    uint32_t range, m, k_lo, k_hi, neg;
-    int32_t sh;
+    uint32_t range, ml, mh, klo, khi, khi_neg;
 } nn_rqc_t;
 
 /* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped. */
@@ -33,7 +34,7 @@ typedef struct {
     const int32_t *bias;  /* bias with the input zero point folded in: bias - zp_in * sum(w) */
     const nn_rqc_t *ch;
     int32_t out_zp, act_min, act_max;
-    int32_t fast;         /* every channel has sh >= 0 */
+    int32_t fast;         /* no channel is NN_RQC_GENERIC */
 } nn_requant_t;
 
 /* CONV_2D and DEPTHWISE_CONV_2D geometry. Padding taps read as the input zero point, so the folded bias

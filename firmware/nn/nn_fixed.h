@@ -70,21 +70,19 @@ static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* One output channel. Saturated accumulators (half of a ReLU layer's) cost a compare; the others a
- * 16x16-bit long multiplication, exact over the channel's whole unsaturated range. */
+/* One output channel. Saturated accumulators (half of a ReLU layer's) cost a compare; the others three
+ * 32-bit multiplies, exact over the channel's whole unsaturated range (nn_rqc_t). */
 static inline int8_t nn_out(const nn_requant_t *rq, int o, int32_t acc) {
     const nn_rqc_t *c = &rq->ch[o];
     const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
     if (d >= c->range) {
-        if (c->sh < 0)
-            return nn_clamp8(nn_requant(acc, (int32_t)c->m, (int32_t)c->k_lo) + rq->out_zp, rq->act_min, rq->act_max);
+        if (c->klo == NN_RQC_GENERIC)
+            return nn_clamp8(nn_requant(acc, (int32_t)c->ml, (int32_t)c->mh) + rq->out_zp, rq->act_min, rq->act_max);
         return (int8_t)(acc < c->lo ? rq->act_min : rq->act_max);
     }
-    const uint32_t dl = d & 0xffffu, dh = d >> 16, ml = c->m & 0xffffu, mh = c->m >> 16;
-    uint64_t v = ((uint64_t)(dh * mh) << 32 | (dl * ml)) + ((uint64_t)(dl * mh + dh * ml) << 16)
-                 + ((uint64_t)c->k_hi << 32 | c->k_lo);
-    if (d < c->neg) v -= 0x80000000u;
-    return (int8_t)(uint8_t)((uint32_t)(v >> 32) >> c->sh);
+    const uint32_t t = ((d & 0xffffu) * c->ml + c->klo) >> 16;
+    const uint32_t s = d * c->mh + (d >> 16) * c->ml + t + (acc < 0 ? c->khi_neg : c->khi);
+    return (int8_t)(uint8_t)(s >> 24);
 }
 
 /* Requantizes up to 4 accumulators of output channels o..o+n-1 (constant arrays are padded to 4). */
