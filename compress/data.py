@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from . import procedural
+from edgecore.config import from_args
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, read_bytes, read_json, sha256_bytes, sha256_file, write_json_atomic
 from edgecore.manifest import check_dataset, record_stage
@@ -27,6 +28,25 @@ SPLITS = ("train", "val", "test", "pool")  # pool: training images whose label n
 GEN_SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 1
 DEFAULT_LABELED_PER_CLASS = 20
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Options of the data stage (`python -m compress data --help` says what each one does)."""
+    data: Path | None = None             # the user's ImageFolder; None: the procedural set
+    classes: str | None = None           # comma-separated names the data must have
+    data_size: int = 128
+    data_generator: int = procedural.VERSION
+    data_train: int = 300
+    data_val: int = 60
+    data_test: int = 100
+    data_val_frac: float = 0.15
+    data_test_frac: float = 0.15
+    labeled_per_class: str = str(DEFAULT_LABELED_PER_CLASS)  # K or "all"
+    labeled_val_per_class: int | None = None
+    unlabeled: Path | None = None
+    data_workers: int = min(2, os.cpu_count() or 1)
+    seed: int = 0
 
 
 @dataclass
@@ -55,22 +75,29 @@ class Dataset:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = DataConfig()
     g = p.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None,
                    help="your ImageFolder (<root>/<class>/<image>); default: the built-in procedural pizza set")
     g.add_argument("--classes", default=None,
                    help="comma-separated class names the data must have (default: the procedural six, or the "
                         "folder names of --data)")
-    g.add_argument("--data-size", type=int, default=128, help="procedural image size in pixels (default 128)")
-    g.add_argument("--data-generator", type=int, choices=procedural.VERSIONS, default=procedural.VERSION,
+    g.add_argument("--data-size", type=int, default=d.data_size,
+                   help="procedural image size in pixels (default %(default)s)")
+    g.add_argument("--data-generator", type=int, choices=procedural.VERSIONS, default=d.data_generator,
                    help=f"procedural generator version (default {procedural.VERSION}); every version stays "
                         "reproducible by seed, 4 is the older look without clutter, shadows and irregular char")
-    g.add_argument("--data-train", type=int, default=300, help="procedural training images per class (default 300)")
-    g.add_argument("--data-val", type=int, default=60, help="procedural validation images per class (default 60)")
-    g.add_argument("--data-test", type=int, default=100, help="procedural test images per class (default 100)")
-    g.add_argument("--data-val-frac", type=float, default=0.15, help="--data: fraction per class for val (0.15)")
-    g.add_argument("--data-test-frac", type=float, default=0.15, help="--data: fraction per class for test (0.15)")
-    g.add_argument("--labeled-per-class", default=str(DEFAULT_LABELED_PER_CLASS), metavar="K",
+    g.add_argument("--data-train", type=int, default=d.data_train,
+                   help="procedural training images per class (default %(default)s)")
+    g.add_argument("--data-val", type=int, default=d.data_val,
+                   help="procedural validation images per class (default %(default)s)")
+    g.add_argument("--data-test", type=int, default=d.data_test,
+                   help="procedural test images per class (default %(default)s)")
+    g.add_argument("--data-val-frac", type=float, default=d.data_val_frac,
+                   help="--data: fraction per class for val (%(default)s)")
+    g.add_argument("--data-test-frac", type=float, default=d.data_test_frac,
+                   help="--data: fraction per class for test (%(default)s)")
+    g.add_argument("--labeled-per-class", default=d.labeled_per_class, metavar="K",
                    help="label budget: K labelled images per class, taken (seeded) from the training and validation "
                         "images; the rest of them join the unlabeled pool that only the teacher labels. The "
                         "validation images count against K (see --labeled-val-per-class). 'all' keeps every label "
@@ -80,7 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default max(1, round(K / 4)), e.g. 5 of 20")
     g.add_argument("--unlabeled", type=Path, default=None, metavar="DIR",
                    help="a folder of your own unlabeled photos (any layout, searched recursively) added to the pool")
-    g.add_argument("--data-workers", type=int, default=min(2, os.cpu_count() or 1),
+    g.add_argument("--data-workers", type=int, default=d.data_workers,
                    help="processes generating procedural images (default: min(2, cores))")
 
 
@@ -158,10 +185,10 @@ def _render_one(job):
     return sha256_bytes(data)
 
 
-def _procedural_source(args) -> dict:
-    return {"kind": "procedural", "seed": int(args.seed), "size": int(args.data_size),
-            "per_class": {"train": int(args.data_train), "val": int(args.data_val), "test": int(args.data_test)},
-            "generator_version": int(getattr(args, "data_generator", procedural.VERSION)), "format": FORMAT_VERSION}
+def _procedural_source(cfg: DataConfig) -> dict:
+    return {"kind": "procedural", "seed": int(cfg.seed), "size": int(cfg.data_size),
+            "per_class": {"train": int(cfg.data_train), "val": int(cfg.data_val), "test": int(cfg.data_test)},
+            "generator_version": int(cfg.data_generator), "format": FORMAT_VERSION}
 
 
 def _cached_hashes(run_dir: Path, source: dict, paths: list[str]) -> list[str] | None:
@@ -186,9 +213,9 @@ def _cached_hashes(run_dir: Path, source: dict, paths: list[str]) -> list[str] |
     return hashes
 
 
-def _generate(args, run_dir: Path, classes: list[str]) -> tuple[dict, float | None]:
+def _generate(cfg: DataConfig, run_dir: Path, classes: list[str]) -> tuple[dict, float | None]:
     """The dataset manifest and the images per second generated now (None when the cached set is reused)."""
-    source = _procedural_source(args)
+    source = _procedural_source(cfg)
     counts = source["per_class"]
     items = []
     for cls in classes:
@@ -214,7 +241,7 @@ def _generate(args, run_dir: Path, classes: list[str]) -> tuple[dict, float | No
              str(tmp / it["path"].removeprefix("images/")), source["generator_version"]) for it in items]
     t0 = time.perf_counter()
     try:
-        workers = max(1, min(int(args.data_workers), len(jobs) // 200))  # spawning costs more than tiny sets
+        workers = max(1, min(int(cfg.data_workers), len(jobs) // 200))  # spawning costs more than tiny sets
         if workers > 1:
             with mp.get_context("spawn").Pool(workers) as pool:
                 hashes = list(tqdm(pool.imap(_render_one, jobs, chunksize=16), total=len(jobs), desc="data: generate"))
@@ -258,8 +285,8 @@ def _split_counts(n: int, val_frac: float, test_frac: float) -> tuple[int, int, 
     return n - n_val - n_test, n_val, n_test
 
 
-def _index_folder(args, wanted: list[str] | None) -> dict:
-    root = Path(args.data).expanduser()
+def _index_folder(cfg: DataConfig, wanted: list[str] | None) -> dict:
+    root = Path(cfg.data).expanduser()
     if not root.exists():
         raise UserError(f"data folder not found: {root}")
     if not root.is_dir():
@@ -274,11 +301,11 @@ def _index_folder(args, wanted: list[str] | None) -> dict:
         missing, extra = sorted(set(wanted) - set(classes)), sorted(set(classes) - set(wanted))
         raise UserError(f"class folders in {root} do not match --classes: missing {missing or 'none'}, "
                         f"unexpected {extra or 'none'}")
-    if not 0 <= args.data_val_frac < 1 or not 0 <= args.data_test_frac < 1 \
-            or args.data_val_frac + args.data_test_frac >= 1:
+    if not 0 <= cfg.data_val_frac < 1 or not 0 <= cfg.data_test_frac < 1 \
+            or cfg.data_val_frac + cfg.data_test_frac >= 1:
         raise UserError("--data-val-frac and --data-test-frac must be in [0, 1) and sum to less than 1")
     classes = wanted if wanted is not None else classes
-    rng = np.random.default_rng([int(args.seed), 0x5B11])
+    rng = np.random.default_rng([int(cfg.seed), 0x5B11])
     items, skipped, ignored, duplicates, seen = [], [], 0, [], {}
     files = [(c, f) for c in classes for f in sorted((root / c).rglob("*")) if f.is_file()]
     for cls, f in tqdm(files, desc="data: check images"):
@@ -305,13 +332,13 @@ def _index_folder(args, wanted: list[str] | None) -> dict:
             raise UserError(f"class '{cls}' in {root} has no readable images "
                             f"({sum(1 for s in skipped if Path(s['path']).parent.name == cls)} skipped as unreadable)")
         order = rng.permutation(len(mine))
-        n_train, n_val, _ = _split_counts(len(mine), args.data_val_frac, args.data_test_frac)
+        n_train, n_val, _ = _split_counts(len(mine), cfg.data_val_frac, cfg.data_test_frac)
         split_of = {}
         for rank, j in enumerate(order):
             split_of[j] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
         out += sorted((dict(it, split=split_of[j]) for j, it in enumerate(mine)), key=lambda it: it["path"])
-    source = {"kind": "imagefolder", "root": str(root.resolve()), "seed": int(args.seed),
-              "val_frac": args.data_val_frac, "test_frac": args.data_test_frac, "format": FORMAT_VERSION,
+    source = {"kind": "imagefolder", "root": str(root.resolve()), "seed": int(cfg.seed),
+              "val_frac": cfg.data_val_frac, "test_frac": cfg.data_test_frac, "format": FORMAT_VERSION,
               "skipped_unreadable": len(skipped), "skipped": skipped, "ignored_non_images": ignored,
               "duplicates": len(duplicates)}
     return {"classes": list(classes), "source": source, "items": out}
@@ -387,28 +414,33 @@ def _parse_classes(text: str | None) -> list[str] | None:
 
 
 def run(args) -> dict:
-    run_dir = Path(args.run)
-    wanted = _parse_classes(args.classes)
-    k, v = parse_budget(args.labeled_per_class, args.labeled_val_per_class)
+    return build_dataset(Path(args.run), from_args(DataConfig, args))
+
+
+def build_dataset(run_dir: Path, cfg: DataConfig) -> dict:
+    """Stage data: the procedural set or the user's ImageFolder -> R/data/dataset.json; returns its metrics."""
+    run_dir = Path(run_dir)
+    wanted = _parse_classes(cfg.classes)
+    k, v = parse_budget(cfg.labeled_per_class, cfg.labeled_val_per_class)
     t0, rate = time.perf_counter(), None
-    if args.data is None:
+    if cfg.data is None:
         if wanted is not None and set(wanted) != set(procedural.CLASSES):
             raise UserError(f"--classes {wanted} does not match the procedural classes {list(procedural.CLASSES)}; "
                             "pass --data to use your own images")
         for name in ("data_size", "data_train", "data_val", "data_test"):
-            if getattr(args, name) < (8 if name == "data_size" else 0):
-                raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
-        if args.data_train < 1:
+            if getattr(cfg, name) < (8 if name == "data_size" else 0):
+                raise UserError(f"--{name.replace('_', '-')} is too small: {getattr(cfg, name)}")
+        if cfg.data_train < 1:
             raise UserError("--data-train must be at least 1")
-        manifest, rate = _generate(args, run_dir, list(procedural.CLASSES))
+        manifest, rate = _generate(cfg, run_dir, list(procedural.CLASSES))
     else:
-        manifest = _index_folder(args, wanted)
-    apply_budget(manifest, k, v, args.seed)
+        manifest = _index_folder(cfg, wanted)
+    apply_budget(manifest, k, v, cfg.seed)
     manifest["budget"] = {"labeled_per_class": "all" if k is None else k, "val_per_class": v}
-    if args.unlabeled is not None:
-        extra, skipped = _index_unlabeled(args.unlabeled, {it["sha256"] for it in manifest["items"]})
+    if cfg.unlabeled is not None:
+        extra, skipped = _index_unlabeled(cfg.unlabeled, {it["sha256"] for it in manifest["items"]})
         manifest["items"] += extra
-        manifest["budget"].update({"unlabeled_root": str(Path(args.unlabeled).expanduser().resolve()),
+        manifest["budget"].update({"unlabeled_root": str(Path(cfg.unlabeled).expanduser().resolve()),
                                    "unlabeled_images": len(extra), "unlabeled_skipped": skipped})
     out = run_dir / "data" / "dataset.json"
     check_dataset(run_dir, manifest)
@@ -422,10 +454,8 @@ def run(args) -> dict:
     if manifest["source"]["kind"] == "imagefolder":
         metrics["data_skipped_unreadable"] = manifest["source"]["skipped_unreadable"]
     metrics["data_seconds"] = round(time.perf_counter() - t0, 3)
-    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k.startswith("data") or k in ("classes", "seed", "labeled_per_class", "labeled_val_per_class",
-                                                "unlabeled")}
-    record_stage(run_dir, "data", inputs=[], outputs=[out], params=params, metrics=metrics, seed=args.seed)
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    record_stage(run_dir, "data", inputs=[], outputs=[out], params=params, metrics=metrics, seed=cfg.seed)
     print(f"data: {len(manifest['items'])} images, {len(manifest['classes'])} classes "
           f"(labelled train {counts['train']}, val {counts['val']}, test {counts['test']}, unlabeled pool "
           f"{counts['pool']}) -> {out}")

@@ -1,7 +1,6 @@
 """Data stage: generator determinism, manifest hashes and splits, ImageFolder indexing and its refusals."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +12,12 @@ from edgecore.errors import UserError
 from edgecore.io import sha256_file
 
 
-def args_for(run: Path, *extra: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    p.add_argument("--run", type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    data.add_arguments(p)
-    budget = () if "--labeled-per-class" in extra else ("--labeled-per-class", "all")
-    return p.parse_args(["--run", str(run), "--data-workers", "1", *budget, *extra])
+def build(run: Path, **options) -> dict:
+    """The data stage called as a function: one worker, every label unless the test sets a budget."""
+    return data.build_dataset(run, data.DataConfig(**{"data_workers": 1, "labeled_per_class": "all", **options}))
 
 
-TINY = ("--data-size", "40", "--data-train", "3", "--data-val", "1", "--data-test", "2")
+TINY = {"data_size": 40, "data_train": 3, "data_val": 1, "data_test": 2}
 
 
 def test_generator_is_deterministic_per_seed_class_index():
@@ -45,7 +40,7 @@ def test_generator_classes_differ_in_darkness():
 
 
 def test_procedural_stage_manifest_hashes_and_splits(tmp_path):
-    m = data.run(args_for(tmp_path, *TINY))
+    m = build(tmp_path, **TINY)
     ds = data.load_dataset(tmp_path)
     assert ds.classes == list(procedural.CLASSES)
     assert m["data_images"] == len(ds.items) == 6 * 6
@@ -62,14 +57,14 @@ def test_procedural_stage_manifest_hashes_and_splits(tmp_path):
 
 
 def test_procedural_rerun_is_cached_and_seed_changes_pixels(tmp_path):
-    data.run(args_for(tmp_path, *TINY))
+    build(tmp_path, **TINY)
     first = (tmp_path / "data" / "dataset.json").read_text()
     f = tmp_path / "data" / "images" / "basic" / "basic_00000.jpg"
     mtime = f.stat().st_mtime_ns
-    data.run(args_for(tmp_path, *TINY))
+    build(tmp_path, **TINY)
     assert f.stat().st_mtime_ns == mtime and (tmp_path / "data" / "dataset.json").read_text() == first
     other = tmp_path / "other"
-    data.run(args_for(other, "--seed", "1", *TINY))
+    build(other, seed=1, **TINY)
     a = {it["sha256"] for it in data.load_dataset(tmp_path).items}
     b = {it["sha256"] for it in data.load_dataset(other).items}
     assert not a & b
@@ -91,7 +86,7 @@ def test_imagefolder_index_skips_bad_files_and_splits_deterministically(tmp_path
     good = (root / "b" / "0.png").read_bytes()
     (root / "b" / "cut.png").write_bytes(good[: len(good) // 2])
     run = tmp_path / "run"
-    m = data.run(args_for(run, "--data", str(root), "--data-val-frac", "0.2", "--data-test-frac", "0.2"))
+    m = build(run, data=root, data_val_frac=0.2, data_test_frac=0.2)
     assert "skipping unreadable image" in capsys.readouterr().err
     ds = data.load_dataset(run)
     assert ds.classes == ["a", "b"]
@@ -105,11 +100,10 @@ def test_imagefolder_index_skips_bad_files_and_splits_deterministically(tmp_path
     for it in ds.items:
         assert Path(it["path"]).is_absolute() and sha256_file(it["path"]) == it["sha256"]
     again = tmp_path / "again"
-    data.run(args_for(again, "--data", str(root), "--data-val-frac", "0.2", "--data-test-frac", "0.2"))
+    build(again, data=root, data_val_frac=0.2, data_test_frac=0.2)
     assert data.load_dataset(again).items == ds.items
     other_seed = tmp_path / "seed1"
-    data.run(args_for(other_seed, "--seed", "1", "--data", str(root), "--data-val-frac", "0.2",
-                      "--data-test-frac", "0.2"))
+    build(other_seed, seed=1, data=root, data_val_frac=0.2, data_test_frac=0.2)
     assert [it["split"] for it in data.load_dataset(other_seed).items] != [it["split"] for it in ds.items]
 
 
@@ -120,7 +114,7 @@ def test_load_images_converts_any_mode_to_rgb_uint8(tmp_path):
     Image.fromarray(np.full((10, 12), 77, np.uint8), "L").save(root / "b" / "grey8.jpg")
     Image.new("RGB", (3000, 2400), (10, 200, 30)).save(root / "b" / "huge.png")
     run = tmp_path / "run"
-    data.run(args_for(run, "--data", str(root), "--data-val-frac", "0", "--data-test-frac", "0"))
+    build(run, data=root, data_val_frac=0, data_test_frac=0)
     ds = data.load_dataset(run)
     by_name = {Path(it["path"]).name: it for it in ds.items}
     x = data.load_images(run, [by_name[n] for n in ("grey16.png", "rgba.png", "grey8.jpg", "huge.png")], (16, 8))
@@ -141,7 +135,7 @@ def test_load_images_converts_any_mode_to_rgb_uint8(tmp_path):
 ])
 def test_bad_imagefolder_gives_one_line_user_error_and_no_manifest(tmp_path, case, message):
     root = tmp_path / "photos"
-    extra = []
+    extra = {}
     if case == "file":
         root.write_text("x")
     elif case == "empty":
@@ -155,17 +149,17 @@ def test_bad_imagefolder_gives_one_line_user_error_and_no_manifest(tmp_path, cas
             f.write_bytes(b"\x89PNG garbage")
     elif case == "classes_mismatch":
         _folder(root)
-        extra = ["--classes", "a,c"]
+        extra = {"classes": "a,c"}
     run = tmp_path / "run"
     with pytest.raises(UserError, match=message) as e:
-        data.run(args_for(run, "--data", str(root), *extra))
+        build(run, data=root, **extra)
     assert "\n" not in str(e.value)
     assert not (run / "data" / "dataset.json").exists()
 
 
 def test_procedural_refuses_other_classes(tmp_path):
     with pytest.raises(UserError, match="procedural classes"):
-        data.run(args_for(tmp_path, "--classes", "cat,dog", *TINY))
+        build(tmp_path, classes="cat,dog", **TINY)
     assert not (tmp_path / "data" / "dataset.json").exists()
 
 
@@ -174,11 +168,11 @@ def test_load_dataset_without_data_stage(tmp_path):
         data.load_dataset(tmp_path)
 
 
-BUDGET = ("--data-size", "40", "--data-train", "5", "--data-val", "2", "--data-test", "2")
+BUDGET = {"data_size": 40, "data_train": 5, "data_val": 2, "data_test": 2}
 
 
 def test_label_budget_keeps_k_labels_per_class_and_pools_the_rest(tmp_path):
-    m = data.run(args_for(tmp_path, *BUDGET, "--labeled-per-class", "4"))
+    m = build(tmp_path, **BUDGET, labeled_per_class="4")
     ds = data.load_dataset(tmp_path)
     counts = {s: len(ds.split(s)) for s in data.SPLITS}
     assert counts == {"train": 6 * 3, "val": 6 * 1, "test": 6 * 2, "pool": 6 * 3}  # V = max(1, round(4 / 4))
@@ -190,7 +184,7 @@ def test_label_budget_keeps_k_labels_per_class_and_pools_the_rest(tmp_path):
     assert list(ds.pool_labels(ds.split("pool"))) == sorted(ds.pool_labels(ds.split("pool")))
     # the same seed picks the same labelled images
     other = tmp_path / "other"
-    data.run(args_for(other, *BUDGET, "--labeled-per-class", "4", "--seed", "0"))
+    build(other, **BUDGET, labeled_per_class="4", seed=0)
     assert {it["path"] for it in data.load_dataset(other).split("train")} == {it["path"] for it in ds.split("train")}
 
 
@@ -202,7 +196,7 @@ def test_unlabeled_folder_joins_the_pool(tmp_path):
     (photos / "notes.txt").write_text("not an image")
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 nope")
     run = tmp_path / "run"
-    m = data.run(args_for(run, *BUDGET, "--labeled-per-class", "4", "--unlabeled", str(tmp_path / "mine")))
+    m = build(run, **BUDGET, labeled_per_class="4", unlabeled=tmp_path / "mine")
     ds = data.load_dataset(run)
     mine = [it for it in ds.split("pool") if it["label"] is None]
     assert len(mine) == 3 and m["data_pool"] == 18 + 3
@@ -211,16 +205,16 @@ def test_unlabeled_folder_joins_the_pool(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--labeled-per-class", "9"), "more than class"),
-    (("--labeled-per-class", "1"), "need K >= 2"),
-    (("--labeled-per-class", "4", "--labeled-val-per-class", "4"), "need K >= 2 and 1 <= V < K"),
-    (("--labeled-per-class", "many"), "whole number or 'all'"),
-    (("--labeled-per-class", "all", "--labeled-val-per-class", "2"), "needs a number"),
-    (("--labeled-per-class", "4", "--unlabeled", "/nonexistent/photos"), "--unlabeled folder not found"),
+    ({"labeled_per_class": "9"}, "more than class"),
+    ({"labeled_per_class": "1"}, "need K >= 2"),
+    ({"labeled_per_class": "4", "labeled_val_per_class": 4}, "need K >= 2 and 1 <= V < K"),
+    ({"labeled_per_class": "many"}, "whole number or 'all'"),
+    ({"labeled_per_class": "all", "labeled_val_per_class": 2}, "needs a number"),
+    ({"labeled_per_class": "4", "unlabeled": Path("/nonexistent/photos")}, "--unlabeled folder not found"),
 ])
 def test_label_budget_bad_input(tmp_path, extra, message):
     with pytest.raises(UserError, match=message):
-        data.run(args_for(tmp_path, *BUDGET, *extra))
+        build(tmp_path, **{**BUDGET, **extra})
     assert not (tmp_path / "data" / "dataset.json").exists()
 
 
@@ -228,8 +222,8 @@ def test_empty_or_unreadable_unlabeled_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(UserError, match="no readable new images"):
-        data.run(args_for(tmp_path / "r1", *BUDGET, "--labeled-per-class", "4", "--unlabeled", str(empty)))
+        build(tmp_path / "r1", **BUDGET, labeled_per_class="4", unlabeled=empty)
     (empty / "x.jpg").write_bytes(b"garbage")
     with pytest.raises(UserError, match=r"no readable new images \(1 unreadable\)"):
-        data.run(args_for(tmp_path / "r2", *BUDGET, "--labeled-per-class", "4", "--unlabeled", str(empty)))
+        build(tmp_path / "r2", **BUDGET, labeled_per_class="4", unlabeled=empty)
     assert not (tmp_path / "r2" / "data" / "dataset.json").exists()

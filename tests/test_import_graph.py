@@ -19,6 +19,7 @@ STAGE_OF = {
     "edgecore": "core",
     "compress": "data",  # the package's __init__ (a docstring); its modules are placed one by one below
     "compress.data": "data", "compress.procedural": "data", "compress.camera": "data", "compress.shifts": "data",
+    "compress.imagestore": "data",
     "compress.teach": "teach", "compress.teachers": "teach", "compress.shards": "teach", "compress.ray_engine": "teach",
     "compress.distill": "distill", "compress.student": "distill",
     "compress.quantize": "quantize", "compress.pt2e_int8": "quantize",

@@ -1,0 +1,41 @@
+"""Each stage's CLI only parses arguments into the stage's config dataclass: the parser's defaults are the
+config's defaults, every config field is an option, and a parsed option lands in the config unchanged."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from compress import data
+from edgecore.config import from_args
+
+STAGES = [(data, data.DataConfig)]
+
+
+def _parser(module) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    p.add_argument("--run", type=Path, default=Path("artifacts/default"))
+    p.add_argument("--seed", type=int, default=0)
+    module.add_arguments(p)
+    return p
+
+
+@pytest.mark.parametrize("module,config", STAGES, ids=lambda x: getattr(x, "__name__", ""))
+def test_cli_defaults_are_the_config_defaults(module, config):
+    assert from_args(config, _parser(module).parse_args([])) == config()
+
+
+@pytest.mark.parametrize("module,config", STAGES, ids=lambda x: getattr(x, "__name__", ""))
+def test_every_config_field_is_an_option(module, config):
+    dests = {a.dest for a in _parser(module)._actions}
+    assert {f.name for f in dataclasses.fields(config)} <= dests
+
+
+def test_a_parsed_option_reaches_the_config():
+    cfg = from_args(data.DataConfig, _parser(data).parse_args(["--data-size", "40", "--labeled-per-class", "all",
+                                                                "--seed", "3"]))
+    assert (cfg.data_size, cfg.labeled_per_class, cfg.seed) == (40, "all", 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.data_size = 1
