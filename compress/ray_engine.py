@@ -25,7 +25,7 @@ from tqdm import tqdm
 from edgecore.errors import UserError
 
 from .data import load_dataset
-from .teach import data_key, label_all, label_chunk, plan_chunks
+from .teach import data_key, fit_pool, label_all, label_chunk, plan_chunks
 from .teachers.base import TEACHERS
 
 EXTRA = "pip install -e '.[scale]'"
@@ -133,7 +133,7 @@ def label_with_ray(teacher, args, run_dir: Path, ds, shard=None):
             actors = min(args.ray_actors or gpus or max(1, int(resources.get("CPU", 1))), len(todo))
             per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 1}
             rows = ray.data.from_items([{"chunk": j} for j, _ in todo], override_num_blocks=len(todo))
-            fitted_on = data_key(ds) if teacher.trainable else None
+            fitted_on = data_key(ds, fit_pool(ds, args.teacher_fit_pool, args.seed)) if teacher.trainable else None
             with warnings.catch_warnings():  # ray 2.60 (pinned) warns that restart options move in 2.64
                 warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
                 results = rows.map_batches(

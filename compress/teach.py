@@ -21,6 +21,7 @@ from .data import load_dataset, load_images
 from edgecore.errors import UserError
 from edgecore.io import atomic_path, ensure_dir
 from edgecore.manifest import record_stage, verify_inputs
+from .imagestore import DiskImages
 from .shards import owns, parse_shard
 from .teachers.base import TEACHERS, teacher_class
 from .teachers.calibration import calibration
@@ -41,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--merge", action="store_true",
                    help="label nothing: build soft_labels.npz from the cache (all shards' chunks); "
                         "fails if an image has no label yet")
+    g.add_argument("--teacher-fit-pool", type=int, default=8192, metavar="N",
+                   help="a trainable teacher (effnet-lite0) pseudo-labels at most N unlabeled pool images while "
+                        "fitting, a seeded sample when the pool is larger, so its memory stops growing with the "
+                        "pool; every pool image is still labelled (default 8192)")
     g.add_argument("--teacher-labels", type=Path, default=None,
                    help="labels-file: soft labels to import (.csv, .parquet or a Parquet folder)")
     effnet.add_arguments(g)
@@ -60,11 +65,21 @@ def write_npz(path, **arrays) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
-def data_key(ds, splits=("train", "val")) -> str:
+def fit_pool(ds, limit: int, seed: int) -> list[dict]:
+    """The pool images a trainable teacher may pseudo-label: all of them, or a seeded sample of `limit` (in
+    dataset order) when the pool is larger, so fitting costs the same memory whatever the pool's size."""
+    pool = ds.split("pool")
+    if len(pool) <= limit:
+        return pool
+    keep = np.sort(np.random.default_rng([int(seed), 0x5E1F]).choice(len(pool), limit, replace=False))
+    return [pool[i] for i in keep]
+
+
+def data_key(ds, pool: list[dict], splits=("train", "val")) -> str:
     """Identifies what a trainable teacher learns from: hashes, labels and splits of train and val, and the
-    hashes (never the labels) of the unlabeled pool it may pseudo-label."""
+    hashes (never the labels) of the unlabeled pool images it may pseudo-label (`fit_pool`)."""
     rows = sorted((it["sha256"], it["label"], it["split"]) for it in ds.items if it["split"] in splits)
-    pool = sorted(it["sha256"] for it in ds.items if it["split"] == "pool")
+    pool = sorted(it["sha256"] for it in pool)
     blob = json.dumps({"classes": ds.classes, "rows": rows, "pool": pool}, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -179,6 +194,8 @@ def run(args) -> dict:
     ds = load_dataset(run_dir)
     if args.teacher_chunk < 1:
         raise UserError(f"--teacher-chunk must be at least 1, got {args.teacher_chunk}")
+    if args.teacher_fit_pool < 0:
+        raise UserError(f"--teacher-fit-pool must be at least 0, got {args.teacher_fit_pool}")
     shard = parse_shard(args.shard)
     if shard is not None and args.merge:
         raise UserError("--shard and --merge are separate steps: label each shard, then --merge once")
@@ -192,16 +209,23 @@ def run(args) -> dict:
                         f"{sorted(ds.classes)}")
     metrics: dict = {"teacher": teacher.name}
     if teacher.trainable:
-        key = data_key(ds)
+        pool = fit_pool(ds, args.teacher_fit_pool, args.seed)
+        key = data_key(ds, pool)
         if teacher.load_fitted(key):
             print(f"teach: {teacher.name} already fine-tuned on this training split; reusing its weights")
         else:
-            train, val, pool = ds.split("train"), ds.split("val"), ds.split("pool")
+            train, val = ds.split("train"), ds.split("val")
             if not train:
                 raise UserError("the dataset has no training images to fit the teacher on")
-            metrics.update(teacher.fit(load_images(run_dir, train, teacher.image_size), ds.labels(train),
-                                       load_images(run_dir, val, teacher.image_size), ds.labels(val), key,
-                                       unlabeled_images=load_images(run_dir, pool, teacher.image_size)))
+            # The pool is read from a temp file a block at a time, never held in memory whole.
+            unlabeled = DiskImages.decode(run_dir, pool, teacher.image_size, run_dir / "teacher")
+            try:
+                metrics.update(teacher.fit(load_images(run_dir, train, teacher.image_size), ds.labels(train),
+                                           load_images(run_dir, val, teacher.image_size), ds.labels(val), key,
+                                           unlabeled_images=unlabeled))
+            finally:
+                unlabeled.close()
+            metrics["teacher_fit_pool_of"] = len(ds.split("pool"))
     if getattr(args, "engine", "local") == "ray" and not args.merge:
         from .ray_engine import label_with_ray
 

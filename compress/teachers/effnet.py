@@ -33,6 +33,7 @@ FIT_VERSION = 5  # bump when the fitting recipe changes: saved heads are then re
 # dropped, unless KEEP_FEATURES) while labelling, so the pool goes through the backbone once.
 FEATURE_CACHE: dict[tuple[int, str], torch.Tensor] = {}
 KEEP_FEATURES = False
+BLOCK_BATCHES = 16  # batches of images read and put through the backbone at a time
 AUG_IMAGES = 1500  # augmented views per fit: up to 8 per labelled image, fewer when labels are plentiful
 
 
@@ -166,15 +167,25 @@ class EffNetLite0Teacher(Teacher):
 
     def _both(self, images: np.ndarray, desc: str, forget: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of the images and of their mirror images, cached by content from fitting to labelling;
-        `forget` drops them once used (each image is labelled once), so the cache never outgrows the pool."""
-        keys = [(self.image_size, sha256_bytes(np.ascontiguousarray(im).tobytes())) for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in FEATURE_CACHE]
-        if todo:
-            sub = images[todo]
-            plain = self._features(sub, f"teacher: backbone features ({desc})")
-            mirrored = self._features(sub[:, :, ::-1], f"teacher: backbone features ({desc}, mirrored)")
-            for j, i in enumerate(todo):
-                FEATURE_CACHE[keys[i]] = torch.stack([plain[j], mirrored[j]])
+        `forget` drops them once used (each image is labelled once), so the cache never outgrows the pool.
+        `images` may be a DiskImages: it is read a block of whole batches at a time (a feature does not depend
+        on the batch it was computed in, see _features)."""
+        keys, step = [], self.hparams["batch_size"] * BLOCK_BATCHES
+        blocks = range(0, len(images), step)
+        for start in (tqdm(blocks, desc=f"teacher: backbone features ({desc})", leave=False)
+                      if len(blocks) > 1 else blocks):
+            block = images[start:start + step]
+            block_keys = [(self.image_size, sha256_bytes(np.ascontiguousarray(im).tobytes())) for im in block]
+            todo = [i for i, k in enumerate(block_keys) if k not in FEATURE_CACHE]
+            if todo:
+                sub = block[todo]
+                one = len(blocks) == 1
+                plain = self._features(sub, f"teacher: backbone features ({desc})" if one else None)
+                mirrored = self._features(sub[:, :, ::-1],
+                                          f"teacher: backbone features ({desc}, mirrored)" if one else None)
+                for j, i in enumerate(todo):
+                    FEATURE_CACHE[block_keys[i]] = torch.stack([plain[j], mirrored[j]])
+            keys += block_keys
         if not keys:
             empty = torch.zeros((0, self.head.mean.numel()))
             return empty, empty
