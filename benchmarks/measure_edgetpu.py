@@ -6,6 +6,8 @@ import ctypes.util
 
 import numpy as np
 
+from edgecore.tflite_graph import describe_model
+
 from . import opcheck
 from .artifacts import export_dir, sidecar
 from .context import Context, Deployed, drop_row
@@ -15,7 +17,7 @@ from .results import Point, Result, check, measured, not_run
 def tflite_accuracy(ctx: Context, path) -> tuple[float, int]:
     """Top-1 accuracy (%) and image count of a full-int8 .tflite on TFLite's reference kernels (int8 NHWC,
     pixel - 128); the interpreter becomes ctx.deployed for the shift suite and --eval-data."""
-    from compress.quantize import describe_model, tflite_ref_invoke, to_int8_input
+    from compress.quantize import tflite_ref_invoke, to_int8_input
 
     data = path.read_bytes()
     _, h, w, _ = describe_model(data)["inputs"][0]["shape"]

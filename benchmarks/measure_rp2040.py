@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore import tflite_graph
 from edgecore.errors import UserError
+from edgecore.io import read_json, sha256_file
+from edgecore.tflite_graph import describe_model
 
 from . import opcheck
 from .artifacts import REPO_ROOT
@@ -25,8 +28,6 @@ BOOT_TIMEOUT_S = 600.0   # the firmware runs its self-test images before printin
 
 
 def _ops_gate(ctx: Context, result: Result, model: Path) -> bool:
-    from edgecore import tflite_graph
-
     ops, _ = opcheck.tflite_inventory(model)
     allowed = set(ctx.spec.ops.get("allowed", ops)) & set(tflite_graph.SUPPORTED)
     bad = opcheck.unsupported(ops, allowed)
@@ -93,8 +94,6 @@ USB_OBJECTS = ("usb.o", "usb_desc.o", "link.o")
 def _built_from(run_dir: Path, uf2: Path, model: Path) -> bool:
     """True when the firmware stage's manifest says this .uf2 was built from this very model, and no
     firmware or compiler source changed since (make's rule)."""
-    from edgecore.io import read_json, sha256_file
-
     manifest = run_dir / "firmware" / "manifest.json"
     sources = [p for d in FIRMWARE_SOURCES for p in (REPO_ROOT / d).iterdir() if p.is_file()]
     if not manifest.is_file() or max(p.stat().st_mtime for p in sources) > uf2.stat().st_mtime:
@@ -246,7 +245,7 @@ def _on_pico(ctx: Context, result: Result, xq, y, host_out) -> None:
 
 
 def measure_rp2040(ctx: Context, result: Result) -> None:
-    from compress.quantize import describe_model, to_int8_input
+    from compress.quantize import to_int8_input
 
     model = ctx.quant_file(INT8_TFLITE)
     if not _ops_gate(ctx, result, model):

@@ -24,6 +24,7 @@ from edgecore.errors import UserError
 from edgecore.io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
 from edgecore.manifest import record_stage, verify_inputs
+from edgecore.tflite_graph import describe_model, read_flatbuffer
 from .pt2e_int8 import INPUT_SCALE, INPUT_ZERO_POINT, OUTPUT_SCALE, OUTPUT_ZERO_POINT
 from .student import fold_bn
 
@@ -104,9 +105,7 @@ def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.n
 
 def tensor_scales(tflite_bytes: bytes) -> list[float]:
     """The model input's scale, then each op's output scale, in execution order."""
-    rt = _schema()
-    m = rt.convert_bytearray_to_object(bytearray(tflite_bytes))
-    g = m.subgraphs[0]
+    g = read_flatbuffer(tflite_bytes).subgraphs[0]
     ids = [g.inputs[0]] + [op.outputs[0] for op in g.operators]
     return [float(g.tensors[i].quantization.scale[0]) for i in ids]
 
@@ -124,37 +123,6 @@ def convert(prepared, input_size: int, in_channels: int = 3) -> bytes:
     model = pt2e_int8.to_tflite(prepared, input_size, in_channels)
     check_int8_model(model)
     return model
-
-
-def _schema():
-    from tflite_micro.python.tflite_micro import runtime
-    return runtime
-
-
-def describe_model(tflite_bytes: bytes) -> dict:
-    """Ops, I/O tensors and per-weight quantization read from the flatbuffer itself."""
-    rt = _schema()
-    schema = rt.schema_fb
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    m = rt.convert_bytearray_to_object(bytearray(tflite_bytes))
-    g = m.subgraphs[0]
-
-    def tensor(i):
-        t = g.tensors[i]
-        q = t.quantization
-        return {"type": types[t.type], "shape": [int(s) for s in t.shape],
-                "scales": [float(s) for s in (q.scale if q is not None and q.scale is not None else [])],
-                "zero_points": [int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else [])]}
-
-    ops, weights = [], []
-    for op in g.operators:
-        name = names[rt.get_builtin_code_from_operator_code(m.operatorCodes[op.opcodeIndex])]
-        ops.append(name)
-        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            weights.append({"op": name, **tensor(op.inputs[1])})
-    return {"ops": ops, "inputs": [tensor(i) for i in g.inputs], "outputs": [tensor(i) for i in g.outputs],
-            "weights": weights}
 
 
 def check_int8_model(tflite_bytes: bytes) -> dict:

@@ -22,6 +22,12 @@ from .fetch import FORMAT, NAME_RE, safe_name
 from edgecore.io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
 from edgecore.manifest import run_lock, run_stages, verify_inputs
+from edgecore.targets import DEFAULT_TARGETS_DIR, load_all
+from edgecore.tflite_graph import describe_model
+from export.targets_common import model_json, staging
+
+from .data import load_dataset
+from .model_card import render
 
 DIST = "pizza-edge"
 TARGETS = ("rp2040", "rpi4", "jetson-nano", "jetson-orin-nano", "edgetpu", "openvino")
@@ -94,8 +100,6 @@ def _fw_files(run: Path, fw_dir: Path | None) -> tuple[Path, dict[str, bytes]]:
 
 
 def _rp2040_files(run: Path, fw_dir: Path | None, classes: list, input_spec: dict) -> dict[str, bytes]:
-    from export.targets_common import model_json
-
     quantize = f"python -m compress quantize --run {run}"
     uf2, built = _fw_files(run, fw_dir)
     files = {f"firmware/{name}": data for name, data in built.items() if not name.startswith("gen/")}
@@ -141,21 +145,14 @@ def _export_files(run: Path, target: str) -> dict[str, bytes]:
 
 def _io_tensors(tflite: Path) -> tuple[dict, dict]:
     """Input and output tensor facts read from the .tflite itself (shape, dtype, quantization)."""
-    from edgecore.tflite_graph import schema
+    d = describe_model(read_bytes(tflite, "int8 model"), str(tflite))
 
-    s = schema()
-    model = s.ModelT.InitFromPackedBuf(bytearray(tflite.read_bytes()), 0)
-    g = model.subgraphs[0]
-    types = {v: k.lower() for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+    def facts(t):
+        return {"shape": t["shape"], "dtype": t["type"].lower(),
+                "scale": t["scales"][0] if t["scales"] else None,
+                "zero_point": t["zero_points"][0] if t["zero_points"] else None}
 
-    def describe(i):
-        t = g.tensors[i]
-        q = t.quantization
-        return {"shape": [int(d) for d in t.shape], "dtype": types.get(t.type, str(t.type)),
-                "scale": float(q.scale[0]) if q is not None and q.scale is not None else None,
-                "zero_point": int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None else None}
-
-    return describe(g.inputs[0]), describe(g.outputs[0])
+    return facts(d["inputs"][0]), facts(d["outputs"][0])
 
 
 def _model_section(run: Path, classes: list, tflite: Path, name: str) -> dict:
@@ -266,11 +263,6 @@ def _targets(arg: str) -> list[str]:
 
 def build(args) -> tuple[Path, dict]:
     """Collect, check and pack; returns (release folder, manifest)."""
-    from edgecore.targets import DEFAULT_TARGETS_DIR, load_all
-
-    from .data import load_dataset
-    from .model_card import render
-
     run = Path(args.run)
     version, targets = _version(args), _targets(args.release_targets)
     if not run.is_dir():
@@ -319,8 +311,6 @@ def build(args) -> tuple[Path, dict]:
 
 def _write(folder: Path, archives: dict[str, bytes], manifest: dict, card: str) -> Path:
     """Write the release beside its final place and swap it in whole."""
-    from export.targets_common import staging
-
     with staging(folder) as tmp:
         for name, data in archives.items():
             write_bytes_atomic(tmp / name, data)

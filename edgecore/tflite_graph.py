@@ -77,6 +77,57 @@ def _options(op) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(o).items()}
 
 
+def read_flatbuffer(buf: bytes, what: str = "model"):
+    """The .tflite's object tree (the schema's ModelT); bytes that are not one are a one-line UserError."""
+    try:
+        return schema().ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    except Exception as e:  # the generated reader fails on garbage in many ways (struct, index, type, decode...)
+        raise UserError(f"{what} is not a TFLite flatbuffer: {type(e).__name__}: {e}") from None
+
+
+def op_name(model, op, names: dict) -> str:
+    """The builtin name of an operator (codes above 127 live in the newer 32-bit field; the old one saturates)."""
+    code = model.operatorCodes[op.opcodeIndex]
+    name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+    if name == "CUSTOM":
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        return f"CUSTOM:{custom}"
+    return name
+
+
+def describe_model(buf: bytes, what: str = "model") -> dict:
+    """What the pipeline checks in any .tflite, without building the compiler's IR: `ops` (names in execution
+    order, every subgraph), `inputs` / `outputs` of the first subgraph and `weights` (conv and fully connected
+    weight tensors), each as {type, shape, scales, zero_points}, and `tensors` [{name, type}] of every subgraph."""
+    s = schema()
+    model = read_flatbuffer(buf, what)
+    names = _enum_names(s.BuiltinOperator)
+    types = _enum_names(s.TensorType)
+
+    def tensor(g, i):
+        t = g.tensors[i]
+        q = t.quantization
+        shape = t.shape if t.shape is not None else []
+        return {"type": types.get(t.type, str(t.type)), "shape": [int(d) for d in shape],
+                "scales": [float(v) for v in (q.scale if q is not None and q.scale is not None else [])],
+                "zero_points": [int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else [])]}
+
+    ops, weights, tensors = [], [], []
+    for g in model.subgraphs or []:
+        for op in g.operators or []:
+            name = op_name(model, op, names)
+            ops.append(name)
+            if name in _WEIGHTED:
+                weights.append({"op": name, **tensor(g, op.inputs[1])})
+        tensors += [{"name": t.name.decode() if isinstance(t.name, bytes) else str(t.name),
+                     "type": types.get(t.type, str(t.type))} for t in g.tensors or []]
+    if not model.subgraphs:
+        raise UserError(f"{what}: a .tflite without a subgraph")
+    g = model.subgraphs[0]
+    return {"ops": ops, "inputs": [tensor(g, i) for i in g.inputs], "outputs": [tensor(g, i) for i in g.outputs],
+            "weights": weights, "tensors": tensors}
+
+
 def load(path: str | Path) -> Graph:
     p = Path(path)
     buf = read_bytes(p, ".tflite model")
@@ -121,8 +172,7 @@ def _decode(buf: bytes, what: str) -> Graph:
 
     ops = []
     for op in g.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        kind = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"CUSTOM({code.customCode!r})")
+        kind = op_name(model, op, op_names)
         if kind not in SUPPORTED:
             raise UserError(f"{what}: unsupported op {kind} (the RP2040 compiler supports "
                             f"{', '.join(s for s in SUPPORTED if s != 'PAD')})")

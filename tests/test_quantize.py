@@ -11,7 +11,8 @@ from compress import distill, pt2e_int8, quantize
 from compress.distill import TrainParams, predict, train_student
 from edgecore.errors import UserError
 from edgecore.io import quiet_fd
-from compress.quantize import (QuantParams, c_array, check_int8_model, convert, describe_model, quantize_student,
+from edgecore.tflite_graph import describe_model
+from compress.quantize import (QuantParams, c_array, check_int8_model, convert, quantize_student,
                                scale_gap, tensor_scales, tflite_ref_invoke, tflm_arena_bytes, tflm_invoke,
                                to_int8_input)
 from compress.student import StudentConfig
