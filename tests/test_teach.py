@@ -128,7 +128,10 @@ class WrongClassesTeacher(ReversedTeacher):
 
 
 def test_zero_shot_teacher_columns_follow_dataset_order(run_dir, monkeypatch):
-    monkeypatch.setitem(base.TEACHERS, "reversed", f"{__name__}:ReversedTeacher")
+    monkeypatch.setattr(base, "TEACHERS", dict(base.TEACHERS))
+    base.register_teacher("reversed", f"{__name__}:ReversedTeacher")  # as a user's own module would
+    with pytest.raises(ValueError, match="module:Class"):
+        base.register_teacher("broken", f"{__name__}.ReversedTeacher")
     m = teach.run(args_for(run_dir, "--teacher", "reversed"))
     _, probs, classes = _load(run_dir)
     assert (probs.argmax(1) == len(classes) - 1).all()

@@ -54,16 +54,22 @@ class Teacher:
 
 
 # name -> "module:Class", imported on use so a teacher's heavy dependencies load only when it is picked.
-TEACHERS = {
-    "effnet-lite0": "compress.teachers.effnet:EffNetLite0Teacher",
-    "qwen2.5-vl": "compress.teachers.qwen_vl:QwenVLTeacher",
-    "spatial-mllm": "compress.teachers.spatial_mllm:SpatialMLLMTeacher",
-    "labels-file": "compress.teachers.labels_file:LabelsFileTeacher",
-}
+TEACHERS: dict[str, str] = {}
 
 
 def register_teacher(name: str, target: str) -> None:
+    """Make `--teacher name` build the Teacher subclass `target` ("package.module:Class"); the built-in teachers
+    below are registered the same way as one from your own module."""
+    module, _, attr = target.partition(":")
+    if not module or not attr.isidentifier():
+        raise ValueError(f"teacher target must be 'module:Class', got {target!r}")
     TEACHERS[name] = target
+
+
+register_teacher("effnet-lite0", "compress.teachers.effnet:EffNetLite0Teacher")
+register_teacher("qwen2.5-vl", "compress.teachers.qwen_vl:QwenVLTeacher")
+register_teacher("spatial-mllm", "compress.teachers.spatial_mllm:SpatialMLLMTeacher")
+register_teacher("labels-file", "compress.teachers.labels_file:LabelsFileTeacher")
 
 
 def teacher_class(name: str) -> type[Teacher]:
@@ -71,7 +77,3 @@ def teacher_class(name: str) -> type[Teacher]:
         raise UserError(f"unknown teacher {name!r}; choose one of: {', '.join(sorted(TEACHERS))}")
     module, _, attr = TEACHERS[name].partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def get_teacher(name: str, **kw) -> Teacher:
-    return teacher_class(name)(**kw)
