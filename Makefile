@@ -57,8 +57,7 @@ firmware: setup
 	$(BIN)/python -m export.rp2040.build --run $(RUN) --out build/rp2040
 
 export: setup
-	for t in jetson-nano jetson-orin-nano rpi4 edgetpu openvino; do \
-	  $(BIN)/python -m compress export --run $(RUN) --target $$t || exit $$?; done
+	$(BIN)/python -m export --all --run $(RUN) --seed $(SEED)
 
 bench: setup
 	$(BIN)/python -m benchmarks.run --all --run $(RUN)

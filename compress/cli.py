@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgecore.errors import UserError, one_line_errors
+from edgecore.errors import one_line_errors
 from edgecore.manifest import run_lock
 from edgecore.summary import summary_table
 
@@ -51,19 +51,17 @@ def _build_parser(stage: str | None) -> argparse.ArgumentParser:
     if stage == "all":
         for name in PIPELINE:
             _stage_module(name).add_arguments(sp)
-    sp = sub.add_parser("export", help="write per-target artifacts (jetson-nano, jetson-orin-nano, rpi4, edgetpu, "
-                                       "openvino) -> R/export/<target>/")
+    sp = sub.add_parser("export", help="write one target's artifacts (a targets/<name>.toml of a runtime with an "
+                                       "exporter: jetson-nano, rpi4, ...) -> R/export/<target>/")
     _common(sp)
     sp.add_argument("--target", required=True, help="target name, e.g. rpi4 or jetson-orin-nano")
     return parser
 
 
 def _run_export(args) -> dict:
-    from export import EXPORTERS
+    from export import ExportConfig, export_target
 
-    if args.target not in EXPORTERS:
-        raise UserError(f"unknown export target {args.target!r}; choose one of: {', '.join(sorted(EXPORTERS))}")
-    return EXPORTERS[args.target](args.run, args.run / "export" / args.target)
+    return export_target(args.run, ExportConfig(target=args.target, seed=args.seed))
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,7 @@ ARTIFACT_KINDS = ("tflite_int8", "c_model", "firmware", "onnx_float", "onnx_int8
 # section -> key -> (type, required). `float` accepts ints too; lists are lists of str.
 SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
     "": {"name": (str, True), "description": (str, True), "runtime": (str, True), "precision": (str, True),
-         "artifacts": (list, True), "family": (str, False), "family_default": (bool, False)},
+         "artifacts": (list, True), "family": (str, False), "family_default": (bool, False), "export": (bool, False)},
     "device": {"cpu": (str, True), "ram_bytes": (int, True), "flash_bytes": (int, False),
                "storage_bytes": (int, False), "clock_hz": (int, True), "max_clock_hz": (int, False)},
     "detect": {"device_tree_model": (str, False), "tegra_release": (str, False), "machine": (str, False)},
@@ -47,6 +47,7 @@ class TargetSpec:
     detect: dict = field(default_factory=dict)
     family: str | None = None
     family_default: bool = False
+    export: bool = True            # false: nothing to ship (the harness machine itself)
     path: Path | None = None
 
     @property
@@ -149,7 +150,8 @@ def load_spec(path: str | Path) -> TargetSpec:
     return TargetSpec(name=d["name"], description=d["description"], runtime=d["runtime"],
                       precision=d["precision"], artifacts=tuple(d["artifacts"]), device=dict(d["device"]),
                       budgets=dict(d["budgets"]), ops=dict(d.get("ops", {})), detect=dict(d.get("detect", {})),
-                      family=d.get("family"), family_default=d.get("family_default", False), path=path)
+                      family=d.get("family"), family_default=d.get("family_default", False),
+                      export=d.get("export", True), path=path)
 
 
 def load_all(targets_dir: str | Path = DEFAULT_TARGETS_DIR) -> dict[str, TargetSpec]:

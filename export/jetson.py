@@ -16,7 +16,6 @@ from .targets_common import (FLOAT_ONNX, QDQ_ONNX, check_outputs, compare, eval_
                              metrics_table, model_json, nchw_input, ort_outputs, ort_session, record, require, staging,
                              to_float_nchw, write_docs)
 
-PRECISION = {"jetson-nano": "fp16", "jetson-orin-nano": "int8"}
 MODEL_FILE = {"fp16": "model_fp32_b1.onnx", "int8": "model_int8_qdq_b1.onnx"}
 
 
@@ -60,10 +59,10 @@ def _tensorrt_qdq(run_dir, qdq_path, float_b1, input_name, size, calib, seed):
     return model, why, fixed
 
 
-def export(run_dir, out_dir, *, target: str = "jetson-orin-nano", seed: int = 0, calib: int = 300,
-           threads: int = 1, **_) -> dict:
+def export(run_dir, out_dir, *, target: str = "jetson-orin-nano", precision: str = "int8", seed: int = 0,
+           calib: int = 300, threads: int = 1, **_) -> dict:
+    """`precision` (the target file's): fp16 ships the float graph for TensorRT's FP16 flag, int8 a Q/DQ graph."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    precision = PRECISION[target]
     (float_path,) = require(run_dir, FLOAT_ONNX)
     inputs = [float_path] + (require(run_dir, QDQ_ONNX) if precision == "int8" else [])
     float_model = load_onnx(float_path)
