@@ -169,7 +169,9 @@ class EffNetLite0Teacher(Teacher):
         """Features of the images and of their mirror images, cached by content from fitting to labelling;
         `forget` drops them once used (each image is labelled once), so the cache never outgrows the pool.
         `images` may be a DiskImages: it is read a block of whole batches at a time (a feature does not depend
-        on the batch it was computed in, see _features)."""
+        on the batch it was computed in, see _features). The cache holds views of the returned tensor, so the
+        features are in memory once."""
+        both = torch.empty((len(images), 2, self.head.mean.numel()))
         keys, step = [], self.hparams["batch_size"] * BLOCK_BATCHES
         blocks = range(0, len(images), step)
         for start in (tqdm(blocks, desc=f"teacher: backbone features ({desc})", leave=False)
@@ -177,6 +179,9 @@ class EffNetLite0Teacher(Teacher):
             block = images[start:start + step]
             block_keys = [(self.image_size, sha256_bytes(np.ascontiguousarray(im).tobytes())) for im in block]
             todo = [i for i, k in enumerate(block_keys) if k not in FEATURE_CACHE]
+            for i, k in enumerate(block_keys):
+                if k in FEATURE_CACHE:
+                    both[start + i] = FEATURE_CACHE[k]
             if todo:
                 sub = block[todo]
                 one = len(blocks) == 1
@@ -184,13 +189,14 @@ class EffNetLite0Teacher(Teacher):
                 mirrored = self._features(sub[:, :, ::-1],
                                           f"teacher: backbone features ({desc}, mirrored)" if one else None)
                 for j, i in enumerate(todo):
-                    FEATURE_CACHE[block_keys[i]] = torch.stack([plain[j], mirrored[j]])
+                    both[start + i, 0], both[start + i, 1] = plain[j], mirrored[j]
             keys += block_keys
-        if not keys:
-            empty = torch.zeros((0, self.head.mean.numel()))
-            return empty, empty
         drop = forget and not KEEP_FEATURES
-        both = torch.stack([FEATURE_CACHE.pop(k) if drop else FEATURE_CACHE[k] for k in keys])
+        for i, k in enumerate(keys):
+            if drop:
+                FEATURE_CACHE.pop(k, None)
+            else:
+                FEATURE_CACHE[k] = both[i]
         return both[:, 0], both[:, 1]
 
     def _augmented(self, images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
