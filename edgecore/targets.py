@@ -154,6 +154,12 @@ def load_spec(path: str | Path) -> TargetSpec:
                       export=d.get("export", True), path=path)
 
 
+def device_limits(name: str, targets_dir: str | Path = DEFAULT_TARGETS_DIR) -> dict:
+    """The [device] table of `targets/<name>.toml` (memory sizes, clocks): the one place a device's limits live;
+    the firmware build and the UF2 writer read them from here."""
+    return dict(load_spec(Path(targets_dir) / f"{name}.toml").device)
+
+
 def load_all(targets_dir: str | Path = DEFAULT_TARGETS_DIR) -> dict[str, TargetSpec]:
     targets_dir = Path(targets_dir)
     if not targets_dir.is_dir():

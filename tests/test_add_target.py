@@ -12,7 +12,7 @@ import pytest
 
 from _export_fixture import tiny_run
 from edgecore.errors import UserError
-from edgecore.targets import DEFAULT_TARGETS_DIR
+from edgecore.targets import DEFAULT_TARGETS_DIR, device_limits
 from export import ExportConfig, export_target, exportable
 
 AGX_ORIN = """\
@@ -90,3 +90,10 @@ def test_host_and_firmware_targets_are_not_exported():
     assert {"host", "rp2040"}.isdisjoint(exportable())
     with pytest.raises(UserError, match="unknown export target 'host'"):
         export_target(Path("unused"), ExportConfig(target="host"))
+
+
+def test_rp2040_memory_limits_come_from_its_target_file():
+    from export.rp2040 import build, uf2
+
+    assert uf2.FLASH_BYTES == device_limits("rp2040")["flash_bytes"] == 2 * 1024 * 1024
+    assert build.SRAM_BYTES == device_limits("rp2040")["ram_bytes"] == 264 * 1024

@@ -14,7 +14,8 @@ PACKAGES = ("edgecore", "compress", "export", "benchmarks", "firmware")
 
 ORDER = ("core", "data", "teach", "distill", "quantize", "export", "benchmarks", "release", "cli")
 # Module (or package: its submodules too) -> stage; the longest match wins. "cli" is the `python -m compress`
-# front door, which dispatches to every stage, and the seeds x budgets sweep built on it.
+# front door, which dispatches to every stage, and the tools that run several stages (the seeds x budgets sweep,
+# the memory scaling table).
 STAGE_OF = {
     "edgecore": "core",
     "compress": "data",  # the package's __init__ (a docstring); its modules are placed one by one below
@@ -26,7 +27,7 @@ STAGE_OF = {
     "export": "export", "firmware": "export",
     "benchmarks": "benchmarks",
     "compress.release": "release", "compress.fetch": "release", "compress.model_card": "release",
-    "compress.cli": "cli", "compress.__main__": "cli", "compress.sweep": "cli",
+    "compress.cli": "cli", "compress.__main__": "cli", "compress.sweep": "cli", "compress.scale_memory": "cli",
 }
 PACKAGE_ONLY = {"compress"}  # matches the package itself, not its submodules
 

@@ -20,6 +20,7 @@ import numpy as np
 from edgecore.errors import UserError, os_error_line
 from edgecore.io import ensure_dir, write_bytes_atomic, write_json_atomic
 from edgecore.manifest import record_stage, run_lock, verify_inputs
+from edgecore.targets import device_limits
 
 from .boot2 import BOOT2_MODES
 from .compile import PLACEMENTS
@@ -27,7 +28,7 @@ from .selftest import write_selftest_sources
 from .uf2 import FLASH_BYTES, read_uf2
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "rp2040"
-SRAM_BYTES = 264 * 1024
+SRAM_BYTES = device_limits("rp2040")["ram_bytes"]  # targets/rp2040.toml, like the flash size
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-objcopy", "arm-none-eabi-size", "arm-none-eabi-nm", "make")
 
 

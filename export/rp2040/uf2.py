@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgecore.errors import UserError, one_line_errors
 from edgecore.io import read_bytes, write_bytes_atomic
+from edgecore.targets import device_limits
 
 MAGIC_START0 = 0x0A324655  # "UF2\n"
 MAGIC_START1 = 0x9E5D5157
@@ -22,7 +23,7 @@ FLAG_NOT_MAIN_FLASH = 0x00000001
 FLAG_FAMILY_ID_PRESENT = 0x00002000
 RP2040_FAMILY_ID = 0xE48BFF56
 FLASH_BASE = 0x10000000
-FLASH_BYTES = 2 * 1024 * 1024
+FLASH_BYTES = device_limits("rp2040")["flash_bytes"]  # targets/rp2040.toml
 BLOCK_BYTES = 512
 PAYLOAD_BYTES = 256  # the RP2040 bootrom only accepts 256-byte payloads
 DATA_FIELD_BYTES = 476
