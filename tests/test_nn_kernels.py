@@ -71,14 +71,14 @@ def test_fast_requant_equals_tflite_reference(tmp_path):
 
 def test_channel_requant_equals_tflite_reference(tmp_path):
     """nn_out with the nn_rqc_t record from quant.channel_requant == MultiplyByQuantizedMultiplier + zero point
-    + clamp, on random channels (right shifts 1..9 as layers have them, then 1..31, no shift, left shifts, ReLU
-    or not) and accumulators at the clamp thresholds, around zero (negative ties round differently), inside the
-    range and far outside."""
+    + clamp, on random channels (right shifts 1..31: short and long records; no shift, left shifts; ReLU or not)
+    and accumulators at the clamp thresholds, around zero (negative ties round differently), inside the range and
+    far outside."""
     import ctypes
     import subprocess
 
     from export.rp2040.host import NN_DIR
-    from export.rp2040.quant import RQC_GENERIC, channel_requant, clamp_thresholds, quantize_multiplier, requantize
+    from export.rp2040.quant import channel_requant, clamp_thresholds, is_generic, quantize_multiplier, requantize
 
     src = tmp_path / "out.c"
     src.write_text('#include "nn_fixed.h"\n'
@@ -87,19 +87,20 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
                    "    for (int i = 0; i < n; i++) y[i] = nn_out(&rq, 0, acc[i]);\n}\n")
     lib = tmp_path / "out.so"
     subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", f"-I{NN_DIR}",
-                    str(src), "-o", str(lib)], check=True)
+                    str(src), str(NN_DIR / "nn_requant.c"), "-o", str(lib)], check=True)
     so = ctypes.CDLL(str(lib))
     i32 = ctypes.c_int32
     so.run.argtypes = [ctypes.c_void_p, i32, i32, i32, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     rng = np.random.default_rng(2)
-    fast = 0
+    short = long = 0
     for i in range(400):
-        mult, shift = quantize_multiplier(float(2.0 ** (rng.uniform(-9, -0.5) if i % 4 else rng.uniform(-24, 3))))
+        mult, shift = quantize_multiplier(float(2.0 ** rng.uniform(-24, 3 if i % 10 == 0 else -0.5)))
         zp = int(rng.integers(-128, 128))
         lo = int(rng.choice([-128, zp, max(-128, zp - 3)]))
         hi = int(rng.choice([127, min(127, zp + int(rng.integers(1, 200)))]))
         rec = channel_requant(mult, shift, zp, lo, hi)
-        fast += rec[4] != RQC_GENERIC
+        short += rec[1] > 0
+        long += rec[1] == 0 and not is_generic(rec)
         t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
         inner = rng.integers(max(t_lo, -2**31), min(t_hi, 2**31 - 1) + 1, 300) if t_lo <= t_hi else []
         edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1]
@@ -110,7 +111,7 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
                y.ctypes.data)
         want = [requantize(int(a), mult, shift, zp, lo, hi) for a in accs]
         assert y.tolist() == want, (mult, shift, zp, lo, hi)
-    assert fast > 300, "the fast path was hardly tested"
+    assert short > 100 and long > 100, f"{short} short and {long} long records: a path was hardly tested"
 
 
 def test_clamp_thresholds_are_exact():

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgecore.errors import UserError
 
-from .quant import RQC_GENERIC, activation_range, channel_requant, mean_multiplier, quantize_multiplier, softmax_params
+from .quant import activation_range, channel_requant, is_generic, mean_multiplier, quantize_multiplier, softmax_params
 from edgecore.tflite_graph import Graph, Tensor
 
 
@@ -49,7 +49,7 @@ def _requant(g: Graph, op, w: Tensor, bias_idx: int | None, n_out: int, in_zp: i
     lo, hi = activation_range(op.options.get("fusedActivationFunction", 0), s_out, z_out)
     fields = {"out_zp": z_out, "act_min": lo, "act_max": hi}
     records = np.array([channel_requant(m, sh, z_out, lo, hi) for m, sh in zip(mults, shifts)], np.int64)
-    fields["fast"] = int(bool(np.all(records[:, 4] != RQC_GENERIC)))
+    fields["fast"] = int(not any(is_generic(tuple(r)) for r in records.tolist()))
     arrays = {"bias": ("int32_t", folded.astype(np.int32)), "ch": ("nn_rqc_t", records)}
     return fields, arrays
 

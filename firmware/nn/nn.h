@@ -17,16 +17,19 @@
 #define NN_SRAM
 #endif
 
-/* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (lower.py and
- * quant.channel_requant explain the fields). acc outside [lo, lo + range) saturates; inside, with d = acc - lo,
- * out = (int8)(s >> 24), s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + khi in uint32 arithmetic,
- * khi_neg instead of khi when acc < 0 (TFLite rounds negative ties the other way). klo == NN_RQC_GENERIC marks
- * a channel that needs the generic MultiplyByQuantizedMultiplier (mult in ml, shift in mh); such channels have
- * range 0. */
-#define NN_RQC_GENERIC 0xffffffffu
+/* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (quant.channel_requant
+ * explains the fields). A short record (range > 0) saturates acc outside [lo, lo + range); inside, with
+ * d = acc - lo and w0..w4 = ml, mh, klo, khi, khi_neg, out = (int8)(s >> 24),
+ * s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + khi in uint32 arithmetic, khi_neg instead of khi
+ * when acc < 0 (TFLite rounds negative ties the other way). A long record (range 0, for right shifts the short
+ * one cannot hold) saturates acc < lo to act_min; w0..w4 = range, m, k_lo, k_hi, sh: acc beyond the range goes to
+ * act_max, else out = (int8)(((d*m + k) >> 32) >> sh), k = k_hi:k_lo less 2^31 when acc < 0. sh = -1 (with
+ * lo = INT32_MIN) marks a channel that needs the generic MultiplyByQuantizedMultiplier (mult in w1, shift in
+ * w2). */
 typedef struct {
     int32_t lo;
-    uint32_t range, ml, mh, klo, khi, khi_neg;
+    uint32_t range;
+    uint32_t w0, w1, w2, w3, w4;
 } nn_rqc_t;
 
 /* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped. */
@@ -34,7 +37,7 @@ typedef struct {
     const int32_t *bias;  /* bias with the input zero point folded in: bias - zp_in * sum(w) */
     const nn_rqc_t *ch;
     int32_t out_zp, act_min, act_max;
-    int32_t fast;         /* no channel is NN_RQC_GENERIC */
+    int32_t fast;         /* no channel needs the generic path */
 } nn_requant_t;
 
 /* CONV_2D and DEPTHWISE_CONV_2D geometry. Padding taps read as the input zero point, so the folded bias

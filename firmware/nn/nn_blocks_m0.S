@@ -113,10 +113,11 @@
     add r11, r7
 .endm
 
-/* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 28 bytes), advancing r6. Unsaturated:
- * s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi (khi_neg when acc < 0), y[j] = s >> 24. Measured in rp2040js
- * (cycles per instruction address over the default student): 30 cycles unsaturated, 16 to act_min, 17 to
- * act_max; 44 % of that model's outputs are unsaturated. */
+/* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 28 bytes), advancing r6. Short record:
+ * s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi (khi_neg when acc < 0), y[j] = s >> 24. A long record (range 0)
+ * takes .Lrqlong from the act_max branch. Measured in rp2040js (cycles per instruction address over the
+ * default student): 30 cycles unsaturated, 16 to act_min, 19 to act_max; 44 % of that model's outputs are
+ * unsaturated. */
 .macro RQ acc, j
     mov r0, \acc
     ldm r6!, {r1, r2}         /* lo, range */
@@ -144,7 +145,11 @@
     b 6b
 8:  cmp r0, r1                /* saturated: acc < lo -> act_min, else act_max */
     blt 5f
+    cmp r2, #0
+    beq 3f
     ldr r0, [sp, #F_MAX]
+    b 4f
+3:  bl .Lrqlong
     b 4f
 5:  ldr r0, [sp, #F_MIN]
 4:  strb r0, [r7, #\j]
@@ -377,6 +382,48 @@ nn_blocks:
     mov r10, r6
     mov r11, r7
     pop {r4, r5, r6, r7, pc}
+
+    /* A long record's channel (nn_rqc_t), acc >= lo: r0 = acc, r1 = lo, r6 -> w. Returns y in r0; r6, r7 kept.
+     * act_max beyond the range, else ((d*m + k) >> 32) >> sh from 16x16-bit partial products,
+     * k = k_hi:k_lo less 2^31 when acc < 0. */
+.Lrqlong:
+    subs r3, r0, r1           /* d */
+    ldr r2, [r6, #0]          /* range */
+    cmp r3, r2
+    bhs 1f
+    ldr r1, [r6, #4]          /* m */
+    ldr r4, [r6, #8]          /* k_lo */
+    ldr r5, [r6, #12]         /* k_hi */
+    cmp r0, #0
+    bge 2f
+    movs r0, #1
+    lsls r0, r0, #31
+    subs r4, r4, r0
+    movs r0, #0               /* keeps the borrow (MOVS imm leaves C alone) */
+    sbcs r5, r0
+2:  uxth r0, r3               /* dl */
+    lsrs r3, r3, #16          /* dh */
+    uxth r2, r1               /* ml */
+    lsrs r1, r1, #16          /* mh */
+    mov r12, r2
+    muls r2, r0, r2           /* dl*ml */
+    muls r0, r1, r0           /* dl*mh */
+    muls r1, r3, r1           /* dh*mh */
+    adds r2, r2, r4
+    adcs r1, r5               /* r1:r2 = dh*mh:dl*ml + k */
+    mov r4, r12
+    muls r4, r3, r4           /* dh*ml */
+    adds r0, r0, r4           /* mid < 2^32: d < 2^31, m < 2^31 */
+    lsls r4, r0, #16
+    lsrs r0, r0, #16
+    adds r2, r2, r4
+    adcs r1, r0
+    ldr r0, [r6, #16]         /* sh */
+    lsrs r1, r0
+    mov r0, r1
+    bx lr
+1:  ldr r0, [sp, #F_MAX]
+    bx lr
 
     /* 3x3 window over 3 channels, unrolled: r0 = window base (even), r12 = row stride (even). 15.6 cycles per
      * tap, no offsets. */
