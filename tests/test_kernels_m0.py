@@ -44,6 +44,7 @@ CASES = {
     "pointwise_bytes_odd": ((3, 5, 10), lambda x: L.Conv2D(11, 1)(x)),
     "pointwise_words_relu6": ((4, 4, 16), lambda x: L.Conv2D(8, 1, activation="relu6")(x)),
     "pointwise_words_tail": ((5, 6, 8), lambda x: L.Conv2D(7, 1)(x)),
+    "pointwise_words_odd_count": ((3, 4, 12), lambda x: L.Conv2D(6, 1)(x)),
     "pointwise_relu6_saturates": ((4, 4, 16), lambda x: L.Conv2D(
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
     "depthwise_3x3_s1_same_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)),

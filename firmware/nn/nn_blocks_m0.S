@@ -78,6 +78,21 @@
     MAC4 r3
 .endm
 
+/* The next 4 contiguous taps: one word of inputs at r0 (advanced), each byte sign-extended into r1 in turn. */
+.macro WORD4
+    ldm r0!, {r3}
+    sxtb r1, r3
+    MAC4 r1
+    lsls r1, r3, #16
+    asrs r1, r1, #24
+    MAC4 r1
+    lsls r1, r3, #8
+    asrs r1, r1, #24
+    MAC4 r1
+    asrs r1, r3, #24
+    MAC4 r1
+.endm
+
 /* One depthwise tap through the offset table: r1 -> next byte offset, r12 = window base. */
 .macro DWTAP
     ldm r1!, {r3}
@@ -295,23 +310,17 @@ nn_blocks:
     b .Lrq
 
     /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers; placed to fall into .Lrq): one LDM
-     * brings 4 inputs, which are sign-extended out of r3 in turn. r0 -> x, r12 = x + n. 63 cycles per 16 MACs. */
+     * brings 4 inputs, which are sign-extended out of r3 in turn; two words per branch, an odd word count enters
+     * at the second. r0 -> x, r12 = x + n. 123 cycles per two words, 32 MACs (measured, rp2040js). */
 .Lwords:
-    adds r1, r0, r1
-    mov r12, r1
-20: ldm r0!, {r3}
-    sxtb r1, r3
-    MAC4 r1
-    lsls r1, r3, #16
-    asrs r1, r1, #24
-    MAC4 r1
-    lsls r1, r3, #8
-    asrs r1, r1, #24
-    MAC4 r1
-    asrs r1, r3, #24
-    MAC4 r1
+    adds r3, r0, r1
+    mov r12, r3
+    lsls r1, r1, #29
+    bne 26f
+25: WORD4
+26: WORD4
     cmp r0, r12
-    bne 20b
+    bne 25b
 
 .Lrq:
     str r2, [sp, #F_W]
