@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from . import pt2e_int8
 from .camera import DEFAULT_STRENGTH, augment
+from edgecore.config import from_args
 from edgecore.errors import UserError
 from edgecore.io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
@@ -300,14 +301,30 @@ def calibration_images(x_train: np.ndarray, count: int, seed: int) -> np.ndarray
     return x_train[idx]
 
 
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Options of the quantize stage (`python -m compress quantize --help`); the rest of QuantParams comes from
+    what distill recorded for the student."""
+    qat_epochs: int = QuantParams.qat_epochs
+    qat_lr: float = QuantParams.lr
+    quant_calib_images: int = QuantParams.calib_images
+    seed: int = 0
+
+
 def run(args) -> dict:
+    return quantize_run(Path(args.run), from_args(QuantizeConfig, args))
+
+
+def quantize_run(run_dir: Path, config: QuantizeConfig) -> dict:
+    """Stage quantize: R/student/ + R/teacher/ + R/data/ -> R/quant/ (full-INT8 .tflite, C array, ONNX, TFLM
+    report); returns its metrics."""
     from .data import load_dataset, split_name
     from .distill import kd_training_set, load_float, load_split, load_teacher, predict
 
-    run_dir = Path(args.run)
-    if args.quant_calib_images < 1 or args.qat_epochs < 0 or not args.qat_lr > 0:
+    run_dir = Path(run_dir)
+    if config.quant_calib_images < 1 or config.qat_epochs < 0 or not config.qat_lr > 0:
         raise UserError(f"--quant-calib-images must be >= 1, --qat-epochs >= 0 and --qat-lr > 0 (got "
-                        f"{args.quant_calib_images}, {args.qat_epochs}, {args.qat_lr})")
+                        f"{config.quant_calib_images}, {config.qat_epochs}, {config.qat_lr})")
     float_path = run_dir / "student" / "student_float.pt"
     if not float_path.is_file():
         raise UserError(f"student model not found: {float_path} (run the distill stage first)")
@@ -328,13 +345,13 @@ def run(args) -> dict:
     out_dir = ensure_dir(run_dir / "quant")
     student_cfg = read_json(cfg_path, "student config")
     trained = student_cfg.get("train", {})
-    params = QuantParams(qat_epochs=args.qat_epochs, lr=args.qat_lr, calib_images=args.quant_calib_images,
+    params = QuantParams(qat_epochs=config.qat_epochs, lr=config.qat_lr, calib_images=config.quant_calib_images,
                          alpha=float(trained.get("alpha", QuantParams.alpha)),
                          augment=float(trained.get("augment", QuantParams.augment)))  # QAT sees what training saw
-    calib = calibration_images(x_train, params.calib_images, args.seed)
+    calib = calibration_images(x_train, params.calib_images, config.seed)
 
     t0 = time.monotonic()
-    prepared = quantize_student(student, x_train, p_train, y_train, calib, params, args.seed,
+    prepared = quantize_student(student, x_train, p_train, y_train, calib, params, config.seed,
                                 log=lambda m: tqdm.write(m))
     qat_scales = pt2e_int8.activation_scales(prepared)
     model = convert(prepared, cfg.input_size, cfg.in_channels)
@@ -384,5 +401,5 @@ def run(args) -> dict:
     record_stage(run_dir, "quant", inputs=[float_path, cfg_path, soft_path, run_dir / "data" / "dataset.json"],
                  outputs=list(paths.values()),
                  params={"qat_epochs": params.qat_epochs, "qat_lr": params.lr, "calib_images": len(calib)},
-                 metrics=metrics, seed=args.seed)
+                 metrics=metrics, seed=config.seed)
     return metrics

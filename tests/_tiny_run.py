@@ -53,13 +53,18 @@ def make_run(root: Path, per_class: dict | None = None, seed: int = 0, teacher_c
 
 
 def stage_args(run: Path, *extra: str) -> argparse.Namespace:
-    from compress import distill, quantize
+    from compress import distill
 
     p = argparse.ArgumentParser()
     p.add_argument("--run", type=Path)
     p.add_argument("--seed", type=int, default=0)
     distill.add_arguments(p)
-    quantize.add_arguments(p)
     return p.parse_args(["--run", str(run), "--student-input-size", str(SIZE), "--student-epochs", "2",
-                         "--qat-epochs", "1", "--student-batch-size", "16", "--student-threads", "1",
-                         "--quant-calib-images", "24", *extra])
+                         "--student-batch-size", "16", "--student-threads", "1", *extra])
+
+
+def quantize_config():
+    """The quantize stage's options for these tiny runs: one QAT epoch, 24 calibration images."""
+    from compress.quantize import QuantizeConfig
+
+    return QuantizeConfig(qat_epochs=1, quant_calib_images=24)

@@ -1,6 +1,5 @@
 """The built RP2040 firmware running in rp2040js: boot self-test, bit-exact answers over the serial
 protocol against the host-compiled model, and error replies (then recovery) for malformed frames."""
-import argparse
 import re
 import shutil
 import struct
@@ -33,8 +32,7 @@ def firmware(tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "r"
     shutil.copytree(tiny_run(), run)  # the build records a manifest in the run: keep the shared fixture clean
     out = tmp_path_factory.mktemp("rp2040")
-    args = argparse.Namespace(run=run, fw_out=out, fw_name="pizza", fw_selftest_images=2, fw_stack=8192, seed=0)
-    report = build.run(args)
+    report = build.build_firmware(run, build.FirmwareConfig(fw_out=out, fw_selftest_images=2))
     ds = load_dataset(run)
     host = HostModel(run / "quant" / "model_int8.tflite", ds.classes)
     return run, out, report, ds, host
@@ -109,9 +107,8 @@ def test_both_boot2_variants_boot_in_the_emulator(firmware, tmp_path):
     hands over, not that a W25Q080 answers EBh."""
     run, out, report, _, host = firmware
     assert report["boot2"] == "w25q080"
-    args = argparse.Namespace(run=run, fw_out=tmp_path, fw_name="pizza", fw_selftest_images=1, fw_stack=8192,
-                              fw_boot2="generic-03h", seed=0)
-    assert build.run(args)["boot2"] == "generic-03h"
+    cfg = build.FirmwareConfig(fw_out=tmp_path, fw_selftest_images=1, fw_boot2="generic-03h")
+    assert build.build_firmware(run, cfg)["boot2"] == "generic-03h"
     boot2 = {mode: (d / "pizza.bin").read_bytes()[:256] for mode, d in (("w25q080", out), ("generic-03h", tmp_path))}
     assert boot2["w25q080"] != boot2["generic-03h"]
     for mode, d in (("w25q080", out), ("generic-03h", tmp_path)):
@@ -148,9 +145,7 @@ def test_m0_kernel_paths_bit_exact_in_the_emulator(firmware, tmp_path):
     tflite = edge / "quant" / "model_int8.tflite"
     tflite.write_bytes(to_int8_tflite(keras_model(shape, _edge_case_layers, seed=3), shape, seed=1))
     record_stage(edge, "quant", outputs=sorted((edge / "quant").glob("*.*")))
-    args = argparse.Namespace(run=edge, fw_out=tmp_path / "fw", fw_name="pizza", fw_selftest_images=1,
-                              fw_stack=8192, seed=0)
-    build.run(args)
+    build.build_firmware(edge, build.FirmwareConfig(fw_out=tmp_path / "fw", fw_selftest_images=1))
     host = HostModel(tflite, ds.classes)
     x = (load_images(edge, ds.split("test")[:6], (32, 32)).astype(np.int16) - 128).astype(np.int8)
     want = host.run(x)
@@ -174,9 +169,8 @@ def test_xip_model_replays_one_warm_inference(firmware, tmp_path):
     assert not [n for n in names if n.endswith("_weights")]
     assert (prof["line_bytes"], prof["ways"], prof["cache_bytes"]) == (8, 2, 16384)
 
-    args = argparse.Namespace(run=run, fw_out=tmp_path, fw_name="pizza", fw_selftest_images=2, fw_stack=8192,
-                              fw_weights="flash", seed=0)
-    assert build.run(args)["weights_in"] == "flash"
+    cfg = build.FirmwareConfig(fw_out=tmp_path, fw_selftest_images=2, fw_weights="flash")
+    assert build.build_firmware(run, cfg)["weights_in"] == "flash"
     flash = xip_profile(tmp_path / "pizza.elf", tmp_path / "pizza.uf2")
     weight_reads = sum(r for name, r, _ in flash["by_symbol"] if name.endswith("_weights"))
     assert weight_reads > 0 and flash["reads"] > prof["reads"]

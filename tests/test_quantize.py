@@ -145,10 +145,10 @@ def test_onnx_float_and_qdq(trained, tmp_path):
 def test_quantize_stage_end_to_end(tmp_path):
     run = _tiny_run.make_run(tmp_path / "r")
     with pytest.raises(UserError, match="run the distill stage first"):
-        quantize.run(_tiny_run.stage_args(run))
+        quantize.quantize_run(run, _tiny_run.quantize_config())
     assert not (run / "quant").exists()
     distill.run(_tiny_run.stage_args(run))
-    metrics = quantize.run(_tiny_run.stage_args(run))
+    metrics = quantize.quantize_run(run, _tiny_run.quantize_config())
     out = run / "quant"
     for name in ("model_int8.tflite", "model_data.h", "model_data.cc", "student_float.onnx",
                  "student_int8_qdq.onnx", "tflm.json", "manifest.json"):
@@ -158,5 +158,5 @@ def test_quantize_stage_end_to_end(tmp_path):
     assert metrics["tflm_vs_ref_max_lsb"] <= 1 and metrics["qat_vs_deployed_scale_gap"] < 1e-6
     assert "kd_gain_points" in metrics and metrics["accuracy_data"] == "test split, 48 images"
     first = tflite
-    quantize.run(_tiny_run.stage_args(run))
+    quantize.quantize_run(run, _tiny_run.quantize_config())
     assert (out / "model_int8.tflite").read_bytes() == first

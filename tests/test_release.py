@@ -3,7 +3,6 @@ built when the ARM toolchain is here, rpi4 benchmarked), every checksum verified
 HTTP server on 127.0.0.1, including tampered, truncated and path-traversal downloads that must be refused."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.server
 import io
@@ -60,8 +59,7 @@ def built(tmp_path_factory):
         from export.rp2040 import build
 
         fw = root / "fw"
-        build.run(argparse.Namespace(run=run, fw_out=fw, fw_name="pizza", fw_selftest_images=1, fw_stack=8192,
-                                     seed=0))
+        build.build_firmware(run, build.FirmwareConfig(fw_out=fw, fw_selftest_images=1))
     # 0 or 1 (a budget broken, e.g. the tiny model's camera-shift drop): either way a report the release carries
     assert bench(["--target", "rpi4", "--run", str(run), "--limit", "10"]) in (0, 1)
     assert make_release(run, root / "dist", fw, "--release-targets", ",".join(TARGETS)) == 0

@@ -2,7 +2,6 @@
 Linux-style enumeration, STALLs for malformed control requests, INFO and INFER over USB byte-identical to
 UART0 (both links live in one session) and bit-exact against the host build of the model, the emulated
 time of one 27,648-byte INFER round trip, and protocol error replies for garbage on the bulk endpoint."""
-import argparse
 import shutil
 import struct
 
@@ -52,8 +51,7 @@ def firmware(tmp_path_factory):
     finally:
         fx.SIZE = saved
     out = tmp_path_factory.mktemp("rp2040usb")
-    args = argparse.Namespace(run=run, fw_out=out, fw_name="pizza", fw_selftest_images=1, fw_stack=8192, seed=0)
-    build.run(args)
+    build.build_firmware(run, build.FirmwareConfig(fw_out=out, fw_selftest_images=1))
     ds = load_dataset(run)
     host = HostModel(run / "quant" / "model_int8.tflite", ds.classes)
     x = (load_images(run, ds.split("test")[:3], (SIZE, SIZE)).astype(np.int16) - 128).astype(np.int8)

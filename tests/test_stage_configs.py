@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from compress import data
+from compress import data, quantize
 from edgecore.config import from_args
+from export.rp2040 import build
 
-STAGES = [(data, data.DataConfig)]
+STAGES = [(data, data.DataConfig), (quantize, quantize.QuantizeConfig), (build, build.FirmwareConfig)]
 
 
 def _parser(module) -> argparse.ArgumentParser:

@@ -13,10 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgecore.config import from_args
 from edgecore.errors import UserError, os_error_line
 from edgecore.io import ensure_dir, write_bytes_atomic, write_json_atomic
 from edgecore.manifest import record_stage, run_lock, verify_inputs
@@ -32,18 +34,31 @@ SRAM_BYTES = device_limits("rp2040")["ram_bytes"]  # targets/rp2040.toml, like t
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-objcopy", "arm-none-eabi-size", "arm-none-eabi-nm", "make")
 
 
+@dataclass(frozen=True)
+class FirmwareConfig:
+    """Options of the firmware build (`python -m export.rp2040.build --help`)."""
+    fw_out: Path = Path("build/rp2040")
+    fw_name: str = "pizza"
+    fw_selftest_images: int = 2
+    fw_stack: int = 8192
+    fw_weights: str = "sram"          # one of compile.PLACEMENTS
+    fw_boot2: str = "w25q080"         # one of boot2.BOOT2_MODES
+    seed: int = 0
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = FirmwareConfig()
     g = p.add_argument_group("firmware (rp2040)")
-    g.add_argument("--fw-out", "--out", dest="fw_out", type=Path, default=Path("build/rp2040"),
+    g.add_argument("--fw-out", "--out", dest="fw_out", type=Path, default=d.fw_out,
                    help="output folder for <name>.uf2/.elf/.bin/.map (default build/rp2040)")
-    g.add_argument("--fw-name", default="pizza", help="firmware file name stem (default pizza)")
-    g.add_argument("--fw-selftest-images", type=int, default=2,
+    g.add_argument("--fw-name", default=d.fw_name, help="firmware file name stem (default pizza)")
+    g.add_argument("--fw-selftest-images", type=int, default=d.fw_selftest_images,
                    help="test images baked into the firmware for its boot self-test (default 2)")
-    g.add_argument("--fw-stack", type=int, default=8192, help="bytes reserved for the stack (default 8192)")
-    g.add_argument("--fw-weights", choices=PLACEMENTS, default="sram",
+    g.add_argument("--fw-stack", type=int, default=d.fw_stack, help="bytes reserved for the stack (default 8192)")
+    g.add_argument("--fw-weights", choices=PLACEMENTS, default=d.fw_weights,
                    help="where the model's weights, biases and requantization records live: sram (copied at boot; "
                         "no XIP cache misses, costs SRAM, the default) or flash (read through the 16 KB XIP cache)")
-    g.add_argument("--fw-boot2", choices=BOOT2_MODES, default="w25q080",
+    g.add_argument("--fw-boot2", choices=BOOT2_MODES, default=d.fw_boot2,
                    help="second-stage boot for the board's flash: w25q080 (quad-SPI EBh at clk/2; Raspberry Pi "
                         "Pico and other W25Q080/W25Q16JV boards, the default) or generic-03h (serial 03h at clk/4; "
                         "any SPI flash, slowest)")
@@ -115,31 +130,37 @@ def _make(gen: Path, work: Path, name: str, stack: int, boot2: str) -> None:
 
 
 def run(args) -> dict:
+    return build_firmware(Path(args.run), from_args(FirmwareConfig, args))
+
+
+def build_firmware(run_dir: Path, cfg: FirmwareConfig) -> dict:
+    """Stage firmware: R/quant/model_int8.tflite -> <cfg.fw_out>/<name>.{uf2,elf,bin,map,size.json}; returns the
+    size report."""
     from .compile import compile_file
 
     _check_tools()
-    run_dir = Path(args.run)
+    run_dir = Path(run_dir)
     tflite = run_dir / "quant" / "model_int8.tflite"
     if not tflite.is_file():
         raise UserError(f"INT8 model not found: {tflite} (run the quantize stage first)")
-    if args.fw_selftest_images < 1:
+    if cfg.fw_selftest_images < 1:
         raise UserError("--fw-selftest-images must be at least 1")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.fw_name):
-        raise UserError(f"--fw-name {args.fw_name!r}: use letters, digits, '_', '-' or '.'")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.fw_name):
+        raise UserError(f"--fw-name {cfg.fw_name!r}: use letters, digits, '_', '-' or '.'")
     verify_inputs(run_dir, "quant", [tflite], f"python -m compress quantize --run {run_dir}")
     from compress.data import load_dataset
 
-    out = ensure_dir(args.fw_out).resolve()
+    out = ensure_dir(cfg.fw_out).resolve()
     gen, work = ensure_dir(out / "gen"), ensure_dir(out / "work")
-    placement = getattr(args, "fw_weights", "sram")
+    placement = cfg.fw_weights
     plan = compile_file(tflite, gen, load_dataset(run_dir).classes, placement)
     _, height, width, _ = plan["input_shape"]
-    x, labels, picked = _selftest_images(run_dir, height, width, args.fw_selftest_images)
+    x, labels, picked = _selftest_images(run_dir, height, width, cfg.fw_selftest_images)
     write_selftest_sources(gen, x, labels)
-    boot2 = getattr(args, "fw_boot2", "w25q080")
-    _make(gen, work, args.fw_name, args.fw_stack, boot2)
+    boot2 = cfg.fw_boot2
+    _make(gen, work, cfg.fw_name, cfg.fw_stack, boot2)
 
-    name = args.fw_name
+    name = cfg.fw_name
     read_uf2((work / f"{name}.uf2").read_bytes())
     report = size_report(work / f"{name}.elf", work / f"{name}.bin", plan["arena_bytes"])
     report.update({"macs": plan["macs"], "weight_bytes": plan["weight_bytes"], "selftest_images": len(picked),
@@ -156,10 +177,10 @@ def run(args) -> dict:
     # The generated C is recorded too: a release packs it beside the .uf2 and must find the same bytes.
     outputs += [out / f"{name}.size.json", gen / "model.c", gen / "model.h", gen / "model_plan.json"]
     record_stage(run_dir, "firmware", inputs=[tflite], outputs=outputs,
-                 params={"name": name, "selftest_images": len(picked), "stack_bytes": args.fw_stack,
+                 params={"name": name, "selftest_images": len(picked), "stack_bytes": cfg.fw_stack,
                          "boot2": boot2, "weights_in": placement},
                  metrics={"fw_flash_bytes": report["flash_bytes"], "fw_ram_bytes": report["ram_bytes"],
-                          "fw_arena_bytes": report["arena_bytes"]}, seed=getattr(args, "seed", None))
+                          "fw_arena_bytes": report["arena_bytes"]}, seed=cfg.seed)
     return report
 
 
