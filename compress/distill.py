@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .camera import DEFAULT_STRENGTH, augment
 from .data import load_dataset, load_images, split_name
+from edgecore.config import from_args
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from edgecore.manifest import record_stage, verify_inputs
@@ -209,11 +210,11 @@ def add_arguments(p) -> None:
                    help="camera augmentation: any rotation, zoom, perspective always; each of exposure x0.45-1.7, "
                         "white balance, vignette, gamma, contrast, saturation, hue, blur, noise and JPEG on this "
                         f"fraction of the images (compress/camera.py; default {d.augment}, 0 = geometry only)")
-    g.add_argument("--student-baseline", choices=("on", "off"), default="on",
+    g.add_argument("--student-baseline", choices=("on", "off"), default=DistillConfig.student_baseline,
                    help="also train the hard-label baseline (same network, augmentation and number of optimizer "
                         "steps, on the labelled images only, best of --baseline-lrs by validation accuracy) so the "
                         "gain from distillation is measured; 'off' saves its minutes (default on)")
-    g.add_argument("--baseline-lrs", default="0.004,0.0015", metavar="LR,LR",
+    g.add_argument("--baseline-lrs", default=DistillConfig.baseline_lrs, metavar="LR,LR",
                    help="learning rates the baseline tries; the best on the validation split is kept "
                         "(default 0.004,0.0015)")
     g.add_argument("--student-input-size", type=int, default=c.input_size, metavar="PX",
@@ -224,17 +225,17 @@ def add_arguments(p) -> None:
                    help="torch CPU threads (default 1: these tiny convs run slower on more; fixed for determinism)")
 
 
-def _params_from_args(args) -> TrainParams:
+def _train_params(config: DistillConfig) -> TrainParams:
     for name in ("student_epochs", "student_batch_size", "student_input_size", "student_threads"):
-        if getattr(args, name) < (0 if name == "student_epochs" else 1):
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not 0.0 <= args.student_alpha <= 1.0 or args.student_temperature <= 0 or args.student_augment < 0:
+        if getattr(config, name) < (0 if name == "student_epochs" else 1):
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+    if not 0.0 <= config.student_alpha <= 1.0 or config.student_temperature <= 0 or config.student_augment < 0:
         raise UserError("--student-alpha must be in [0, 1], --student-temperature > 0, --student-augment >= 0")
-    if args.student_width <= 0:
-        raise UserError(f"--student-width must be > 0, got {args.student_width}")
-    return dataclasses.replace(TrainParams(), epochs=args.student_epochs, batch_size=args.student_batch_size,
-                               lr=args.student_lr, temperature=args.student_temperature, alpha=args.student_alpha,
-                               augment=args.student_augment, threads=args.student_threads)
+    if config.student_width <= 0:
+        raise UserError(f"--student-width must be > 0, got {config.student_width}")
+    return dataclasses.replace(TrainParams(), epochs=config.student_epochs, batch_size=config.student_batch_size,
+                               lr=config.student_lr, temperature=config.student_temperature, alpha=config.student_alpha,
+                               augment=config.student_augment, threads=config.student_threads)
 
 
 def _baseline_lrs(text: str) -> list[float]:
@@ -316,15 +317,38 @@ def train_baseline(x_lab, y_lab, cfg, params: TrainParams, lrs, seed, kd_steps, 
     return best[1], best[2], epochs
 
 
+@dataclass(frozen=True)
+class DistillConfig:
+    """Options of the distill stage (`python -m compress distill --help`)."""
+    student_epochs: int = TrainParams.epochs
+    student_batch_size: int = TrainParams.batch_size
+    student_lr: float = TrainParams.lr
+    student_temperature: float = TrainParams.temperature
+    student_alpha: float = TrainParams.alpha
+    student_augment: float = TrainParams.augment
+    student_baseline: str = "on"                   # or "off"
+    baseline_lrs: str = "0.004,0.0015"             # comma-separated learning rates the baseline tries
+    student_input_size: int = StudentConfig.input_size
+    student_width: float = StudentConfig.width
+    student_threads: int = TrainParams.threads
+    seed: int = 0
+
+
 def run(args) -> dict:
-    run_dir = Path(args.run)
-    params = _params_from_args(args)
-    lrs = _baseline_lrs(args.baseline_lrs)
+    return distill_run(Path(args.run), from_args(DistillConfig, args))
+
+
+def distill_run(run_dir: Path, config: DistillConfig) -> dict:
+    """Stage distill: R/data/ + R/teacher/soft_labels.npz -> R/student/ (KD student, hard-label baseline,
+    config.json); returns its metrics."""
+    run_dir = Path(run_dir)
+    params = _train_params(config)
+    lrs = _baseline_lrs(config.baseline_lrs)
     verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
     verify_inputs(run_dir, "teacher", [run_dir / "teacher" / "soft_labels.npz"],
                   f"python -m compress teach --run {run_dir}")
     teacher = load_teacher(run_dir)
-    size = args.student_input_size
+    size = config.student_input_size
     x_train, p_train, y_train, classes = kd_training_set(run_dir, size, teacher, spill_dir=run_dir / "student")
     if teacher["classes"] != list(classes):
         raise UserError(f"teacher classes {teacher['classes']} do not match the dataset's classes {list(classes)}")
@@ -332,7 +356,7 @@ def run(args) -> dict:
     x_val, y_val, _, _ = load_split(run_dir, "val", size, required=False)
     x_test, y_test, p_test, _ = load_split(run_dir, "test", size, teacher)
     val = (x_val, y_val) if len(y_val) else None
-    cfg = StudentConfig(input_size=size, num_classes=len(classes), width=args.student_width)
+    cfg = StudentConfig(input_size=size, num_classes=len(classes), width=config.student_width)
     print(describe(cfg))
     print(f"distill: {int(labelled.sum())} labelled images + {int((~labelled).sum())} teacher-labelled pool images")
     out_dir = ensure_dir(run_dir / "student")
@@ -340,10 +364,10 @@ def run(args) -> dict:
     soft_path = run_dir / "teacher" / "soft_labels.npz"
     dataset_path = run_dir / "data" / "dataset.json"
     fingerprint = "|".join([sha256_file(soft_path), sha256_file(dataset_path), str(cfg.to_dict()),
-                            str(dataclasses.asdict(params)), str(args.seed)])
+                            str(dataclasses.asdict(params)), str(config.seed)])
     log = lambda m: tqdm.write(m)  # noqa: E731 - one line per epoch above the progress bars
     t0 = time.monotonic()
-    model = train_student(x_train, p_train, y_train, cfg, params, args.seed, checkpoint=out_dir / "checkpoint.pt",
+    model = train_student(x_train, p_train, y_train, cfg, params, config.seed, checkpoint=out_dir / "checkpoint.pt",
                           fingerprint=fingerprint, log=log, val=val, desc="KD student")
     train_s = time.monotonic() - t0
     pred_float = predict(model, x_test).argmax(1)
@@ -362,10 +386,10 @@ def run(args) -> dict:
     outputs = [float_path, cfg_path]
     _save_model(float_path, model, cfg)
     baseline_info = {}
-    if args.student_baseline == "on":
+    if config.student_baseline == "on":
         t0 = time.monotonic()
         kd_steps = params.epochs * -(-len(x_train) // params.batch_size)
-        base, lr, epochs = train_baseline(x_train[labelled], y_train[labelled], cfg, params, lrs, args.seed, kd_steps,
+        base, lr, epochs = train_baseline(x_train[labelled], y_train[labelled], cfg, params, lrs, config.seed, kd_steps,
                                           out_dir, fingerprint, val, log)
         base_acc = accuracy(base, x_test, y_test)
         metrics.update({"baseline_float_acc": base_acc,
@@ -378,10 +402,10 @@ def run(args) -> dict:
     else:  # a baseline from an earlier run would describe other settings
         (out_dir / "baseline_float.pt").unlink(missing_ok=True)
     write_json_atomic(cfg_path, {"student": cfg.to_dict(), "train": dataclasses.asdict(params),
-                                 "baseline": baseline_info, "classes": list(classes), "seed": args.seed,
+                                 "baseline": baseline_info, "classes": list(classes), "seed": config.seed,
                                  "metrics": metrics})
     record_stage(run_dir, "student", inputs=[soft_path, dataset_path], outputs=outputs,
                  params={"student": cfg.to_dict(), "train": dataclasses.asdict(params), "baseline": baseline_info},
-                 metrics=metrics, seed=args.seed)
+                 metrics=metrics, seed=config.seed)
     return metrics
 

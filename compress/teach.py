@@ -12,12 +12,14 @@ import io
 import json
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from .data import load_dataset, load_images
+from edgecore.config import from_args
 from edgecore.errors import UserError
 from edgecore.io import atomic_path, ensure_dir
 from edgecore.manifest import record_stage, verify_inputs
@@ -187,29 +189,63 @@ def _val_calibration(teacher, run_dir: Path, ds, index: dict, probs: np.ndarray)
     return out
 
 
+@dataclass(frozen=True)
+class TeachConfig:
+    """Options of the teach stage and of every teacher and engine (`python -m compress teach --help`); a teacher's
+    `from_args` reads its own fields."""
+    teacher: str = "effnet-lite0"
+    teacher_chunk: int = 256
+    shard: str | None = None                # "K/N"
+    merge: bool = False
+    teacher_fit_pool: int = 8192
+    teacher_labels: Path | None = None      # labels-file
+    teacher_size: int = 128                 # effnet-lite0
+    teacher_hidden: int = 256
+    teacher_epochs: int = 25
+    teacher_batch: int = 64
+    teacher_lr: float = 1e-3
+    teacher_threads: int = 2
+    teacher_self_train: int = 1
+    teacher_confidence: float = 0.7
+    teacher_model: Path | None = None       # qwen2.5-vl, spatial-mllm
+    teacher_orders: int | None = None
+    teacher_vlm_batch: int = 4
+    teacher_vlm_size: int = 448
+    spatial_mllm_root: str | None = None
+    engine: str = "local"                   # or "ray"
+    ray_address: str | None = None
+    ray_actors: int | None = None
+    seed: int = 0
+
+
 def run(args) -> dict:
-    run_dir = Path(args.run)
+    return teach_run(Path(args.run), from_args(TeachConfig, args))
+
+
+def teach_run(run_dir: Path, config: TeachConfig) -> dict:
+    """Stage teach: R/data/ -> R/teacher/soft_labels.npz (and the label cache); returns its metrics."""
+    run_dir = Path(run_dir)
     t0 = time.perf_counter()
     verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
     ds = load_dataset(run_dir)
-    if args.teacher_chunk < 1:
-        raise UserError(f"--teacher-chunk must be at least 1, got {args.teacher_chunk}")
-    if args.teacher_fit_pool < 0:
-        raise UserError(f"--teacher-fit-pool must be at least 0, got {args.teacher_fit_pool}")
-    shard = parse_shard(args.shard)
-    if shard is not None and args.merge:
+    if config.teacher_chunk < 1:
+        raise UserError(f"--teacher-chunk must be at least 1, got {config.teacher_chunk}")
+    if config.teacher_fit_pool < 0:
+        raise UserError(f"--teacher-fit-pool must be at least 0, got {config.teacher_fit_pool}")
+    shard = parse_shard(config.shard)
+    if shard is not None and config.merge:
         raise UserError("--shard and --merge are separate steps: label each shard, then --merge once")
-    if getattr(args, "engine", "local") == "ray":
+    if config.engine == "ray":
         from .ray_engine import import_ray
 
         import_ray()  # without the extra: one line naming it, before any fitting
-    teacher = teacher_class(args.teacher).from_args(ds.classes, args, run_dir / "teacher")
+    teacher = teacher_class(config.teacher).from_args(ds.classes, config, run_dir / "teacher")
     if set(teacher.classes) != set(ds.classes) or len(teacher.classes) != len(ds.classes):
         raise UserError(f"teacher {teacher.name} knows classes {sorted(teacher.classes)} but the dataset has "
                         f"{sorted(ds.classes)}")
     metrics: dict = {"teacher": teacher.name}
     if teacher.trainable:
-        pool = fit_pool(ds, args.teacher_fit_pool, args.seed)
+        pool = fit_pool(ds, config.teacher_fit_pool, config.seed)
         key = data_key(ds, pool)
         if teacher.load_fitted(key):
             print(f"teach: {teacher.name} already fine-tuned on this training split; reusing its weights")
@@ -226,16 +262,16 @@ def run(args) -> dict:
             finally:
                 unlabeled.close()
             metrics["teacher_fit_pool_of"] = len(ds.split("pool"))
-    if getattr(args, "engine", "local") == "ray" and not args.merge:
+    if config.engine == "ray" and not config.merge:
         from .ray_engine import label_with_ray
 
-        hashes, probs, labelled = label_with_ray(teacher, args, run_dir, ds, shard)
+        hashes, probs, labelled = label_with_ray(teacher, config, run_dir, ds, shard)
     else:
-        hashes, probs, labelled = label_all(teacher, run_dir, ds, args.teacher_chunk, shard, args.merge)
+        hashes, probs, labelled = label_all(teacher, run_dir, ds, config.teacher_chunk, shard, config.merge)
     if shard is not None:
-        print(f"teach: shard {args.shard} labelled {labelled} images into {run_dir / 'teacher' / 'cache'}; "
+        print(f"teach: shard {config.shard} labelled {labelled} images into {run_dir / 'teacher' / 'cache'}; "
               "run --merge once every shard is done")
-        return {"teacher": teacher.name, "teacher_shard": args.shard, "teacher_labelled_now": labelled,
+        return {"teacher": teacher.name, "teacher_shard": config.shard, "teacher_labelled_now": labelled,
                 "teacher_cache_key": teacher.cache_key(), "teach_seconds": round(time.perf_counter() - t0, 2)}
     probs = probs[:, [teacher.classes.index(c) for c in ds.classes]]  # columns in the dataset's class order
     out = run_dir / "teacher" / "soft_labels.npz"
@@ -247,10 +283,10 @@ def run(args) -> dict:
     metrics.update({"teacher_cache_key": teacher.cache_key(), "teacher_labelled_now": labelled,
                     "teacher_labelled_cached": len(hashes) - labelled,
                     "teach_seconds": round(time.perf_counter() - t0, 2)})
-    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()
               if k.startswith("teacher") or k in ("seed", "shard", "merge")}
     record_stage(run_dir, "teacher", inputs=[run_dir / "data" / "dataset.json"], outputs=[out], params=params,
-                 metrics=metrics, seed=args.seed)
+                 metrics=metrics, seed=config.seed)
     print(f"teach: {len(hashes)} images labelled ({labelled} now, {len(hashes) - labelled} from cache); "
           f"teacher val {metrics['teacher_val_acc']}, pool {metrics['teacher_pool_acc']}, "
           f"test {metrics['teacher_test_acc']} -> {out}")

@@ -1,7 +1,6 @@
 """Tiny colour-coded run folders (dataset.json + PNGs + teacher soft labels) for the distill/quantize tests."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -52,15 +51,12 @@ def make_run(root: Path, per_class: dict | None = None, seed: int = 0, teacher_c
     return root
 
 
-def stage_args(run: Path, *extra: str) -> argparse.Namespace:
-    from compress import distill
+def distill_config(**options):
+    """The distill stage's options for these tiny runs: 32 px input, 2 epochs, batches of 16, one thread."""
+    from compress.distill import DistillConfig
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--run", type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    distill.add_arguments(p)
-    return p.parse_args(["--run", str(run), "--student-input-size", str(SIZE), "--student-epochs", "2",
-                         "--student-batch-size", "16", "--student-threads", "1", *extra])
+    return DistillConfig(**{"student_input_size": SIZE, "student_epochs": 2, "student_batch_size": 16,
+                            "student_threads": 1, **options})
 
 
 def quantize_config():

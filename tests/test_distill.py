@@ -157,7 +157,7 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, stop_after):
 
 def test_distill_stage_writes_contract_files(tmp_path):
     run = _tiny_run.make_run(tmp_path / "r")
-    metrics = distill.run(_tiny_run.stage_args(run))
+    metrics = distill.distill_run(run, _tiny_run.distill_config())
     for name in ("student_float.pt", "baseline_float.pt", "config.json", "manifest.json"):
         assert (run / "student" / name).is_file()
     assert metrics["macs"] == count_macs(CFG) and metrics["params"] == count_params(CFG)
@@ -171,9 +171,9 @@ def test_distill_stage_writes_contract_files(tmp_path):
     first = {n: (run / "student" / n).read_bytes() for n in ("student_float.pt", "baseline_float.pt")}
     for ckpt in (run / "student").glob("checkpoint*.pt"):  # retrain from scratch: same seed, same bytes
         ckpt.unlink()
-    distill.run(_tiny_run.stage_args(run))
+    distill.distill_run(run, _tiny_run.distill_config())
     assert all((run / "student" / n).read_bytes() == b for n, b in first.items())
-    off = distill.run(_tiny_run.stage_args(run, "--student-baseline", "off"))
+    off = distill.distill_run(run, _tiny_run.distill_config(student_baseline="off"))
     assert "baseline_float_acc" not in off and not (run / "student" / "baseline_float.pt").exists()
 
 
@@ -194,7 +194,7 @@ def test_the_pool_labels_are_never_read(tmp_path):
                     it["label"] = _tiny_run.CLASSES[(i * 7) % 6]
             path.write_text(json.dumps(doc))
             record_stage(run, "data", outputs=[path])
-        distill.run(_tiny_run.stage_args(run))
+        distill.distill_run(run, _tiny_run.distill_config())
         outs.append({n: (run / "student" / n).read_bytes() for n in ("student_float.pt", "baseline_float.pt")})
     assert outs[0] == outs[1]
 
@@ -210,7 +210,7 @@ def test_baseline_uses_the_labelled_images_only(tmp_path):
 
     distill.train_student = spy
     try:
-        distill.run(_tiny_run.stage_args(run, "--baseline-lrs", "0.004,0.001"))
+        distill.distill_run(run, _tiny_run.distill_config(baseline_lrs="0.004,0.001"))
     finally:
         distill.train_student = real
     assert seen[0] == (96, 48, "KD student")  # 48 labelled + 48 pool images (label -1)
@@ -220,15 +220,15 @@ def test_baseline_uses_the_labelled_images_only(tmp_path):
 def test_distill_stage_user_errors(tmp_path):
     run = _tiny_run.make_run(tmp_path / "r", teacher_classes=list(reversed(_tiny_run.CLASSES)))
     with pytest.raises(UserError, match="do not match"):
-        distill.run(_tiny_run.stage_args(run))
+        distill.distill_run(run, _tiny_run.distill_config())
     (run / "teacher" / "soft_labels.npz").unlink()
     with pytest.raises(UserError, match="soft labels not found"):
-        distill.run(_tiny_run.stage_args(run))
+        distill.distill_run(run, _tiny_run.distill_config())
     assert not (run / "student" / "student_float.pt").exists()
     with pytest.raises(UserError, match="--student-width"):
-        distill.run(_tiny_run.stage_args(run, "--student-width", "0"))
+        distill.distill_run(run, _tiny_run.distill_config(student_width=0))
     with pytest.raises(UserError, match="--baseline-lrs"):
-        distill.run(_tiny_run.stage_args(run, "--baseline-lrs", "fast"))
+        distill.distill_run(run, _tiny_run.distill_config(baseline_lrs="fast"))
 
 
 def test_a_planted_pickle_is_refused(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from compress import distill
 from compress.data import load_dataset, load_images
 from compress.imagestore import DiskImages, batch_source
-from _tiny_run import make_run, stage_args
+from _tiny_run import distill_config, make_run
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,12 @@ def test_distill_from_disk_equals_distill_from_memory(tmp_path, monkeypatch):
     """The stage's default (images in a DiskImages file) and the same stage with the pool in memory write
     byte-identical student and baseline models."""
     disk, memory = make_run(tmp_path / "disk"), make_run(tmp_path / "memory")
-    distill.run(stage_args(disk))
+    distill.distill_run(disk, distill_config())
     real = distill.kd_training_set
     with monkeypatch.context() as m:
         m.setattr(distill, "kd_training_set", lambda run_dir, size, teacher, spill_dir=None:
                   real(run_dir, size, teacher))
-        distill.run(stage_args(memory))
+        distill.distill_run(memory, distill_config())
     for name in ("student_float.pt", "baseline_float.pt"):
         assert (disk / "student" / name).read_bytes() == (memory / "student" / name).read_bytes()
     assert not [f for f in (disk / "student").iterdir() if f.name.startswith(".images")]

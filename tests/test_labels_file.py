@@ -103,7 +103,7 @@ def test_wrong_extension_and_missing_file(run, tmp_path):
 def test_default_teacher_labels_round_trip_through_teach_and_distill(tmp_path):
     """Export the effnet teacher's labels, import them in a fresh run, distil both: same student."""
     import torch
-    from _tiny_run import stage_args
+    from _tiny_run import distill_config
     from test_teach import args_for
 
     from compress import data, distill, teach
@@ -116,8 +116,8 @@ def test_default_teacher_labels_round_trip_through_teach_and_distill(tmp_path):
     m = teach.run(args_for(b, "--teacher", "labels-file", "--teacher-labels", str(tmp_path / "labels.csv")))
     assert m["teacher"] == "labels-file"
     assert (b / "teacher" / "soft_labels.npz").read_bytes() == (a / "teacher" / "soft_labels.npz").read_bytes()
-    ma = distill.run(stage_args(a, "--student-epochs", "1"))
-    mb = distill.run(stage_args(b, "--student-epochs", "1"))
+    ma = distill.distill_run(a, distill_config(student_epochs=1))
+    mb = distill.distill_run(b, distill_config(student_epochs=1))
     assert {k: v for k, v in ma.items() if "seconds" not in k} == {k: v for k, v in mb.items() if "seconds" not in k}
     wa = torch.load(a / "student" / "student_float.pt", weights_only=False)["state_dict"]
     wb = torch.load(b / "student" / "student_float.pt", weights_only=False)["state_dict"]

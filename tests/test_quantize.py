@@ -147,7 +147,7 @@ def test_quantize_stage_end_to_end(tmp_path):
     with pytest.raises(UserError, match="run the distill stage first"):
         quantize.quantize_run(run, _tiny_run.quantize_config())
     assert not (run / "quant").exists()
-    distill.run(_tiny_run.stage_args(run))
+    distill.distill_run(run, _tiny_run.distill_config())
     metrics = quantize.quantize_run(run, _tiny_run.quantize_config())
     out = run / "quant"
     for name in ("model_int8.tflite", "model_data.h", "model_data.cc", "student_float.onnx",

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from compress import data, quantize
+from compress import data, distill, quantize, teach
 from edgecore.config import from_args
 from export.rp2040 import build
 
-STAGES = [(data, data.DataConfig), (quantize, quantize.QuantizeConfig), (build, build.FirmwareConfig)]
+STAGES = [(data, data.DataConfig), (teach, teach.TeachConfig), (distill, distill.DistillConfig),
+          (quantize, quantize.QuantizeConfig), (build, build.FirmwareConfig)]
 
 
 def _parser(module) -> argparse.ArgumentParser:

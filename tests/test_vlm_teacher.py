@@ -391,11 +391,11 @@ def test_cli_acceptance_command(vlm_run, tiny):
 
 
 def test_student_distils_from_vlm_labels(vlm_run):
-    from _tiny_run import stage_args
+    from _tiny_run import distill_config
 
     from compress import distill
 
     run, _ = vlm_run
-    m = distill.run(stage_args(run, "--student-epochs", "1"))
+    m = distill.distill_run(run, distill_config(student_epochs=1))
     assert (run / "student" / "student_float.pt").is_file() and (run / "student" / "baseline_float.pt").is_file()
     assert 0.0 <= m["student_float_acc"] <= 1.0 and 0.0 <= m["teacher_student_agreement"] <= 1.0
