@@ -35,7 +35,8 @@ from export.rp2040.selftest import write_selftest_sources  # noqa: E402
 
 # name -> (input shape, layers); outputs stay under 256 bytes (a self-test line holds MODEL_NUM_CLASSES scores).
 CASES = {
-    "conv_rgb_3x3_s2_same_relu6": ((10, 12, 3), lambda x: L.Conv2D(6, 3, strides=2, padding="same", activation="relu6")(x)),
+    "conv_rgb_3x3_s2_same_relu6": ((10, 12, 3),
+                                   lambda x: L.Conv2D(6, 3, strides=2, padding="same", activation="relu6")(x)),
     "conv_rgb_3x3_s1_odd_width": ((6, 7, 3), lambda x: L.Conv2D(5, 3, padding="same")(x)),
     "conv_5x5_s2_same_relu": ((8, 9, 5), lambda x: L.Conv2D(9, 5, strides=2, padding="same", activation="relu")(x)),
     "conv_3x2_s1_valid": ((6, 7, 6), lambda x: L.Conv2D(7, (3, 2), padding="valid")(x)),

@@ -32,9 +32,9 @@ typedef struct {
     uint32_t w0, w1, w2, w3, w4;
 } nn_rqc_t;
 
-/* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped. */
+/* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped.
+ * The biases, with the input zero point folded in (bias - zp_in * sum(w)), lead each block of the weights. */
 typedef struct {
-    const int32_t *bias;  /* bias with the input zero point folded in: bias - zp_in * sum(w) */
     const nn_rqc_t *ch;
     int32_t out_zp, act_min, act_max;
     int32_t fast;         /* no channel needs the generic path */
@@ -48,8 +48,9 @@ typedef struct {
     int32_t in_zp;
 } nn_geom_t;
 
-/* CONV_2D. Weights widened to int32 and grouped by 4 output channels: [ceil(out_c/4)][k_h][k_w*in_c][4]
- * (zero-padded), the layout nn_dot4 streams through. */
+/* CONV_2D. Weights widened to int32 and grouped by 4 output channels: [ceil(out_c/4)][1 + k_h*k_w*in_c][4]
+ * (zero-padded), each block the 4 channels' biases and then their weights tap by tap, the layout nn_blocks
+ * streams through. */
 typedef struct {
     nn_geom_t g;
     const int32_t *weights;
@@ -58,7 +59,7 @@ typedef struct {
 } nn_conv_t;
 
 /* 1x1 stride-1 CONV_2D and FULLY_CONNECTED: out[p][o] = requant(bias[o] + sum_k in[p][k] * w[o][k]).
- * Weights int32 [ceil(out_c/4)][in_c][4] (zero-padded). */
+ * Weights int32 [ceil(out_c/4)][1 + in_c][4] (zero-padded), biases first in each block. */
 typedef struct {
     int32_t pixels;
     int16_t in_c, out_c;
@@ -67,7 +68,8 @@ typedef struct {
 } nn_pointwise_t;
 
 /* DEPTHWISE_CONV_2D, depth multiplier 1, kernels up to NN_DW_MAX_TAPS taps. Weights widened to int32 and
- * grouped by 4 channels: [ceil(C/4)][k_h*k_w][4] (zero-padded), the layout nn_blocks streams through. */
+ * grouped by 4 channels: [ceil(C/4)][1 + k_h*k_w][4] (zero-padded), biases first in each block, the layout
+ * nn_blocks streams through. */
 typedef struct {
     nn_geom_t g;
     const int32_t *weights;

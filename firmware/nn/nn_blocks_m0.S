@@ -13,35 +13,33 @@
     .thumb
 
     .equ B_W, 0          /* nn_blocks_t */
-    .equ B_BIAS, 4
-    .equ B_CH, 8
-    .equ B_OFF, 12
-    .equ B_N, 16
-    .equ B_OC, 20
-    .equ B_MIN, 24
-    .equ B_MAX, 28
-    .equ B_DW, 32
-    .equ B_PIX, 36
-    .equ B_XSTEP, 40
-    .equ B_ROW, 44
+    .equ B_CH, 4
+    .equ B_OFF, 8
+    .equ B_N, 12
+    .equ B_OC, 16
+    .equ B_MIN, 20
+    .equ B_MAX, 24
+    .equ B_DW, 28
+    .equ B_PIX, 32
+    .equ B_XSTEP, 36
+    .equ B_ROW, 40
 
     .equ F_X, 0          /* stack frame */
     .equ F_B, 4
     .equ F_W, 8
-    .equ F_BIAS, 12
-    .equ F_CH, 16
-    .equ F_REM, 20
-    .equ F_MIN, 24
-    .equ F_MAX, 28
-    .equ F_Y, 32
-    .equ F_XADJ, 36      /* x of the next pixel = x after the last block + this */
-    .equ F_PIX, 40       /* pixels left, this one included */
-    .equ F_OFF, 44
-    .equ F_N, 48
-    .equ F_ENTRY, 52     /* the tap loop for this call's layout, chosen once (Thumb address) */
-    .equ F_ROW, 56
-    .equ F_C, 60         /* depthwise: channels, the step from one tap to the next along a row */
-    .equ F_SIZE, 64
+    .equ F_CH, 12
+    .equ F_REM, 16
+    .equ F_MIN, 20
+    .equ F_MAX, 24
+    .equ F_Y, 28
+    .equ F_XADJ, 32      /* x of the next pixel = x after the last block + this */
+    .equ F_PIX, 36       /* pixels left, this one included */
+    .equ F_OFF, 40
+    .equ F_N, 44
+    .equ F_ENTRY, 48     /* the tap loop for this call's layout, chosen once (Thumb address) */
+    .equ F_ROW, 52
+    .equ F_C, 56         /* depthwise: channels, the step from one tap to the next along a row */
+    .equ F_SIZE, 60
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4 x
@@ -188,8 +186,6 @@ nn_blocks:
     str r0, [sp, #F_B]
     ldr r3, [r0, #B_W]
     str r3, [sp, #F_W]
-    ldr r3, [r0, #B_BIAS]
-    str r3, [sp, #F_BIAS]
     ldr r3, [r0, #B_CH]
     str r3, [sp, #F_CH]
     ldr r3, [r0, #B_OC]
@@ -237,18 +233,17 @@ nn_blocks:
     b .Lblock
     .ltorg
 
-    /* each block of 4 channels: biases into the accumulators, then the tap loop with r0 = x, r1 = n, r2 -> w */
+    /* each block of 4 channels: the biases that lead its weights into the accumulators, then the tap loop with
+     * r0 = x, r1 = n, r2 -> the block's first tap's weights */
 .Lblock:
-    ldr r3, [sp, #F_BIAS]
-    ldm r3!, {r4, r5, r6, r7}
-    str r3, [sp, #F_BIAS]
+    ldr r2, [sp, #F_W]
+    ldm r2!, {r4, r5, r6, r7}
     mov r8, r4
     mov r9, r5
     mov r10, r6
     mov r11, r7
     ldr r0, [sp, #F_X]
     ldr r1, [sp, #F_N]
-    ldr r2, [sp, #F_W]
     ldr r3, [sp, #F_ENTRY]
     bx r3
 
@@ -362,7 +357,7 @@ nn_blocks:
     RQ r10, 2
 
     /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
-     * weights, biases and records restart */
+     * weights (with the biases) and records restart */
 .Lpixel:
     ldr r0, [sp, #F_PIX]
     subs r0, #1
@@ -377,8 +372,6 @@ nn_blocks:
     str r3, [sp, #F_REM]
     ldr r3, [r0, #B_W]
     str r3, [sp, #F_W]
-    ldr r3, [r0, #B_BIAS]
-    str r3, [sp, #F_BIAS]
     ldr r3, [r0, #B_CH]
     str r3, [sp, #F_CH]
     b .Lblock

@@ -11,11 +11,11 @@
 
 #if defined(__ARM_ARCH_6M__)
 /* nn_blocks_m0.S: every output channel of one pixel, y[o] = nn_out(acc_o) with
- * acc_o = bias[o] + sum_t x[t or offsets[t]] * weights[o/4][t][o%4]. Only for layers whose channels all take
- * nn_out's fast path (nn_requant_t.fast). The field order is the assembler's. */
+ * acc_o = weights[o/4][0][o%4] + sum_t x[t or offsets[t]] * weights[o/4][1 + t][o%4] (each block's biases
+ * first). Only for layers whose channels all take nn_out's fast path (nn_requant_t.fast). The field order is
+ * the assembler's. */
 typedef struct {
     const int32_t *weights;
-    const int32_t *bias;
     const nn_rqc_t *ch;
     const int32_t *offsets;  /* NULL: taps are the n bytes from x */
     int32_t n, oc, act_min, act_max;
@@ -29,12 +29,12 @@ typedef struct {
 void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y);
 
 /* The offsets nn_blocks_m0.S reads (its B_* and the RQ macros' record fields). */
-_Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, bias) == 4 &&
-               offsetof(nn_blocks_t, ch) == 8 && offsetof(nn_blocks_t, offsets) == 12 &&
-               offsetof(nn_blocks_t, n) == 16 && offsetof(nn_blocks_t, oc) == 20 &&
-               offsetof(nn_blocks_t, act_min) == 24 && offsetof(nn_blocks_t, act_max) == 28 &&
-               offsetof(nn_blocks_t, dw) == 32 && offsetof(nn_blocks_t, pixels) == 36 &&
-               offsetof(nn_blocks_t, x_step) == 40 && offsetof(nn_blocks_t, row) == 44,
+_Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, ch) == 4 &&
+               offsetof(nn_blocks_t, offsets) == 8 && offsetof(nn_blocks_t, n) == 12 &&
+               offsetof(nn_blocks_t, oc) == 16 && offsetof(nn_blocks_t, act_min) == 20 &&
+               offsetof(nn_blocks_t, act_max) == 24 && offsetof(nn_blocks_t, dw) == 28 &&
+               offsetof(nn_blocks_t, pixels) == 32 && offsetof(nn_blocks_t, x_step) == 36 &&
+               offsetof(nn_blocks_t, row) == 40,
                "nn_blocks_t layout is nn_blocks_m0.S's B_* offsets");
 _Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, range) == 4 && offsetof(nn_rqc_t, w0) == 8 &&
                offsetof(nn_rqc_t, w4) == 24 && sizeof(nn_rqc_t) == 28, "nn_rqc_t layout is what the RQ macros read");
