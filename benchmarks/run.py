@@ -9,8 +9,10 @@ import argparse
 import os
 import sys
 import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgecore.config import from_args
 from edgecore.errors import UserError, os_error_line
 from edgecore.manifest import record_stage, run_lock
 
@@ -71,10 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def bench_target(spec, args, facts: dict, cache: dict) -> tuple[Result, dict]:
+@dataclass(frozen=True)
+class BenchConfig:
+    """Options of the benchmark harness (`python -m benchmarks.run --help`): one `target` (or family alias), or
+    `all` the target files."""
+    target: str | None = None
+    all: bool = False
+    device: str | None = None             # serial port of a Pico, or "auto"
+    json: Path | None = None              # also write the report (with all: the summary) here
+    targets_dir: Path = DEFAULT_TARGETS_DIR
+    build_dir: Path = Path("build/rp2040")
+    limit: int | None = None              # only the first N test images
+    eval_data: Path | None = None         # the user's labelled ImageFolder
+
+
+def bench_target(spec, run_dir: Path, cfg: BenchConfig, eval_folder, facts: dict,
+                 cache: dict) -> tuple[Result, dict]:
     result = Result(spec.name)
-    ctx = Context(run_dir=args.run, spec=spec, facts=facts, build_dir=args.build_dir, device_port=args.device,
-                  limit=args.limit, cache=cache, eval_data=args.eval_folder)
+    ctx = Context(run_dir=run_dir, spec=spec, facts=facts, build_dir=cfg.build_dir, device_port=cfg.device,
+                  limit=cfg.limit, cache=cache, eval_data=eval_folder)
     print(f"== {spec.name}: {spec.description}", flush=True)
     _measure(spec.runtime)(ctx, result)
     if ctx.deployed is not None:
@@ -84,61 +101,73 @@ def bench_target(spec, args, facts: dict, cache: dict) -> tuple[Result, dict]:
     if any(r.metric == "ops" and r.passed is False for r in result.rows):
         result.rows.append(not_run("accuracy_pct", "accuracy, robustness, latency, memory", "stopped: unsupported ops"))
     evaluate(result.rows, spec.budgets)
-    out_dir = args.run / "bench" / spec.name
-    doc = report.write(result, spec, args.run, out_dir, facts, None if args.all else args.json)
-    record_stage(args.run, f"bench/{spec.name}", outputs=sorted(out_dir.glob("*.*")),
-                 params={"target": str(spec.path), "budgets": spec.budgets, "limit": args.limit,
-                         "eval_data": str(args.eval_folder.root) if args.eval_folder else None},
+    out_dir = run_dir / "bench" / spec.name
+    doc = report.write(result, spec, run_dir, out_dir, facts, None if cfg.all else cfg.json)
+    record_stage(run_dir, f"bench/{spec.name}", outputs=sorted(out_dir.glob("*.*")),
+                 params={"target": str(spec.path), "budgets": spec.budgets, "limit": cfg.limit,
+                         "eval_data": str(eval_folder.root) if eval_folder else None},
                  metrics={f"bench_{spec.name.replace('-', '_')}_verdict": doc["verdict"]})
     print(report.table(result))
     print(f"{spec.name}: {report.verdict(result)}  -> {out_dir}/report.md\n", flush=True)
     return result, doc
 
 
-def _check_args(args, target) -> None:
-    if not args.run.is_dir():
-        raise UserError(f"run folder not found: {args.run} (run `python -m compress all --run {args.run}` first)")
-    if args.device and target is not None and target.runtime != "tflm":
+def _device(run_dir: Path, cfg: BenchConfig, target) -> str | None:
+    """Checks the options against the run and the target; the serial port to use (auto: the Pico found on USB)."""
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir} (run `python -m compress all --run {run_dir}` first)")
+    if cfg.device and target is not None and target.runtime != "tflm":
         raise UserError(f"--device is a serial port for a Pico (rp2040); target {target.name} does not use it")
-    if args.limit is not None and args.limit <= 0:
-        raise UserError(f"--limit must be a positive number of images, got {args.limit}")
-    if args.device == "auto":
+    if cfg.limit is not None and cfg.limit <= 0:
+        raise UserError(f"--limit must be a positive number of images, got {cfg.limit}")
+    device = cfg.device
+    if device == "auto":
         from export.rp2040.ports import find_port
 
-        args.device = find_port()
-    if args.device and not os.path.exists(args.device):
-        raise UserError(f"serial port not found: {args.device}")
+        device = find_port()
+    if device and not os.path.exists(device):
+        raise UserError(f"serial port not found: {device}")
+    return device
 
 
 def run(args) -> int:
-    specs = load_all(args.targets_dir)
+    return benchmark(args.run, from_args(BenchConfig, args))
+
+
+def benchmark(run_dir: Path, cfg: BenchConfig) -> int:
+    """Stage benchmarks: R/ (+ the firmware folder) -> R/bench/<target>/report.{json,md} (and with `all`
+    R/bench/summary.md); returns the exit status: 0 budgets hold, 1 a budget is broken, 3 a tool crashed."""
+    run_dir = Path(run_dir)
+    if cfg.all == (cfg.target is not None):
+        raise UserError("name one target, or all of them")
+    specs = load_all(cfg.targets_dir)
     facts = host_facts()
-    target = None if args.all else resolve(args.target, specs, facts)
-    _check_args(args, target)
-    args.eval_folder = None
-    if args.eval_data is not None:  # checked before any measurement: a wrong folder must not cost a benchmark first
+    target = None if cfg.all else resolve(cfg.target, specs, facts)
+    device = _device(run_dir, cfg, target)
+    eval_folder = None
+    if cfg.eval_data is not None:  # checked before any measurement: a wrong folder must not cost a benchmark first
         from compress.data import load_dataset
 
         from .evaldata import index_eval_folder
 
-        args.eval_folder = index_eval_folder(args.eval_data, load_dataset(args.run).classes)
+        eval_folder = index_eval_folder(cfg.eval_data, load_dataset(run_dir).classes)
     # Absolute from here on: exporters, the firmware build and probes run as subprocesses in the repo root.
-    args.run, args.build_dir = args.run.resolve(), args.build_dir.resolve()
-    with run_lock(args.run, f"python -m benchmarks.run --{'all' if args.all else 'target ' + target.name}"):
-        return _bench(args, specs, facts, target)
+    run_dir, cfg = run_dir.resolve(), replace(cfg, device=device, build_dir=Path(cfg.build_dir).resolve())
+    with run_lock(run_dir, f"python -m benchmarks.run --{'all' if cfg.all else 'target ' + target.name}"):
+        return _bench(run_dir, cfg, eval_folder, specs, facts, target)
 
 
-def _bench(args, specs: dict, facts: dict, target) -> int:
+def _bench(run_dir: Path, cfg: BenchConfig, eval_folder, specs: dict, facts: dict, target) -> int:
     cache: dict = {}
     if target is not None:
-        result, _ = bench_target(target, args, facts, cache)
+        result, _ = bench_target(target, run_dir, cfg, eval_folder, facts, cache)
         for r in result.failures():
             print(f"FAIL {failure_line(r)}", file=sys.stderr)
         return 1 if result.failures() else 0
     results, docs, skipped, crashed = [], [], [], []
     for spec in specs.values():
         try:
-            result, doc = bench_target(spec, args, facts, cache)
+            result, doc = bench_target(spec, run_dir, cfg, eval_folder, facts, cache)
         except UserError as e:  # one target's missing exporter must not hide the others
             skipped.append(f"{spec.name}: {e}")
             print(f"{spec.name}: not run: {e}\n", flush=True)
@@ -151,7 +180,7 @@ def _bench(args, specs: dict, facts: dict, target) -> int:
         docs.append(doc)
     if not results and not crashed:
         raise UserError(f"no target could be benchmarked; first problem: {skipped[0]}")
-    text = report.write_summary(docs, results, args.run / "bench", args.json, skipped, crashed)
+    text = report.write_summary(docs, results, run_dir / "bench", cfg.json, skipped, crashed)
     print(text)
     failed = [f"{r.target}: {failure_line(f)}" for r in results for f in r.failures()]
     for line in failed:

@@ -14,9 +14,11 @@ import re
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from edgecore.config import from_args
 from edgecore.errors import UserError, one_line_errors
 from .fetch import FORMAT, NAME_RE, safe_name
 from edgecore.io import (read_bytes, read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic,
@@ -37,14 +39,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold: no build time leaks into the bytes
 
 
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """Options of the release (`python -m compress.release --help`)."""
+    release_out: Path = Path("dist")
+    release_name: str = DIST
+    release_version: str | None = None      # default: the installed package's version
+    release_targets: str = ",".join(TARGETS)
+    release_fw_dir: Path | None = None      # default: where R/firmware/manifest.json says the .uf2 was built
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = ReleaseConfig()
     g = p.add_argument_group("release")
-    g.add_argument("--release-out", type=Path, default=Path("dist"),
+    g.add_argument("--release-out", type=Path, default=d.release_out,
                    help="folder that receives <name>-<version>/ (default: dist)")
-    g.add_argument("--release-name", default=DIST, help=f"release name (default: {DIST})")
+    g.add_argument("--release-name", default=d.release_name, help=f"release name (default: {DIST})")
     g.add_argument("--release-version", "--version", dest="release_version",
                    help=f"release version (default: the installed {DIST} package's version from pyproject.toml)")
-    g.add_argument("--release-targets", default=",".join(TARGETS),
+    g.add_argument("--release-targets", default=d.release_targets,
                    help=f"comma-separated targets to pack (default: {','.join(TARGETS)})")
     g.add_argument("--release-fw-dir", type=Path,
                    help="rp2040 firmware folder (default: where R/firmware/manifest.json says the .uf2 was built)")
@@ -242,14 +255,14 @@ def sha256sums(folder: Path, names: list[str]) -> str:
     return "".join(f"{sha256_file(folder / n)}  {n}\n" for n in sorted(names))
 
 
-def _version(args) -> str:
-    version = args.release_version
+def _version(cfg: ReleaseConfig) -> str:
+    version = cfg.release_version
     if version is None:
         try:
             version = metadata.version(DIST)
         except metadata.PackageNotFoundError:
             raise UserError(f"the {DIST} package is not installed (pip install -e .), or pass --version") from None
-    for what, value in (("--release-name", args.release_name), ("--version", version)):
+    for what, value in (("--release-name", cfg.release_name), ("--version", version)):
         if not NAME_RE.fullmatch(value):
             raise UserError(f"{what} {value!r}: use letters, digits, '.', '_', '+' or '-'")
     return version
@@ -263,10 +276,10 @@ def _targets(arg: str) -> list[str]:
     return list(dict.fromkeys(targets))
 
 
-def build(args) -> tuple[Path, dict]:
+def build(run: Path, cfg: ReleaseConfig) -> tuple[Path, dict]:
     """Collect, check and pack; returns (release folder, manifest)."""
-    run = Path(args.run)
-    version, targets = _version(args), _targets(args.release_targets)
+    run = Path(run)
+    version, targets = _version(cfg), _targets(cfg.release_targets)
     if not run.is_dir():
         raise UserError(f"run folder not found: {run} (run `python -m compress all --run {run}` first)")
     dataset = _need(run / "data" / "dataset.json", f"python -m compress data --run {run}")
@@ -275,13 +288,13 @@ def build(args) -> tuple[Path, dict]:
     verify_inputs(run, "quant", [tflite], f"python -m compress quantize --run {run}")
     ds = load_dataset(run)
     stages = run_stages(run)
-    model = _model_section(run, list(ds.classes), tflite, args.release_name)
+    model = _model_section(run, list(ds.classes), tflite, cfg.release_name)
     specs = load_all(DEFAULT_TARGETS_DIR)
-    stem = f"{args.release_name}-{version}"
+    stem = f"{cfg.release_name}-{version}"
 
     archives, sections = {}, {}
     for target in targets:
-        files = (_rp2040_files(run, args.release_fw_dir, model["classes"], model["input"]) if target == "rp2040"
+        files = (_rp2040_files(run, cfg.release_fw_dir, model["classes"], model["input"]) if target == "rp2040"
                  else _export_files(run, target))
         archive = f"{stem}-{target}.zip"
         archives[archive] = zip_bytes(files)
@@ -297,17 +310,17 @@ def build(args) -> tuple[Path, dict]:
 
     seed, tools = _provenance(stages)
     if "rp2040" in targets:
-        uf2, _ = _fw_files(run, args.release_fw_dir)
+        uf2, _ = _fw_files(run, cfg.release_fw_dir)
         tools = dict(tools, firmware_compiler=_elf_compiler(uf2.with_suffix(".elf")) or "not recorded")
     manifest = {
-        "format": FORMAT, "name": args.release_name, "version": version, "model": model,
+        "format": FORMAT, "name": cfg.release_name, "version": version, "model": model,
         "data": {"source": ds.source, "images": {split: len(ds.split(split)) for split in ("train", "val", "test")}},
         "teacher": stages.get("teacher", {}).get("params", {}).get("teacher", "not recorded"),
         "pipeline_metrics": {k: v for s in stages.values() if not s["stage"].startswith(("export/", "bench/"))
                              for k, v in s.get("metrics", {}).items()},
         "seed": seed, "tools": tools, "git": _git(), "targets": sections,
     }
-    out = _write(Path(args.release_out) / stem, archives, manifest, render(manifest))
+    out = _write(Path(cfg.release_out) / stem, archives, manifest, render(manifest))
     return out, manifest
 
 
@@ -327,7 +340,7 @@ def _write(folder: Path, archives: dict[str, bytes], manifest: dict, card: str) 
 
 def run(args) -> dict:
     with run_lock(args.run, "python -m compress.release"):
-        out, manifest = build(args)
+        out, manifest = build(args.run, from_args(ReleaseConfig, args))
     metrics = {}
     for target, t in manifest["targets"].items():
         metrics[f"release_{target.replace('-', '_')}_bytes"] = t["archive"]["bytes"]

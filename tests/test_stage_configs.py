@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from compress import data, distill, quantize, teach
+from compress import data, distill, quantize, release, teach
 from edgecore.config import from_args
+from benchmarks import run as bench
 from export.rp2040 import build
 
 STAGES = [(data, data.DataConfig), (teach, teach.TeachConfig), (distill, distill.DistillConfig),
-          (quantize, quantize.QuantizeConfig), (build, build.FirmwareConfig)]
+          (quantize, quantize.QuantizeConfig), (build, build.FirmwareConfig), (bench, bench.BenchConfig),
+          (release, release.ReleaseConfig)]
 
 
 def _parser(module) -> argparse.ArgumentParser:
+    if module is bench:
+        return bench.build_parser()
     p = argparse.ArgumentParser()
     p.add_argument("--run", type=Path, default=Path("artifacts/default"))
     p.add_argument("--seed", type=int, default=0)
@@ -26,7 +30,10 @@ def _parser(module) -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize("module,config", STAGES, ids=lambda x: getattr(x, "__name__", ""))
 def test_cli_defaults_are_the_config_defaults(module, config):
-    assert from_args(config, _parser(module).parse_args([])) == config()
+    if module is bench:  # the harness wants a target, or all of them
+        assert from_args(config, _parser(module).parse_args(["--all"])) == config(all=True)
+    else:
+        assert from_args(config, _parser(module).parse_args([])) == config()
 
 
 @pytest.mark.parametrize("module,config", STAGES, ids=lambda x: getattr(x, "__name__", ""))
