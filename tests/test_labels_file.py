@@ -104,16 +104,16 @@ def test_default_teacher_labels_round_trip_through_teach_and_distill(tmp_path):
     """Export the effnet teacher's labels, import them in a fresh run, distil both: same student."""
     import torch
     from _tiny_run import distill_config
-    from test_teach import args_for
+    from test_teach import label, make_data
 
-    from compress import data, distill, teach
+    from compress import distill
 
     a, b = tmp_path / "a", tmp_path / "b"
-    data.run(args_for(a))
-    teach.run(args_for(a))
+    make_data(a)
+    label(a)
     export(a, tmp_path / "labels.csv")
     shutil.copytree(a / "data", b / "data")
-    m = teach.run(args_for(b, "--teacher", "labels-file", "--teacher-labels", str(tmp_path / "labels.csv")))
+    m = label(b, teacher="labels-file", teacher_labels=tmp_path / "labels.csv")
     assert m["teacher"] == "labels-file"
     assert (b / "teacher" / "soft_labels.npz").read_bytes() == (a / "teacher" / "soft_labels.npz").read_bytes()
     ma = distill.distill_run(a, distill_config(student_epochs=1))
@@ -123,4 +123,4 @@ def test_default_teacher_labels_round_trip_through_teach_and_distill(tmp_path):
     wb = torch.load(b / "student" / "student_float.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     with pytest.raises(UserError, match="needs --teacher-labels"):
-        teach.run(args_for(b, "--teacher", "labels-file"))
+        label(b, teacher="labels-file")

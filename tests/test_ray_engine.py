@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compress import data, teach
+from compress import data
 from edgecore.errors import UserError
-from test_teach import TINY_TEACHER, args_for
+from test_teach import TINY_TEACHER, label, make_data
 
 ray = pytest.importorskip("ray", reason="the 'scale' extra is not installed: pip install -e '.[scale]'")
 import _ray_faults  # noqa: E402,F401 - registers the misbehaving teachers
@@ -40,8 +40,8 @@ def cluster():
 def reference(tmp_path_factory) -> Path:
     """The in-process engine's run: data + effnet-lite0 teacher, 36 images in 5 chunks of 8."""
     run = tmp_path_factory.mktemp("in-process")
-    data.run(args_for(run))
-    teach.run(args_for(run))
+    make_data(run)
+    label(run)
     return run
 
 
@@ -71,13 +71,13 @@ def _n_images(run: Path) -> int:
 
 def test_ray_engine_equals_in_process_byte_for_byte(cluster, reference, tmp_path):
     run = _copy_data(reference, tmp_path / "ray")
-    m = teach.run(args_for(run, "--engine", "ray"))
+    m = label(run, engine="ray")
     assert m["teacher_labelled_now"] == _n_images(run) == 36
     assert (run / "teacher" / "soft_labels.npz").read_bytes() == \
         (reference / "teacher" / "soft_labels.npz").read_bytes()
     assert _chunks(run, "effnet-lite0") == _chunks(reference, "effnet-lite0")  # the same 5 chunk files
     # A second run finds everything cached and starts no actor.
-    m = teach.run(args_for(run, "--engine", "ray"))
+    m = label(run, engine="ray")
     assert m["teacher_labelled_now"] == 0 and m["teacher_labelled_cached"] == 36
 
 
@@ -87,9 +87,9 @@ def test_ray_shards_merge_with_in_process_shards(cluster, reference, tmp_path):
     for k, engine in ((0, "ray"), (1, "local")):
         job = _copy_data(reference, tmp_path / f"job{k}")
         shutil.copytree(reference / "teacher" / "effnet-lite0", job / "teacher" / "effnet-lite0")
-        teach.run(args_for(job, "--shard", f"{k}/2", "--engine", engine))
+        label(job, shard=f"{k}/2", engine=engine)
         shutil.copytree(job / "teacher", merged / "teacher", dirs_exist_ok=True)
-    teach.run(args_for(merged, "--merge"))
+    label(merged, merge=True)
     assert (merged / "teacher" / "soft_labels.npz").read_bytes() == \
         (reference / "teacher" / "soft_labels.npz").read_bytes()
 
@@ -99,7 +99,7 @@ def test_an_actor_that_fails_once_is_retried(cluster, reference, tmp_path, teach
     """The first chunk an actor labels raises, or kills the actor's process; Ray retries it (restarting the
     actor) and every image ends up labelled exactly once, with effnet-lite0's labels."""
     run = _copy_data(reference, tmp_path / teacher)
-    m = teach.run(args_for(run, "--teacher", teacher, "--engine", "ray"))
+    m = label(run, teacher=teacher, engine="ray")
     assert (run / "teacher" / f"{teacher}.fault-done").is_file()  # the fault did happen
     hashes = _hashes_in_cache(run, teacher)
     assert len(hashes) == len(set(hashes)) == _n_images(run) == m["teacher_labelled_now"]
@@ -112,7 +112,7 @@ def test_ctrl_c_leaves_a_resumable_cache(reference, tmp_path):
     finished chunks kept; the next run labels only the rest and writes the uninterrupted bytes."""
     run = _copy_data(reference, tmp_path / "interrupted")
     argv = ["teach", "--run", str(run), "--teacher", "effnet-slow", "--engine", "ray", "--ray-actors", "1",
-            *TINY_TEACHER]
+            *(f"--{k.replace('_', '-')}={v}" for k, v in TINY_TEACHER.items())]
     code = "import sys, _ray_faults; from compress.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT, env=env,
@@ -131,7 +131,7 @@ def test_ctrl_c_leaves_a_resumable_cache(reference, tmp_path):
     kept = len(_hashes_in_cache(run, "effnet-slow"))
     assert 0 < kept < 36
 
-    m = teach.run(args_for(run, "--teacher", "effnet-slow"))  # resumed, here in process: the same cache
+    m = label(run, teacher="effnet-slow")  # resumed, here in process: the same cache
     assert m["teacher_labelled_cached"] == kept and m["teacher_labelled_now"] == 36 - kept
     assert (run / "teacher" / "soft_labels.npz").read_bytes() == \
         (reference / "teacher" / "soft_labels.npz").read_bytes()
@@ -142,13 +142,13 @@ def test_tiny_qwen_vl_on_ray_equals_in_process(cluster, tmp_path):
     from compress.teachers.tiny_qwen_vl import build
 
     model = build(tmp_path / "tiny-qwen2.5-vl", ["basic", "burnt", "combined", "mixed", "progression", "segment"])
-    vlm = ("--teacher", "qwen2.5-vl", "--teacher-model", str(model), "--teacher-vlm-size", "56",
-           "--teacher-vlm-batch", "3", "--teacher-orders", "2", "--teacher-threads", "1")
+    vlm = {"teacher": "qwen2.5-vl", "teacher_model": model, "teacher_vlm_size": 56, "teacher_vlm_batch": 3,
+           "teacher_orders": 2, "teacher_threads": 1}
     local = tmp_path / "local"
-    data.run(args_for(local, *vlm))
+    make_data(local)
     remote = _copy_data(local, tmp_path / "remote")
-    teach.run(args_for(local, *vlm))
-    m = teach.run(args_for(remote, *vlm, "--engine", "ray"))
+    label(local, **vlm)
+    m = label(remote, **vlm, engine="ray")
     assert m["teacher_labelled_now"] == 36
     assert (remote / "teacher" / "soft_labels.npz").read_bytes() == (local / "teacher" / "soft_labels.npz").read_bytes()
     assert _chunks(remote, "qwen2.5-vl") == _chunks(local, "qwen2.5-vl")
@@ -159,7 +159,7 @@ def test_without_the_extra_one_line_names_it(reference, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(UserError, match=r"^--engine ray needs Ray, the optional 'scale' extra: "
                                         r"pip install -e '\.\[scale\]'$"):
-        teach.run(args_for(run, "--engine", "ray"))
+        label(run, engine="ray")
     assert not (run / "teacher").exists()  # refused before fitting anything
     code = "import sys; sys.modules['ray'] = None; from compress.cli import main; sys.exit(main(sys.argv[1:]))"
     r = subprocess.run([sys.executable, "-c", code, "teach", "--run", str(run), "--engine", "ray"], cwd=ROOT,

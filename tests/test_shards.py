@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from compress import data, teach
+from compress import data
 from edgecore.errors import UserError
 from compress.shards import owns, parse_shard
-from test_teach import args_for
+from test_teach import label, make_data
 
 
 def test_parse_shard():
@@ -25,8 +25,8 @@ def test_parse_shard():
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("unsharded")
-    data.run(args_for(run))
-    teach.run(args_for(run))
+    make_data(run)
+    label(run)
     return run
 
 
@@ -39,14 +39,14 @@ def test_four_shards_merged_equal_unsharded(whole, tmp_path):
         job = tmp_path / f"job{k}"
         shutil.copytree(whole / "data", job / "data")
         shutil.copytree(whole / "teacher" / "effnet-lite0", job / "teacher" / "effnet-lite0")
-        m = teach.run(args_for(job, "--shard", f"{k}/4"))
+        m = label(job, shard=f"{k}/4")
         assert not (job / "teacher" / "soft_labels.npz").exists()
         labelled.append(m["teacher_labelled_now"])
         shutil.copytree(job / "teacher", merged / "teacher", dirs_exist_ok=True)
     shutil.copytree(whole / "data", merged / "data")
     assert sum(labelled) == len({it["sha256"] for it in data.load_dataset(whole).items})
     assert all(n > 0 for n in labelled)
-    m = teach.run(args_for(merged, "--merge"))
+    m = label(merged, merge=True)
     assert m["teacher_labelled_now"] == 0
     assert (merged / "teacher" / "soft_labels.npz").read_bytes() == reference
 
@@ -55,9 +55,9 @@ def test_merge_names_what_is_missing(whole, tmp_path):
     job = tmp_path / "job"
     shutil.copytree(whole / "data", job / "data")
     shutil.copytree(whole / "teacher" / "effnet-lite0", job / "teacher" / "effnet-lite0")
-    teach.run(args_for(job, "--shard", "0/4"))
+    label(job, shard="0/4")
     with pytest.raises(UserError, match=r"--merge: \d+ of \d+ images have no label .* \(chunks 1, 2"):
-        teach.run(args_for(job, "--merge"))
+        label(job, merge=True)
     assert not (job / "teacher" / "soft_labels.npz").exists()
     with pytest.raises(UserError, match="separate steps"):
-        teach.run(args_for(job, "--merge", "--shard", "1/4"))
+        label(job, merge=True, shard="1/4")

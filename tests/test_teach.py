@@ -1,7 +1,6 @@
 """Teach stage: teacher fit/reuse, soft labels, resumable label cache, class checks."""
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
@@ -13,25 +12,26 @@ from edgecore.errors import UserError
 from compress.teachers import base
 from compress.teachers.effnet import EffNetLite0Teacher
 
-TINY_DATA = ("--data-size", "40", "--data-train", "3", "--data-val", "1", "--data-test", "2", "--data-workers", "1",
-             "--labeled-per-class", "3")
-TINY_TEACHER = ("--teacher-size", "32", "--teacher-hidden", "8", "--teacher-epochs", "2",
-                "--teacher-batch", "8", "--teacher-threads", "1", "--teacher-chunk", "8")
+TINY_DATA = {"data_size": 40, "data_train": 3, "data_val": 1, "data_test": 2, "data_workers": 1,
+             "labeled_per_class": "3"}
+TINY_TEACHER = {"teacher_size": 32, "teacher_hidden": 8, "teacher_epochs": 2, "teacher_batch": 8,
+                "teacher_threads": 1, "teacher_chunk": 8}
 
 
-def args_for(run: Path, *extra: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    p.add_argument("--run", type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    data.add_arguments(p)
-    teach.add_arguments(p)
-    return p.parse_args(["--run", str(run), *TINY_DATA, *TINY_TEACHER, *extra])
+def make_data(run: Path, **options) -> dict:
+    """The data stage for these tests: a tiny procedural set, 3 labels per class."""
+    return data.build_dataset(run, data.DataConfig(**{**TINY_DATA, **options}))
+
+
+def label(run: Path, **options) -> dict:
+    """The teach stage for these tests: a tiny effnet-lite0 head unless the options name another teacher."""
+    return teach.teach_run(run, teach.TeachConfig(**{**TINY_TEACHER, **options}))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("teach")
-    data.run(args_for(run))
+    make_data(run)
     return run
 
 
@@ -41,7 +41,7 @@ def _load(run: Path):
 
 
 def test_teach_writes_soft_labels_for_every_image(run_dir):
-    m = teach.run(args_for(run_dir))
+    m = label(run_dir)
     hashes, probs, classes = _load(run_dir)
     ds = data.load_dataset(run_dir)
     assert list(classes) == ds.classes
@@ -56,16 +56,16 @@ def test_teach_writes_soft_labels_for_every_image(run_dir):
 
 
 def test_rerun_reuses_weights_and_labels(run_dir, monkeypatch):
-    teach.run(args_for(run_dir))
+    label(run_dir)
     before = (run_dir / "teacher" / "soft_labels.npz").read_bytes()
     monkeypatch.setattr(EffNetLite0Teacher, "fit", lambda *a, **k: pytest.fail("teacher refitted"))
-    m = teach.run(args_for(run_dir))
+    m = label(run_dir)
     assert m["teacher_labelled_now"] == 0
     assert (run_dir / "teacher" / "soft_labels.npz").read_bytes() == before
 
 
 def test_interrupted_labelling_resumes_to_identical_file(run_dir, monkeypatch):
-    teach.run(args_for(run_dir))
+    label(run_dir)
     out = run_dir / "teacher" / "soft_labels.npz"
     reference = out.read_bytes()
     shutil.rmtree(run_dir / "teacher" / "cache")
@@ -82,7 +82,7 @@ def test_interrupted_labelling_resumes_to_identical_file(run_dir, monkeypatch):
 
     monkeypatch.setattr(EffNetLite0Teacher, "predict_proba", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        teach.run(args_for(run_dir))
+        label(run_dir)
     cache = next((run_dir / "teacher" / "cache").iterdir())
     assert len(list(cache.glob("chunk-*.npz"))) == 2 and not out.exists()
     # What a kill -9 leaves behind: a temp file and a damaged chunk; both are cleaned up and redone.
@@ -92,7 +92,7 @@ def test_interrupted_labelling_resumes_to_identical_file(run_dir, monkeypatch):
 
     calls.clear()
     monkeypatch.setattr(EffNetLite0Teacher, "predict_proba", lambda self, x: calls.append(len(x)) or real(self, x))
-    m = teach.run(args_for(run_dir))
+    m = label(run_dir)
     assert len(calls) == n_chunks - 1 and m["teacher_labelled_now"] == sum(calls)
     assert out.read_bytes() == reference
     assert not list(cache.glob(".*.tmp"))
@@ -132,7 +132,7 @@ def test_zero_shot_teacher_columns_follow_dataset_order(run_dir, monkeypatch):
     base.register_teacher("reversed", f"{__name__}:ReversedTeacher")  # as a user's own module would
     with pytest.raises(ValueError, match="module:Class"):
         base.register_teacher("broken", f"{__name__}.ReversedTeacher")
-    m = teach.run(args_for(run_dir, "--teacher", "reversed"))
+    m = label(run_dir, teacher="reversed")
     _, probs, classes = _load(run_dir)
     assert (probs.argmax(1) == len(classes) - 1).all()
     assert m["teacher_test_acc"] == pytest.approx(1 / 6)
@@ -141,11 +141,11 @@ def test_zero_shot_teacher_columns_follow_dataset_order(run_dir, monkeypatch):
 def test_teacher_class_mismatch_and_unknown_teacher(run_dir, monkeypatch):
     monkeypatch.setitem(base.TEACHERS, "wrong", f"{__name__}:WrongClassesTeacher")
     with pytest.raises(UserError, match="knows classes"):
-        teach.run(args_for(run_dir, "--teacher", "wrong"))
+        label(run_dir, teacher="wrong")
     with pytest.raises(UserError, match="unknown teacher"):
-        teach.run(args_for(run_dir, "--teacher", "nope"))
+        label(run_dir, teacher="nope")
 
 
 def test_teach_without_dataset(tmp_path):
     with pytest.raises(UserError, match="run the data stage first"):
-        teach.run(args_for(tmp_path))
+        label(tmp_path)

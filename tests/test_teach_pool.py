@@ -8,7 +8,7 @@ import pytest
 from compress import data, teach
 from compress.data import Dataset
 from edgecore.errors import UserError
-from test_teach import args_for
+from test_teach import label, make_data
 
 
 def _ds(n_pool: int) -> Dataset:
@@ -31,13 +31,13 @@ def test_fit_pool_is_the_pool_or_a_seeded_sample():
 
 def test_teach_fits_on_the_sample_and_labels_the_whole_pool(tmp_path):
     run = tmp_path / "run"
-    data.run(args_for(run, "--data-train", "6"))
+    make_data(run, data_train=6)
     n_pool = len(data.load_dataset(run).split("pool"))
     assert n_pool == 24
-    m = teach.run(args_for(run, "--data-train", "6", "--teacher-fit-pool", "10"))
+    m = label(run, teacher_fit_pool=10)
     assert m["teacher_fit_pool_images"] == 10 and m["teacher_fit_pool_of"] == n_pool
     with np.load(run / "teacher" / "soft_labels.npz") as z:
         assert len(z["hashes"]) == len({it["sha256"] for it in data.load_dataset(run).items})
     assert not [f for f in (run / "teacher").iterdir() if f.name.startswith(".images")]  # no temp file left
     with pytest.raises(UserError, match="--teacher-fit-pool must be at least 0"):
-        teach.run(args_for(run, "--teacher-fit-pool", "-1"))
+        label(run, teacher_fit_pool=-1)

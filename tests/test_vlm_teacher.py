@@ -309,20 +309,20 @@ def test_diagnose_on_labelled_images(tiny, images):
 
 # --- through the teach stage and into the student ----------------------------------------------------
 
-def _vlm_args(run, model, *extra):
-    from test_teach import args_for
+def _vlm_label(run, model) -> dict:
+    from test_teach import label
 
-    return args_for(run, "--teacher", "qwen2.5-vl", "--teacher-model", str(model), "--teacher-vlm-size", "56",
-                    "--teacher-vlm-batch", "3", "--teacher-orders", "2", "--teacher-threads", "1", *extra)
+    return label(run, teacher="qwen2.5-vl", teacher_model=model, teacher_vlm_size=56, teacher_vlm_batch=3,
+                 teacher_orders=2, teacher_threads=1)
 
 
 @pytest.fixture(scope="module")
 def vlm_run(tmp_path_factory, tiny):
-    from compress import data, teach
+    from test_teach import make_data
 
     run = tmp_path_factory.mktemp("vlm-run")
-    data.run(_vlm_args(run, tiny))
-    metrics = teach.run(_vlm_args(run, tiny))
+    make_data(run)
+    metrics = _vlm_label(run, tiny)
     return run, metrics
 
 
@@ -342,14 +342,12 @@ def test_teach_stage_labels_every_image(vlm_run):
 
 
 def test_teach_stage_resumes_an_interrupted_run(vlm_run, tiny, monkeypatch):
-    from compress import teach
-
     run, _ = vlm_run
     out = run / "teacher" / "soft_labels.npz"
     reference = out.read_bytes()
     with monkeypatch.context() as mp:  # all cached: the model is not even loaded
         mp.setattr(QwenVLTeacher, "_load_model", lambda *a: pytest.fail("model loaded for a cached run"))
-        m = teach.run(_vlm_args(run, tiny))
+        m = _vlm_label(run, tiny)
     assert m["teacher_labelled_now"] == 0 and out.read_bytes() == reference
 
     shutil.rmtree(run / "teacher" / "cache")
@@ -364,10 +362,10 @@ def test_teach_stage_resumes_an_interrupted_run(vlm_run, tiny, monkeypatch):
 
     monkeypatch.setattr(QwenVLTeacher, "predict_proba", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        teach.run(_vlm_args(run, tiny))
+        _vlm_label(run, tiny)
     assert not out.exists()
     monkeypatch.setattr(QwenVLTeacher, "predict_proba", real)
-    m = teach.run(_vlm_args(run, tiny))
+    m = _vlm_label(run, tiny)
     assert m["teacher_labelled_cached"] == sum(calls) == 16 and m["teacher_labelled_now"] == 36 - 16
     assert out.read_bytes() == reference
 
