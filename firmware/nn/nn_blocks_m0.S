@@ -247,7 +247,8 @@ nn_blocks:
     ldr r3, [sp, #F_ENTRY]
     bx r3
 
-    /* contiguous taps, any alignment: r0 = x + n, r1 = -n counting up, two steps per branch */
+    /* contiguous taps, any alignment: r0 = x + n, r1 = -n counting up, two steps per branch. 34 cycles per two
+     * taps (measured, rp2040js). */
 .Lbytes:
     adds r0, r0, r1
     rsbs r1, r1, #0
