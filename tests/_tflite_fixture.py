@@ -1,11 +1,11 @@
 """Small Keras models converted to full-INT8 .tflite, and TFLite-Micro as the reference runtime."""
 from __future__ import annotations
 
-import os
-import re
-import tempfile
-
 import numpy as np
+
+# The reference runtime is the pipeline's own TFLite-Micro helpers, not a copy of them.
+from compress.quantize import tflm_arena_bytes  # noqa: F401
+from compress.quantize import tflm_invoke as tflm_run  # noqa: F401
 
 
 def to_int8_tflite(model, input_shape, seed: int = 0, n_calib: int = 16) -> bytes:
@@ -33,38 +33,6 @@ def keras_model(input_shape, build, seed: int = 0):
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input(input_shape, batch_size=1)
     return tf.keras.Model(inp, build(inp))
-
-
-def tflm_run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    from tflite_micro.python.tflite_micro import runtime
-
-    ip = runtime.Interpreter.from_bytes(model_bytes, arena_size=4 << 20)
-    out = []
-    for xi in x:
-        ip.set_input(xi[None], 0)
-        ip.invoke()
-        out.append(ip.get_output(0).reshape(-1).copy())
-    return np.array(out)
-
-
-def tflm_arena_bytes(model_bytes: bytes) -> int:
-    """TFLite-Micro's own figure: print_allocations() writes 'Arena allocation total N bytes' to fd 2."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    ip = runtime.Interpreter.from_bytes(model_bytes, arena_size=4 << 20)
-    with tempfile.TemporaryFile() as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            ip.print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode("utf-8", "replace")
-    m = re.search(r"Arena allocation total (\d+) bytes", text)
-    assert m, f"no arena total in TFLM output: {text[:300]}"
-    return int(m.group(1))
 
 
 def random_int8(shape, n: int, seed: int = 1) -> np.ndarray:
