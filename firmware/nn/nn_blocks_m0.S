@@ -129,8 +129,8 @@
 /* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 28 bytes), advancing r6. Short record:
  * s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi (khi_neg when acc < 0), y[j] = s >> 24. A long record (range 0)
  * takes .Lrqlong from the act_max branch. Measured in rp2040js (cycles per instruction address over the
- * default student): 30 cycles unsaturated, 16 to act_min; 44 % of that model's outputs are unsaturated, the
- * rest go to act_min. To act_max: 19, the sum of its instructions' costs measured the same way on the kernel
+ * default student): 30 cycles unsaturated, 16 to act_min; 46 % of that model's outputs (one self-test image)
+ * are unsaturated. To act_max: 19, the sum of its instructions' costs measured the same way on the kernel
  * tests' image (tests/test_kernels_m0.py). */
 .macro RQ acc, j
     mov r0, \acc
