@@ -28,7 +28,7 @@
     .equ F_B, 4
     .equ F_W, 8
     .equ F_CH, 12
-    .equ F_REM, 16
+    .equ F_CHEND, 16     /* the end of this pixel's records: oc * 28 bytes from F_CH's start */
     .equ F_MIN, 20
     .equ F_MAX, 24
     .equ F_Y, 28
@@ -38,7 +38,7 @@
     .equ F_N, 44
     .equ F_ENTRY, 48     /* the tap loop for this call's layout, chosen once (Thumb address) */
     .equ F_ROW, 52
-    .equ F_C, 56         /* depthwise: channels, the step from one tap to the next along a row */
+    .equ F_C, 56         /* oc: the tail's channel count (oc % 4); depthwise, the step between a row's taps */
     .equ F_SIZE, 60
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
@@ -189,8 +189,12 @@ nn_blocks:
     str r3, [sp, #F_W]
     ldr r3, [r0, #B_CH]
     str r3, [sp, #F_CH]
-    ldr r3, [r0, #B_OC]
-    str r3, [sp, #F_REM]
+    ldr r4, [r0, #B_OC]
+    lsls r5, r4, #5
+    lsls r4, r4, #2
+    subs r5, r5, r4           /* oc * 28 */
+    adds r3, r3, r5
+    str r3, [sp, #F_CHEND]
     ldr r3, [r0, #B_MIN]
     str r3, [sp, #F_MIN]
     ldr r3, [r0, #B_MAX]
@@ -323,8 +327,9 @@ nn_blocks:
     str r2, [sp, #F_W]
     ldr r6, [sp, #F_CH]
     ldr r7, [sp, #F_Y]
-    ldr r0, [sp, #F_REM]
-    cmp r0, #4
+    ldr r0, [sp, #F_CHEND]
+    subs r0, r0, r6           /* 28 bytes of records per channel left */
+    cmp r0, #112
     bge .Lfull
     b .Ltail
 .Lfull:
@@ -335,26 +340,28 @@ nn_blocks:
     str r6, [sp, #F_CH]
     adds r7, #4
     str r7, [sp, #F_Y]
-    ldr r0, [sp, #F_REM]
-    subs r0, #4
-    str r0, [sp, #F_REM]
+    ldr r0, [sp, #F_CHEND]
+    cmp r6, r0
     beq .Lfin                 /* conditional branches reach only 256 bytes */
     b .Lblock
 .Lfin:
     b .Lpixel
 
-.Ltail:                       /* 1 to 3 channels left (r0); y moves on by them for the next pixel */
+.Ltail:                       /* 1 to 3 channels left (oc % 4); y moves on by them for the next pixel */
+    ldr r0, [sp, #F_C]
+    lsls r0, r0, #30
+    lsrs r0, r0, #30
     adds r0, r7, r0
     str r0, [sp, #F_Y]
     RQ r8, 0
-    ldr r0, [sp, #F_REM]
-    cmp r0, #1
+    ldr r0, [sp, #F_CHEND]
+    cmp r6, r0
     bne .Lt1
     b .Lpixel
 .Lt1:
     RQ r9, 1
-    ldr r0, [sp, #F_REM]
-    cmp r0, #2
+    ldr r0, [sp, #F_CHEND]
+    cmp r6, r0
     beq .Lpixel
     RQ r10, 2
 
@@ -370,8 +377,6 @@ nn_blocks:
     adds r1, r1, r3
     str r1, [sp, #F_X]
     ldr r0, [sp, #F_B]
-    ldr r3, [r0, #B_OC]
-    str r3, [sp, #F_REM]
     ldr r3, [r0, #B_W]
     str r3, [sp, #F_W]
     ldr r3, [r0, #B_CH]
