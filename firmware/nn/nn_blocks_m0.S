@@ -239,7 +239,7 @@ nn_blocks:
     .ltorg
 
     /* each block of 4 channels: the biases that lead its weights into the accumulators, then the tap loop with
-     * r0 = x, r1 = n, r2 -> the block's first tap's weights */
+     * r0 = x, r2 -> the block's first tap's weights (the loops that count taps load n themselves) */
 .Lblock:
     ldr r2, [sp, #F_W]
     ldm r2!, {r4, r5, r6, r7}
@@ -248,13 +248,13 @@ nn_blocks:
     mov r10, r6
     mov r11, r7
     ldr r0, [sp, #F_X]
-    ldr r1, [sp, #F_N]
     ldr r3, [sp, #F_ENTRY]
     bx r3
 
     /* contiguous taps, any alignment: r0 = x + n, r1 = -n counting up, two steps per branch. 34 cycles per two
      * taps (measured, rp2040js). */
 .Lbytes:
+    ldr r1, [sp, #F_N]
     adds r0, r0, r1
     rsbs r1, r1, #0
     lsls r4, r1, #31          /* odd n: enter at the second step */
@@ -271,6 +271,7 @@ nn_blocks:
     /* window taps through the byte-offset table, two per branch: r0 = window base, r1 -> offsets,
      * r12 = table end. 37 cycles per two taps (measured, rp2040js). */
 .Ltab:
+    ldr r1, [sp, #F_N]
     ldr r3, [sp, #F_OFF]
     lsls r4, r1, #2
     adds r4, r4, r3
@@ -292,6 +293,7 @@ nn_blocks:
      * r12 = window base, r1 -> offsets, lr = table end, r3 = the 4 inputs, r0 = one of them. 51 cycles per two
      * taps (measured, rp2040js). */
 .Ldw:
+    ldr r1, [sp, #F_N]
     ldr r3, [sp, #F_OFF]
     lsls r1, r1, #2
     adds r1, r1, r3
@@ -314,6 +316,7 @@ nn_blocks:
      * brings 4 inputs, which are sign-extended out of r3 in turn; two words per branch, an odd word count enters
      * at the second. r0 -> x, r12 = x + n. 123 cycles per two words, 32 MACs (measured, rp2040js). */
 .Lwords:
+    ldr r1, [sp, #F_N]
     adds r3, r0, r1
     mov r12, r3
     lsls r1, r1, #29
