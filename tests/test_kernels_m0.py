@@ -38,6 +38,9 @@ CASES = {
     "conv_rgb_3x3_s2_same_relu6": ((10, 12, 3),
                                    lambda x: L.Conv2D(6, 3, strides=2, padding="same", activation="relu6")(x)),
     "conv_rgb_3x3_s1_odd_width": ((6, 7, 3), lambda x: L.Conv2D(5, 3, padding="same")(x)),
+    # a large bias widens the output range: right shifts beyond the short record's, through the unrolled loops
+    "conv_rgb_3x3_s2_long_records": ((10, 12, 3), lambda x: L.Conv2D(
+        5, 3, strides=2, padding="same", bias_initializer=keras.initializers.Constant(40.0))(x)),
     "conv_5x5_s2_same_relu": ((8, 9, 5), lambda x: L.Conv2D(9, 5, strides=2, padding="same", activation="relu")(x)),
     "conv_3x2_s1_valid": ((6, 7, 6), lambda x: L.Conv2D(7, (3, 2), padding="valid")(x)),
     "conv_144_taps_same": ((5, 5, 16), lambda x: L.Conv2D(4, 3, padding="same")(x)),
@@ -50,6 +53,8 @@ CASES = {
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
     "depthwise_3x3_s1_same_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)),
     "depthwise_3x3_s2_same_c4": ((9, 11, 4), lambda x: L.DepthwiseConv2D(3, strides=2, padding="same")(x)),
+    "depthwise_3x3_long_records_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(
+        3, padding="same", bias_initializer=keras.initializers.Constant(40.0))(x)),
     "depthwise_3x5_valid_c8": ((7, 8, 8), lambda x: L.DepthwiseConv2D((3, 5), padding="valid", activation="relu")(x)),
     "depthwise_5x5_s2_same_c12": ((7, 7, 12), lambda x: L.DepthwiseConv2D(5, strides=2, padding="same")(x)),
     "depthwise_c6_c_path": ((5, 6, 6), lambda x: L.DepthwiseConv2D(3, padding="same")(x)),

@@ -37,9 +37,10 @@
     .equ F_OFF, 40
     .equ F_N, 44
     .equ F_ENTRY, 48     /* the tap loop for this call's layout, chosen once (Thumb address) */
-    .equ F_ROW, 52
-    .equ F_C, 56         /* oc: the tail's channel count (oc % 4); depthwise, the step between a row's taps */
-    .equ F_SIZE, 60
+    .equ F_C, 52         /* oc: the tail's channel count (oc % 4) */
+    .equ F_LR, 56        /* lr and r12 across .Lrqlong */
+    .equ F_R12, 60
+    .equ F_SIZE, 64
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4 x
@@ -163,7 +164,15 @@
     beq 3f
     ldr r0, [sp, #F_MAX]
     b 4f
-3:  bl .Lrqlong
+3:  mov r2, lr                /* the unrolled loops keep their steps in lr and r12 */
+    str r2, [sp, #F_LR]
+    mov r2, r12
+    str r2, [sp, #F_R12]
+    bl .Lrqlong
+    ldr r2, [sp, #F_R12]
+    mov r12, r2
+    ldr r2, [sp, #F_LR]
+    mov lr, r2
     b 4f
 5:  ldr r0, [sp, #F_MIN]
 4:  strb r0, [r7, #\j]
@@ -204,6 +213,7 @@ nn_blocks:
     str r3, [sp, #F_PIX]
     ldr r6, [r0, #B_OC]
     str r6, [sp, #F_C]
+    mov r12, r6               /* 3x3 depthwise: the step between a row's taps */
     ldr r7, [r0, #B_DW]
     ldr r3, [r0, #B_XSTEP]
     cmp r7, #0
@@ -215,7 +225,7 @@ nn_blocks:
     ldr r4, [r0, #B_N]
     str r4, [sp, #F_N]
     ldr r5, [r0, #B_ROW]
-    str r5, [sp, #F_ROW]
+    mov lr, r5                /* RGB stem rows, 3x3 depthwise: the step to the next row (kept for the call) */
     cmp r5, #0
     beq 31f
     ldr r6, =(.Lrow9 + 1)
@@ -437,28 +447,22 @@ nn_blocks:
 1:  ldr r0, [sp, #F_MAX]
     bx lr
 
-    /* 3x3 window over 3 channels, unrolled: r0 = window base (even), r12 = row stride (even). 15.6 cycles per
+    /* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). 15.6 cycles per
      * tap, no offsets. */
 .Lrow9:
-    ldr r1, [sp, #F_ROW]
-    mov r12, r1
     ROW9
-    add r0, r12
+    add r0, lr
     ROW9
-    add r0, r12
+    add r0, lr
     ROW9
     b .Lrq
 
-    /* interior 3x3 depthwise window, unrolled: r0 = this block's window base; the taps step C bytes along a
-     * row and F_ROW bytes to the next row. 22 cycles per tap, no offsets. */
+    /* interior 3x3 depthwise window, unrolled: r0 = this block's window base; the taps step r12 = C bytes
+     * along a row and lr bytes to the next row. 22 cycles per tap, no offsets. */
 .Ldw3:
     adds r3, r0, #4
     str r3, [sp, #F_X]        /* the next block: 4 channels on */
     mov r1, r0
-    ldr r3, [sp, #F_C]
-    mov r12, r3
-    ldr r3, [sp, #F_ROW]
-    mov lr, r3
     DWSTEP r12
     DWSTEP r12
     DWSTEP lr
