@@ -44,10 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--merge", action="store_true",
                    help="label nothing: build soft_labels.npz from the cache (all shards' chunks); "
                         "fails if an image has no label yet")
-    g.add_argument("--teacher-fit-pool", type=int, default=8192, metavar="N",
+    g.add_argument("--teacher-fit-pool", type=int, default=4096, metavar="N",
                    help="a trainable teacher (effnet-lite0) pseudo-labels at most N unlabeled pool images while "
                         "fitting, a seeded sample when the pool is larger, so its memory stops growing with the "
-                        "pool; every pool image is still labelled (default 8192)")
+                        "pool; every pool image is still labelled (default 4096)")
     g.add_argument("--teacher-labels", type=Path, default=None,
                    help="labels-file: soft labels to import (.csv, .parquet or a Parquet folder)")
     effnet.add_arguments(g)
@@ -197,7 +197,7 @@ class TeachConfig:
     teacher_chunk: int = 256
     shard: str | None = None                # "K/N"
     merge: bool = False
-    teacher_fit_pool: int = 8192
+    teacher_fit_pool: int = 4096
     teacher_labels: Path | None = None      # labels-file
     teacher_size: int = 128                 # effnet-lite0
     teacher_hidden: int = 256
