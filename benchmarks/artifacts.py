@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgecore.errors import UserError
+from edgecore.targets import DEFAULT_TARGETS_DIR, TargetSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,12 +36,14 @@ def _fresh(run_dir: Path, out: Path, required: str) -> bool:
         for rel, v in {**inputs, **outputs}.items())
 
 
-def export_dir(run_dir: Path, target: str, required: str = "model.json") -> Path:
-    """R/export/<target>/, (re)built by the exporter's own CLI when missing or stale."""
+def export_dir(run_dir: Path, spec: TargetSpec, required: str = "model.json") -> Path:
+    """R/export/<target>/, (re)built by the exporter's own CLI, from the target's own file, when missing or stale."""
+    target = spec.name
     out = run_dir / "export" / target
     if _fresh(run_dir, out, required):
         return out
-    command = ["-m", "compress", "export", "--run", str(run_dir.resolve()), "--target", target]
+    targets_dir = spec.path.parent if spec.path is not None else DEFAULT_TARGETS_DIR
+    command = ["-m", "export", "--run", str(run_dir.resolve()), "--target", target, "--targets-dir", str(targets_dir)]
     print(f"[bench] {out} missing or stale: building it (python {' '.join(command)})", flush=True)
     proc = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -46,7 +46,7 @@ def _gate(ctx: Context, result: Result, model) -> bool:
 
 
 def measure_edgetpu(ctx: Context, result: Result) -> None:
-    folder = export_dir(ctx.run_dir, "edgetpu")
+    folder = export_dir(ctx.run_dir, ctx.spec)
     meta = sidecar(folder)
     model = folder / meta["model"]
     if not _gate(ctx, result, model):

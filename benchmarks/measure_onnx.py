@@ -55,7 +55,7 @@ def measure_onnxruntime(ctx: Context, result: Result) -> None:
 def measure_tensorrt(ctx: Context, result: Result) -> None:
     from export import trt_engine
 
-    folder = export_dir(ctx.run_dir, ctx.spec.name)
+    folder = export_dir(ctx.run_dir, ctx.spec)
     meta = sidecar(folder)
     model = folder / meta["model"]
     if not ops_gate(ctx, result, model):

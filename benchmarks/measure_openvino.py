@@ -19,7 +19,7 @@ def _input(x_uint8: np.ndarray, meta: dict) -> np.ndarray:
 def measure_openvino(ctx: Context, result: Result) -> None:
     import openvino as ov
 
-    folder = export_dir(ctx.run_dir, "openvino")
+    folder = export_dir(ctx.run_dir, ctx.spec)
     meta = sidecar(folder)
     precision = ctx.spec.precision
     xml = folder / (meta["models"][precision] if "models" in meta else meta["model"])
