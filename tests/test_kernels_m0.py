@@ -56,6 +56,7 @@ CASES = {
     "depthwise_3x3_long_records_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(
         3, padding="same", bias_initializer=keras.initializers.Constant(40.0))(x)),
     "depthwise_3x5_valid_c8": ((7, 8, 8), lambda x: L.DepthwiseConv2D((3, 5), padding="valid", activation="relu")(x)),
+    "depthwise_2x2_even_taps_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(2, padding="same")(x)),
     "depthwise_5x5_s2_same_c12": ((7, 7, 12), lambda x: L.DepthwiseConv2D(5, strides=2, padding="same")(x)),
     "depthwise_c6_c_path": ((5, 6, 6), lambda x: L.DepthwiseConv2D(3, padding="same")(x)),
     "pad_then_depthwise_c4": ((7, 7, 4), lambda x: L.DepthwiseConv2D(3, strides=2)(L.ZeroPadding2D(1)(x))),

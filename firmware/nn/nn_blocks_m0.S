@@ -233,17 +233,34 @@ nn_blocks:
     beq 30f
     ldr r6, =(.Ldw3 + 1)
     b 30f
-31: ldr r6, =(.Ldw + 1)
+31: lsls r5, r4, #2
+    adds r5, r5, r3           /* the offset table's end */
     cmp r7, #0
-    bne 30f
+    beq 33f
+    mov lr, r5                /* depthwise through the table: its end in lr for the call */
+    ldr r6, =(.Ldw + 1)
+    lsls r5, r4, #31          /* odd n: enter at the second tap */
+    beq 30f
+    ldr r6, =(.Ldwo + 1)
+    b 30f
+33: cmp r3, #0
+    beq 34f
+    mov r12, r5               /* convolution through the table: its end in r12 for the call */
     ldr r6, =(.Ltab + 1)
-    cmp r3, #0
+    lsls r5, r4, #31
+    beq 30f
+    ldr r6, =(.Ltabo + 1)
+    b 30f
+34: ldr r6, =(.Lbytes + 1)
+    mov r5, r4
+    orrs r5, r1               /* n | x: word loads need both multiples of 4 (x_step = n keeps x aligned) */
+    lsls r5, r5, #30
     bne 30f
-    ldr r6, =(.Lbytes + 1)
-    orrs r4, r1               /* n | x: word loads need both multiples of 4 (x_step = n keeps x aligned) */
-    lsls r4, r4, #30
-    bne 30f
+    mov r12, r4               /* pointwise words: n in r12 for the call */
     ldr r6, =(.Lwords + 1)
+    lsls r5, r4, #29          /* an odd word count: enter at the second word */
+    beq 30f
+    ldr r6, =(.Lwordso + 1)
 30: str r6, [sp, #F_ENTRY]
     b .Lblock
     .ltorg
@@ -278,17 +295,13 @@ nn_blocks:
     bne 1b
     b .Lrq
 
-    /* window taps through the byte-offset table, two per branch: r0 = window base, r1 -> offsets,
-     * r12 = table end. 37 cycles per two taps (measured, rp2040js). */
+    /* window taps through the byte-offset table, two per branch (.Ltabo: an odd count enters at the second):
+     * r0 = window base, r1 -> offsets, r12 = table end. 37 cycles per two taps (measured, rp2040js). */
+.Ltabo:
+    ldr r1, [sp, #F_OFF]
+    b 22f
 .Ltab:
-    ldr r1, [sp, #F_N]
-    ldr r3, [sp, #F_OFF]
-    lsls r4, r1, #2
-    adds r4, r4, r3
-    mov r12, r4
-    lsls r4, r1, #31          /* odd n: enter at the second tap (MOV leaves the flags alone) */
-    mov r1, r3
-    bne 22f
+    ldr r1, [sp, #F_OFF]
 21: ldm r1!, {r3}
     ldrsb r3, [r0, r3]
     MAC4 r3
@@ -300,22 +313,19 @@ nn_blocks:
     b .Lrq
 
     /* depthwise: channel j of the block reads byte j of the word at each tap, x advances 4 channels a block:
-     * r12 = window base, r1 -> offsets, lr = table end, r3 = the 4 inputs, r0 = one of them. 51 cycles per two
-     * taps (measured, rp2040js). */
-.Ldw:
-    ldr r1, [sp, #F_N]
-    ldr r3, [sp, #F_OFF]
-    lsls r1, r1, #2
-    adds r1, r1, r3
-    mov lr, r1
-    mov r1, r3
+     * r12 = window base, r1 -> offsets, lr = table end, r3 = the 4 inputs, r0 = one of them; two taps per
+     * branch (.Ldwo: an odd count enters at the second). 51 cycles per two taps (measured, rp2040js). */
+.Ldwo:
+    ldr r1, [sp, #F_OFF]
     mov r12, r0
     adds r0, #4
     str r0, [sp, #F_X]
-    mov r0, lr
-    subs r0, r0, r3           /* 4n: two taps per branch, odd n enters at the second */
-    lsls r0, r0, #29
-    bne 24f
+    b 24f
+.Ldw:
+    ldr r1, [sp, #F_OFF]
+    mov r12, r0
+    adds r0, #4
+    str r0, [sp, #F_X]
 23: DWTAP
 24: DWTAP
     cmp r1, lr
@@ -324,16 +334,20 @@ nn_blocks:
 
     /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers; placed to fall into .Lrq): one LDM
      * brings 4 inputs, which are sign-extended out of r3 in turn; two words per branch, an odd word count enters
-     * at the second. r0 -> x, r12 = x + n. 123 cycles per two words, 32 MACs (measured, rp2040js). */
+     * at the second (.Lwordso). r0 -> x, r12 = n, lr = x + n. 123 cycles per two words, 32 MACs (measured,
+     * rp2040js). */
+.Lwordso:
+    mov r3, r12
+    adds r3, r0, r3
+    mov lr, r3
+    b 26f
 .Lwords:
-    ldr r1, [sp, #F_N]
-    adds r3, r0, r1
-    mov r12, r3
-    lsls r1, r1, #29
-    bne 26f
+    mov r3, r12
+    adds r3, r0, r3
+    mov lr, r3
 25: WORD4
 26: WORD4
-    cmp r0, r12
+    cmp r0, lr
     bne 25b
 
 .Lrq:
