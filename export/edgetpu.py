@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import struct
 import subprocess
 import warnings
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecore.errors import UserError
+from edgecore.tflite_graph import read_flatbuffer
 
 from .targets_common import (FLOAT_ONNX, INT8_TFLITE, check_outputs, compare, eval_split, host_note, load_onnx,
                              median_ms, metrics_table, model_json, ort_outputs, ort_session, record, require, staging,
@@ -73,16 +73,11 @@ def _op_check(op, tensors) -> str:
 
 def check_rules(model_path) -> dict:
     """Static shapes, one subgraph, int8 tensors, and each op against the Edge TPU supported-op list."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
     buf = Path(model_path).read_bytes()
-    try:  # a full decode first: TF's interpreter can crash the process on a truncated flatbuffer
-        if buf[4:8] != b"TFL3":
-            raise ValueError("no TFL3 identifier")
-        schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    except (ValueError, IndexError, TypeError, AttributeError, UnicodeDecodeError, struct.error) as e:
-        raise UserError(f"{model_path} is not a valid .tflite model (truncated or corrupted): {e}") from None
-    fb = schema.Model.GetRootAs(buf, 0)
+    if buf[4:8] != b"TFL3":
+        raise UserError(f"{model_path} is not a .tflite model (no TFL3 identifier)")
+    # A full decode first: TF's interpreter can crash the process on a truncated flatbuffer.
+    subgraphs = len(read_flatbuffer(buf, str(model_path)).subgraphs or [])
     it = _interpreter(model_path, delegates=False, allocate=False)
     problems = []
     try:
@@ -96,8 +91,8 @@ def check_rules(model_path) -> dict:
         except ValueError:  # intermediate tensors have no data before invoke
             value = None
         tensors[t["index"]] = {**t, "value": value}
-    if fb.SubgraphsLength() != 1:
-        problems.append(f"{fb.SubgraphsLength()} subgraphs (Edge TPU compiles one)")
+    if subgraphs != 1:
+        problems.append(f"{subgraphs} subgraphs (Edge TPU compiles one)")
     for t in tensors.values():
         if any(d < 0 for d in t["shape_signature"]):
             problems.append(f"tensor {t['name']}: dynamic shape {list(t['shape_signature'])}")

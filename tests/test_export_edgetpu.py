@@ -65,3 +65,16 @@ CUMSUM                         1          Operation not supported
     parsed = parse_compiler_output(log)
     assert (parsed["ops_total"], parsed["ops_on_edgetpu"], parsed["ops_on_cpu"]) == (6, 5, 1)
     assert parsed["table"][-1] == {"op": "CUMSUM", "count": 1, "status": "Operation not supported"}
+
+
+def test_a_truncated_tflite_is_one_line_error(tmp_path):
+    from edgecore.errors import UserError
+
+    path = tmp_path / "cut.tflite"
+    path.write_bytes((tiny_run() / "quant" / "model_int8.tflite").read_bytes()[:200])
+    with pytest.raises(UserError, match="cut.tflite is not a TFLite flatbuffer") as e:
+        check_rules(path)
+    assert "\n" not in str(e.value)
+    path.write_bytes(b"garbage, no identifier")
+    with pytest.raises(UserError, match="no TFL3 identifier"):
+        check_rules(path)
