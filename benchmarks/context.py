@@ -96,8 +96,8 @@ class Context:
         """Accuracy (%) of the float student through onnxruntime: the reference for every drop."""
         path = self.quant_file(FLOAT_ONNX)
         if "float" not in self.cache:
-            from export.targets_common import (check_outputs, load_onnx, nchw_input, ort_outputs, ort_session,
-                                               to_float_nchw)
+            from export.targets_common import check_outputs, load_onnx, nchw_input, ort_outputs, ort_session
+            from edgecore.preprocess import to_float_nchw
 
             _, h, w = nchw_input(load_onnx(path))
             x, y, classes = self.test_set((h, w))

@@ -6,6 +6,7 @@ import ctypes.util
 
 import numpy as np
 
+from edgecore import preprocess
 from edgecore.tflite_graph import describe_model
 
 from . import opcheck
@@ -16,13 +17,13 @@ from .results import Point, Result, check, measured, not_run
 
 def tflite_accuracy(ctx: Context, path) -> tuple[float, int]:
     """Top-1 accuracy (%) and image count of a full-int8 .tflite on TFLite's reference kernels (int8 NHWC,
-    pixel - 128); the interpreter becomes ctx.deployed for the shift suite and --eval-data."""
-    from compress.quantize import tflite_ref_invoke, to_int8_input
+    standardize(pixel) - 128); the interpreter becomes ctx.deployed for the shift suite and --eval-data."""
+    from compress.quantize import tflite_ref_invoke
 
     data = path.read_bytes()
     _, h, w, _ = describe_model(data)["inputs"][0]["shape"]
     x, y, _ = ctx.test_set((h, w))
-    predict = lambda imgs: tflite_ref_invoke(data, to_int8_input(imgs)).argmax(1)  # noqa: E731
+    predict = lambda imgs: tflite_ref_invoke(data, preprocess.to_int8(imgs)).argmax(1)  # noqa: E731
     ctx.deployed = Deployed("TFLite reference kernels", (h, w), predict, predict(x))
     return 100.0 * float(np.mean(ctx.deployed.test_pred == y)), len(y)
 
@@ -97,7 +98,7 @@ def _on_tpu(ctx: Context, result: Result, compiled) -> None:
     x, y, _ = ctx.test_set((int(inp["shape"][1]), int(inp["shape"][2])))
     pred = []
     for img in x:
-        it.set_tensor(inp["index"], (img.astype(np.int16) - 128).astype(np.int8)[None])
+        it.set_tensor(inp["index"], preprocess.to_int8(img[None]))
         it.invoke()
         pred.append(int(np.argmax(it.get_tensor(out["index"])[0])))
     acc = 100.0 * float(np.mean(np.array(pred) == y))

@@ -26,7 +26,8 @@ def ops_gate(ctx: Context, result: Result, model: Path) -> bool:
 
 def _accuracy(ctx: Context, model, runtime: str, reference: bool = False) -> tuple[float, np.ndarray, int]:
     """Test accuracy through onnxruntime; the session becomes ctx.deployed for the shift suite and --eval-data."""
-    from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session, to_float_nchw
+    from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session
+    from edgecore.preprocess import to_float_nchw
 
     proto = load_onnx(model) if isinstance(model, Path) else model
     _, h, w = nchw_input(proto)

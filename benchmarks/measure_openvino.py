@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecore.preprocess import to_float_nchw, to_float_nhwc
+
 from .artifacts import export_dir, sidecar
 from .context import Context, Deployed, drop_row, timing_rows
 from .results import Point, Result, measured
 
 
 def _input(x_uint8: np.ndarray, meta: dict) -> np.ndarray:
-    from export.targets_common import to_float_nchw
-
-    if meta["input"]["layout"] == "NCHW":
-        return to_float_nchw(x_uint8)
-    return x_uint8.astype(np.float32) / np.float32(255.0)
+    return to_float_nchw(x_uint8) if meta["input"]["layout"] == "NCHW" else to_float_nhwc(x_uint8)
 
 
 def measure_openvino(ctx: Context, result: Result) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecore import tflite_graph
+from edgecore import preprocess, tflite_graph
 from edgecore.errors import UserError
 from edgecore.io import read_json, sha256_file
 from edgecore.tflite_graph import describe_model
@@ -49,11 +49,11 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def _tflm(ctx: Context, result: Result, data: bytes, xq: np.ndarray, y, float_acc: float, size: int) -> np.ndarray:
-    from compress.quantize import tflm_arena_bytes, tflm_invoke, to_int8_input
+    from compress.quantize import tflm_arena_bytes, tflm_invoke
 
     out = tflm_invoke(data, xq, progress=sys.stderr.isatty())
     ctx.deployed = Deployed("TFLite-Micro", xq.shape[1:3],
-                            lambda imgs: tflm_invoke(data, to_int8_input(imgs)).argmax(1), out.argmax(1))
+                            lambda imgs: tflm_invoke(data, preprocess.to_int8(imgs)).argmax(1), out.argmax(1))
     acc = _accuracy(out.argmax(1), y)
     result.rows += [measured("accuracy_pct", f"INT8 accuracy (TFLite-Micro interpreter), {ctx.test_name(len(y))}",
                              round(acc, 4), "%"),
@@ -245,7 +245,6 @@ def _on_pico(ctx: Context, result: Result, xq, y, host_out) -> None:
 
 
 def measure_rp2040(ctx: Context, result: Result) -> None:
-    from compress.quantize import to_int8_input
 
     model = ctx.quant_file(INT8_TFLITE)
     if not _ops_gate(ctx, result, model):
@@ -256,7 +255,7 @@ def measure_rp2040(ctx: Context, result: Result) -> None:
     float_acc = ctx.float_baseline(result)
     _, h, w, _ = describe_model(data)["inputs"][0]["shape"]
     x, y, _ = ctx.test_set((h, w))
-    xq = to_int8_input(x)
+    xq = preprocess.to_int8(x)
     tflm_out = _tflm(ctx, result, data, xq, y, float_acc, size)
     host_out = _c_model(ctx, result, model, xq, y, float_acc, tflm_out, size)
     files = firmware_files(ctx, model)

@@ -116,7 +116,8 @@ def shift_suite(ctx: Context, key: str, x: np.ndarray, y: np.ndarray, clean_pred
 
 
 def _float_accuracy(ctx: Context, x_at, y) -> float:
-    from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session, to_float_nchw
+    from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session
+    from edgecore.preprocess import to_float_nchw
 
     path = ctx.quant_file(FLOAT_ONNX)
     proto = load_onnx(path)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .camera import DEFAULT_STRENGTH, augment
 from .data import load_dataset, load_images, split_name
+from edgecore import preprocess
 from edgecore.config import from_args
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
@@ -52,8 +53,13 @@ def kd_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Ten
 
 
 def to_input(batch_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC -> the student's float NCHW input (pixel / 255)."""
-    return torch.as_tensor(batch_u8).permute(0, 3, 1, 2).float() / 255.0
+    """uint8 NHWC -> the student's float NCHW input (the preprocessing contract, edgecore.preprocess)."""
+    return torch.from_numpy(preprocess.to_float_nchw(np.asarray(batch_u8)))
+
+
+def train_input(batch_u8: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
+    """A training batch as a camera would deliver it (compress.camera, rounded to uint8), then preprocessed."""
+    return torch.from_numpy(preprocess.to_float_nchw(preprocess.float_to_u8(augment(batch_u8, gen, strength))))
 
 
 @torch.no_grad()
@@ -86,7 +92,7 @@ def _epoch(model, opt, sched, images, soft, labels, params, gen, desc) -> float:
         idx = order[start:start + params.batch_size]
         if len(idx) < 2:  # a batch of one breaks BatchNorm statistics
             continue
-        x = augment(images[idx], gen, params.augment)
+        x = train_input(images[idx], gen, params.augment)
         loss = kd_loss(model(x), soft[idx], labels[idx], params.temperature, params.alpha)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -403,7 +409,7 @@ def distill_run(run_dir: Path, config: DistillConfig) -> dict:
         (out_dir / "baseline_float.pt").unlink(missing_ok=True)
     write_json_atomic(cfg_path, {"student": cfg.to_dict(), "train": dataclasses.asdict(params),
                                  "baseline": baseline_info, "classes": list(classes), "seed": config.seed,
-                                 "metrics": metrics})
+                                 "preprocess": preprocess.NAME, "metrics": metrics})
     record_stage(run_dir, "student", inputs=[soft_path, dataset_path], outputs=outputs,
                  params={"student": cfg.to_dict(), "train": dataclasses.asdict(params), "baseline": baseline_info},
                  metrics=metrics, seed=config.seed)

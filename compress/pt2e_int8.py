@@ -24,7 +24,7 @@ from edgecore.io import quiet_fd
 
 logging.getLogger("torchao").setLevel(logging.ERROR)  # optional CUDA kernels it cannot load on a CPU machine
 
-INPUT_SCALE, INPUT_ZERO_POINT = 1.0 / 255.0, -128  # docs/CONTRACT.md: int8 input = pixel - 128
+INPUT_SCALE, INPUT_ZERO_POINT = 1.0 / 255.0, -128  # docs/CONTRACT.md: int8 input = standardize(pixel) - 128
 OUTPUT_SCALE, OUTPUT_ZERO_POINT = 1.0 / 256.0, -128  # int8 softmax
 
 

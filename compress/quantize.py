@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import pt2e_int8
-from .camera import DEFAULT_STRENGTH, augment
+from .camera import DEFAULT_STRENGTH
+from edgecore import preprocess
 from edgecore.config import from_args
 from edgecore.errors import UserError
 from edgecore.io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
@@ -33,11 +34,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"}
 DEFAULT_ARENA = 1 << 20  # generous arena for running; the real need is measured by tflm_arena_bytes
-
-
-def to_int8_input(images_u8: np.ndarray) -> np.ndarray:
-    """uint8 NHWC pixels -> the INT8 model's input (pixel - 128)."""
-    return (images_u8.astype(np.int16) - 128).astype(np.int8)
 
 
 # ---- quantization-aware fine-tune (torchao PT2E) and conversion (litert-torch) ----
@@ -68,7 +64,7 @@ def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.n
                      params: QuantParams, seed: int, log=print):
     """Fold BN, then either QAT (params.qat_epochs > 0: observers start from `calib`, track ranges for one epoch,
     then freeze while the weights adapt) or post-training calibration on `calib`. Returns the prepared graph."""
-    from .distill import set_determinism, to_input
+    from .distill import set_determinism, to_input, train_input
 
     set_determinism(seed, params.threads)
     prepared = pt2e_int8.prepare(fold_bn(student), student.cfg.input_size, qat=params.qat_epochs > 0)
@@ -92,7 +88,7 @@ def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.n
                    unit="batch", leave=False)
         for start in bar:
             idx = order[start:start + params.batch_size]
-            loss = _qat_loss(prepared(augment(images_t[idx], gen, params.augment)), soft_t[idx], labels_t[idx],
+            loss = _qat_loss(prepared(train_input(images_t[idx], gen, params.augment)), soft_t[idx], labels_t[idx],
                              params.alpha)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -261,7 +257,7 @@ def export_onnx_qdq(float_path: Path, calib_u8: np.ndarray, path: Path) -> None:
 
         def get_next(self):
             img = next(self.it, None)
-            return None if img is None else {"input": (img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)}
+            return None if img is None else {"input": preprocess.to_float_nchw(img[None])}
 
     with atomic_path(path) as tmp:
         quantize_static(str(float_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -274,7 +270,7 @@ def onnx_predict(path: Path, images_u8: np.ndarray, batch: int = 256) -> np.ndar
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    outs = [sess.run(None, {"input": images_u8[i:i + batch].transpose(0, 3, 1, 2).astype(np.float32) / 255.0})[0]
+    outs = [sess.run(None, {"input": preprocess.to_float_nchw(images_u8[i:i + batch])})[0]
             for i in range(0, len(images_u8), batch)]
     return np.concatenate(outs)
 
@@ -334,6 +330,10 @@ def quantize_run(run_dir: Path, config: QuantizeConfig) -> dict:
     verify_inputs(run_dir, "student", [float_path, cfg_path], f"python -m compress distill --run {run_dir}")
     verify_inputs(run_dir, "data", [run_dir / "data" / "dataset.json"], f"python -m compress data --run {run_dir}")
     verify_inputs(run_dir, "teacher", [soft_path], f"python -m compress teach --run {run_dir}")
+    student_cfg = read_json(cfg_path, "student config")
+    if student_cfg.get("preprocess") != preprocess.NAME:
+        raise UserError(f"{float_path} was trained on {student_cfg.get('preprocess') or 'unstandardised pixels'}, "
+                        f"but this version feeds every runtime {preprocess.NAME}; re-run distill")
     student = load_float(float_path)
     cfg = student.cfg
     teacher = load_teacher(run_dir)
@@ -343,7 +343,6 @@ def quantize_run(run_dir: Path, config: QuantizeConfig) -> dict:
                         "re-run distill")
     x_test, y_test, _, _ = load_split(run_dir, "test", cfg.input_size)
     out_dir = ensure_dir(run_dir / "quant")
-    student_cfg = read_json(cfg_path, "student config")
     trained = student_cfg.get("train", {})
     params = QuantParams(qat_epochs=config.qat_epochs, lr=config.qat_lr, calib_images=config.quant_calib_images,
                          alpha=float(trained.get("alpha", QuantParams.alpha)),
@@ -357,7 +356,7 @@ def quantize_run(run_dir: Path, config: QuantizeConfig) -> dict:
     model = convert(prepared, cfg.input_size, cfg.in_channels)
     info = describe_model(model)
     arena = tflm_arena_bytes(model)
-    q_in = to_int8_input(x_test)
+    q_in = preprocess.to_int8(x_test)
     tflm_out = tflm_invoke(model, q_in, progress=True)
     ref_out = tflite_ref_invoke(model, q_in)
     float_pred = predict(student, x_test).argmax(1)

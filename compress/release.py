@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from edgecore import preprocess
 from edgecore.config import from_args
 from edgecore.errors import UserError, one_line_errors
 from .fetch import FORMAT, NAME_RE, safe_name
@@ -182,9 +183,11 @@ def _model_section(run: Path, classes: list, tflite: Path, name: str) -> dict:
         "classes": classes,
         "input": {"height": h, "width": w, "channels": c, "layout": "NHWC (TFLite, firmware); NCHW for ONNX/OpenVINO",
                   "color": "RGB", "resize": "PIL Image.convert('RGB').resize((width, height), Image.BILINEAR)",
-                  "float_normalisation": "pixel / 255.0",
+                  "standardize": {"name": preprocess.NAME, "definition": preprocess.DESCRIPTION,
+                                  "code": "pizza_preprocess.py in each target's zip"},
+                  "float_normalisation": preprocess.FLOAT_FORMULA,
                   "int8": {"dtype": inp["dtype"], "scale": inp["scale"], "zero_point": inp["zero_point"],
-                           "formula": "pixel - 128"}},
+                           "formula": preprocess.INT8_FORMULA}},
         "output": {"dtype": out["dtype"], "scale": out["scale"], "zero_point": out["zero_point"],
                    "meaning": "softmax scores, argmax = class index into classes"},
     }

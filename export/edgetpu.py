@@ -15,7 +15,8 @@ from edgecore.tflite_graph import read_flatbuffer
 
 from .targets_common import (FLOAT_ONNX, INT8_TFLITE, check_outputs, compare, eval_split, host_note, load_onnx,
                              median_ms, metrics_table, model_json, ort_outputs, ort_session, record, require, staging,
-                             to_float_nchw, write_docs)
+                             write_docs)
+from edgecore.preprocess import to_float_nchw, to_float_nhwc
 
 MODEL_FILE = "model_int8.tflite"
 COMPILER_NOT_INSTALLED = "not run: edgetpu_compiler not installed"
@@ -134,7 +135,7 @@ def compile_for_edgetpu(model_path, out_dir) -> dict:
 
 def _int8_input(x_uint8: np.ndarray, detail) -> np.ndarray:
     scale, zp = detail["quantization"]
-    q = np.round(x_uint8.astype(np.float32) / 255.0 / scale + zp)
+    q = np.round(to_float_nhwc(x_uint8) / scale + zp)
     return np.clip(q, -128, 127).astype(np.int8)
 
 
@@ -192,7 +193,7 @@ def _readme(metrics: dict, rules: dict, threads: int) -> str:
     problems = "\n".join(f"- {p}" for p in rules["problems"]) or "none found"
     return f"""# Coral Edge TPU: full-INT8 TFLite
 
-`{MODEL_FILE}`: int8 input (pixel - 128, NHWC), int8 softmax output, static shapes, one subgraph.
+`{MODEL_FILE}`: int8 input (standardize(pixel) - 128, NHWC; `pizza_preprocess.py`), int8 softmax output, static shapes, one subgraph.
 The Edge TPU only accepts such a model after `edgetpu_compiler` maps its ops to the TPU.
 
 ## Compile (x86-64 Debian/Ubuntu, Coral apt repository)
@@ -208,10 +209,11 @@ edgetpu_compiler -s {MODEL_FILE}        # writes model_int8_edgetpu.tflite + .lo
 from pycoral.utils.edgetpu import make_interpreter
 from PIL import Image
 import json, numpy as np
+from pizza_preprocess import standardize
 meta = json.load(open("model.json"))
 it = make_interpreter("model_int8_edgetpu.tflite"); it.allocate_tensors()
 img = Image.open("photo.jpg").convert("RGB").resize((meta["input"]["width"], meta["input"]["height"]), Image.BILINEAR)
-it.set_tensor(it.get_input_details()[0]["index"], (np.asarray(img, np.int16) - 128).astype(np.int8)[None])
+it.set_tensor(it.get_input_details()[0]["index"], (standardize(np.asarray(img)[None]).astype(np.int16) - 128).astype(np.int8))
 it.invoke()
 print(meta["classes"][int(np.argmax(it.get_tensor(it.get_output_details()[0]["index"])[0]))])
 ```

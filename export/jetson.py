@@ -14,7 +14,8 @@ from edgecore.io import write_bytes_atomic
 from . import qdq, trt_engine
 from .targets_common import (FLOAT_ONNX, QDQ_ONNX, check_outputs, compare, eval_split, host_note, load_onnx,
                              metrics_table, model_json, nchw_input, ort_outputs, ort_session, record, require, staging,
-                             to_float_nchw, write_docs)
+                             write_docs)
+from edgecore.preprocess import to_float_nchw
 
 MODEL_FILE = {"fp16": "model_fp32_b1.onnx", "int8": "model_int8_qdq_b1.onnx"}
 
@@ -132,7 +133,8 @@ It uses the TensorRT Python API with cuda-python or pycuda; if only `trtexec` is
 `trtexec --onnx={name} --saveEngine=... --fp16{' --int8' if precision == 'int8' else ''}` instead.
 `python -m benchmarks.run --target {target}` on the Jetson does the same through the harness.
 
-Inputs: float32 NCHW `[1, 3, H, W]`, pixel / 255 after a bilinear resize (see `model.json`).
+Inputs: float32 NCHW `[1, 3, H, W]`, standardize(pixel) / 255 after a bilinear resize (`standardize` is in
+`pizza_preprocess.py`; see `model.json`).
 
 ## Checked on the build host (onnxruntime, no TensorRT)
 

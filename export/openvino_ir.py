@@ -8,7 +8,8 @@ import numpy as np
 
 from .targets_common import (FLOAT_ONNX, check_outputs, compare, ends_in_softmax, eval_split, host_note, load_onnx,
                              median_ms, metrics_table, model_json, nchw_input, ort_outputs, ort_session, record,
-                             require, staging, to_float_nchw, write_docs)
+                             require, staging, write_docs)
+from edgecore.preprocess import to_float_nchw
 
 
 def _compile(core, xml: Path, threads: int):
@@ -70,7 +71,8 @@ def _readme(metrics: dict, threads: int, h: int, w: int) -> str:
 - `model_fp32.xml/.bin`: the float student converted with `openvino.convert_model`.
 - `model_int8.xml/.bin`: NNCF post-training INT8 quantization calibrated on the train split.
 
-Input: float32 NCHW `[N, 3, H, W]`, pixel / 255 after a bilinear resize (`model.json`).
+Input: float32 NCHW `[N, 3, H, W]`, standardize(pixel) / 255 after a bilinear resize (`standardize` is in
+`pizza_preprocess.py`; see `model.json`).
 
 ## Run (any OpenVINO 2024+ machine: x86 CPU, Intel GPU/NPU)
 
@@ -82,9 +84,10 @@ benchmark_app -m model_int8.xml -d CPU -shape "[1,3,{h},{w}]" -hint latency
 ```python
 import json, numpy as np, openvino as ov
 from PIL import Image
+from pizza_preprocess import standardize
 meta = json.load(open("model.json")); s = meta["input"]
 img = Image.open("photo.jpg").convert("RGB").resize((s["width"], s["height"]), Image.BILINEAR)
-x = (np.asarray(img, np.float32) / 255.0).transpose(2, 0, 1)[None]
+x = (standardize(np.asarray(img)[None]).astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
 m = ov.Core().compile_model("model_int8.xml", "CPU")
 print(meta["classes"][int(np.argmax(m(x)[0]))])
 ```

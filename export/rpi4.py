@@ -9,7 +9,8 @@ import numpy as np
 from . import qdq
 from .targets_common import (FLOAT_ONNX, QDQ_ONNX, TEMPLATES, check_outputs, compare, ends_in_softmax, eval_split,
                              host_note, load_onnx, median_ms, metrics_table, model_json, nchw_input, ort_outputs,
-                             ort_session, record, require, staging, to_float_nchw, write_docs)
+                             ort_session, record, require, staging, write_docs)
+from edgecore.preprocess import to_float_nchw
 
 MODEL_FILE = "model_int8_qdq.onnx"
 
@@ -50,7 +51,8 @@ def _readme(metrics: dict, threads: int) -> str:
 
 `{MODEL_FILE}` is the student quantized to INT8 with QuantizeLinear/DequantizeLinear pairs and
 per-channel weights; onnxruntime fuses them into integer kernels on ARM64. `model.json` holds the class
-names and the preprocessing (RGB, bilinear resize, pixel / 255, NCHW float32).
+names and the preprocessing (RGB, bilinear resize, standardize(pixel) / 255, NCHW float32), whose code
+`run_rpi4.py` imports from `pizza_preprocess.py`.
 
 ## On the Pi (64-bit Raspberry Pi OS, Python 3.9+)
 
@@ -60,7 +62,7 @@ python3 -m venv ~/pizza && ~/pizza/bin/pip install onnxruntime numpy pillow
 ~/pizza/bin/python run_rpi4.py photo.jpg --runs 200 --threads 4 --json
 ```
 
-`run_rpi4.py` needs only those three packages and the two files beside it.
+`run_rpi4.py` needs only those three packages and the files beside it (`model.json`, `pizza_preprocess.py`, the model).
 
 ## Checked on the build host
 

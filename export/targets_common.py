@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from edgecore import preprocess
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, write_json_atomic, write_text_atomic
 from edgecore.manifest import record_stage, verify_inputs
@@ -20,6 +21,15 @@ FLOAT_ONNX = "quant/student_float.onnx"
 QDQ_ONNX = "quant/student_int8_qdq.onnx"
 INT8_TFLITE = "quant/model_int8.tflite"
 TEMPLATES = Path(__file__).parent / "templates"
+PREPROCESS_FILE = "pizza_preprocess.py"
+PREPROCESS_HEADER = f'''"""The model's input preprocessing ({preprocess.NAME}), generated from edgecore/preprocess.py.
+
+Needs only numpy. After PIL convert("RGB") and resize((width, height), BILINEAR): a float model takes
+standardize(pixels) / 255 (float32), an INT8 model standardize(pixels) - 128 (int8). Pixels: uint8 [N, H, W, 3].
+"""
+import numpy as np
+
+'''
 
 
 def require(run_dir, *rel_paths: str) -> list[Path]:
@@ -87,10 +97,6 @@ def eval_split(run_dir, split: str, size: tuple[int, int], limit: int | None = N
     return x, ds.labels(items), list(ds.classes)
 
 
-def to_float_nchw(x_uint8: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x_uint8.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-
-
 def ort_session(model, threads: int = 1, reference: bool = False):
     """onnxruntime CPU session from a path or a ModelProto. `reference` turns graph optimizations off, so Q/DQ
     nodes run as themselves around float ops (int8 rounding and clamping, exact products): the arithmetic of
@@ -151,7 +157,9 @@ def model_json(classes, size, *, layout: str, input_dtype: str, output: str, ext
         "classes": list(classes),
         "input": {"height": h, "width": w, "channels": 3, "layout": layout, "dtype": input_dtype,
                   "preprocessing": "PIL convert('RGB'), resize((width, height), BILINEAR), "
-                                   + ("pixel / 255.0" if input_dtype == "float32" else "pixel - 128 (int8)")},
+                                   + (preprocess.FLOAT_FORMULA if input_dtype == "float32" else preprocess.INT8_FORMULA)
+                                   + f" ({PREPROCESS_FILE})",
+                  "standardize": {"name": preprocess.NAME, "definition": preprocess.DESCRIPTION}},
         "output": output,
         **(extra or {}),
     }
@@ -179,9 +187,11 @@ def staging(out_dir) -> Iterator[Path]:
 
 
 def write_docs(folder, readme: str, sidecar: dict) -> None:
-    """README (how to run it on the device) and model.json (classes + preprocessing) beside the artifacts."""
+    """README (how to run it on the device), model.json (classes + preprocessing) and the preprocessing itself as a
+    numpy-only module beside the artifacts."""
     write_text_atomic(Path(folder) / "README.md", readme)
     write_json_atomic(Path(folder) / "model.json", sidecar)
+    write_text_atomic(Path(folder) / PREPROCESS_FILE, PREPROCESS_HEADER + preprocess.source())
 
 
 def record(run_dir, target: str, out_dir, *, inputs, params: dict, metrics: dict) -> dict:

@@ -1,5 +1,5 @@
 """A tiny run folder with the quantize stage's files, for the exporter tests: a 32x32 CNN trained for a
-few steps on colour-coded images, its float ONNX, an onnxruntime QDQ ONNX and a Keras-rebuilt full-INT8
+few steps on images whose class is a disc's colour against a grey surround (tests/_tiny_run.pattern_images), its float ONNX, an onnxruntime QDQ ONNX and a Keras-rebuilt full-INT8
 .tflite with the same weights (so every runtime can be compared with the same float student)."""
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ import numpy as np
 CLASSES = ["basic", "burnt", "mixed"]
 SIZE = 32
 PER_CLASS = {"train": 24, "test": 40}
-# Mean colour per class; the tiny model only has to tell colours apart through noise.
-COLOURS = np.array([[220, 170, 60], [60, 40, 30], [230, 220, 190]], dtype=np.float32)
+COLOURS = np.array([[200, 190, 60], [50, 40, 30], [220, 215, 205]], dtype=np.float32)
 
 
 def _images(rng, label: int, n: int) -> np.ndarray:
-    base = COLOURS[label] + rng.normal(0, 20, size=(n, 1, 1, 3))
-    img = base + rng.normal(0, 20, size=(n, SIZE, SIZE, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
+    from _tiny_run import pattern_images
+
+    return pattern_images(rng, COLOURS, np.full(n, label), SIZE)
 
 
 def _write_dataset(run: Path, seed: int = 0) -> None:
@@ -63,10 +62,11 @@ def _train(model, run: Path, steps: int = 150, lr: float = 0.005):
     import torch
 
     from compress.data import load_dataset, load_images
+    from edgecore.preprocess import to_float_nchw
 
     ds = load_dataset(run)
     items = ds.split("train")
-    x = torch.from_numpy(load_images(run, items, (SIZE, SIZE))).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(to_float_nchw(load_images(run, items, (SIZE, SIZE))))
     y = torch.tensor([CLASSES.index(it["label"]) for it in items])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
@@ -94,7 +94,9 @@ def _keras_int8(model, calib) -> bytes:
     k.layers[3].set_weights([fc.weight.detach().numpy().T, fc.bias.detach().numpy()])
     conv = tf.lite.TFLiteConverter.from_keras_model(k)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    nhwc = calib.permute(0, 2, 3, 1).numpy()
+    # A black and a white frame pin the input range to [0, 1]: the contract's int8 input (scale 1/255, -128).
+    nhwc = np.concatenate([calib.permute(0, 2, 3, 1).numpy(), np.zeros((1, SIZE, SIZE, 3), np.float32),
+                           np.ones((1, SIZE, SIZE, 3), np.float32)])
     conv.representative_dataset = lambda: ([nhwc[i:i + 1]] for i in range(len(nhwc)))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8

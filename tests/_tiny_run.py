@@ -1,4 +1,5 @@
-"""Tiny colour-coded run folders (dataset.json + PNGs + teacher soft labels) for the distill/quantize tests."""
+"""Tiny run folders (dataset.json + PNGs + teacher soft labels) for the distill/quantize tests: each class is the
+colour of a disc against a grey surround."""
 from __future__ import annotations
 
 import hashlib
@@ -10,16 +11,29 @@ from PIL import Image
 
 CLASSES = ["basic", "burnt", "combined", "mixed", "progression", "segment"]
 SIZE = 32
-COLOURS = np.array([[220, 170, 60], [50, 35, 25], [150, 90, 40], [235, 225, 195], [190, 120, 60], [110, 60, 30]],
+# Disc colours: each is brighter or darker than the grey surround in its own combination of channels.
+COLOURS = np.array([[200, 190, 60], [50, 40, 30], [200, 60, 50], [220, 215, 205], [60, 190, 200], [60, 60, 200]],
                    np.float32)
+SURROUND = np.array([128, 128, 128], np.float32)
+
+
+def pattern_images(rng: np.random.Generator, colours: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:
+    """uint8 NHWC images whose class is the colour of a disc (random place and size) against a grey surround,
+    under exposure changes, a brightness ramp and noise. The class lives in the disc's contrast with its scene,
+    so it survives the per-image standardisation every model input goes through (edgecore.preprocess)."""
+    n = len(labels)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    cy, cx = rng.uniform(0.35, 0.65, (2, n, 1, 1)) * size
+    r = rng.uniform(0.25, 0.35, (n, 1, 1)) * size
+    disc = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2)[..., None]
+    scene = np.where(disc, colours[labels][:, None, None, :], SURROUND)
+    ramp = np.linspace(-20, 20, size)[None, :, None, None] * rng.choice([-1, 1], (n, 1, 1, 1))
+    img = scene * rng.uniform(0.75, 1.25, (n, 1, 1, 1)) + ramp + rng.normal(0, 12, (n, size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def images(rng: np.random.Generator, labels: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """uint8 NHWC images whose class is their mean colour, under noise and a brightness gradient."""
-    n = len(labels)
-    base = COLOURS[labels][:, None, None, :] + rng.normal(0, 12, (n, 1, 1, 3))
-    ramp = np.linspace(-25, 25, size)[None, :, None, None] * rng.choice([-1, 1], (n, 1, 1, 1))
-    return np.clip(base + ramp + rng.normal(0, 20, (n, size, size, 3)), 0, 255).astype(np.uint8)
+    return pattern_images(rng, COLOURS, labels, size)
 
 
 def make_run(root: Path, per_class: dict | None = None, seed: int = 0, teacher_classes=None) -> Path:

@@ -38,11 +38,12 @@ def broken_run(run_dir, tmp_path_factory) -> Path:
     from _export_fixture import _record_quant
 
     from compress.data import load_dataset, load_images
+    from edgecore.preprocess import to_float_nchw
 
     dst = tmp_path_factory.mktemp("broken") / "run"
     shutil.copytree(run_dir, dst, ignore=shutil.ignore_patterns("bench", "export"))
     items = load_dataset(dst).split("train")
-    dark = load_images(dst, items, (32, 32)).transpose(0, 3, 1, 2).astype(np.float32) / 255.0 * 0.03
+    dark = to_float_nchw(load_images(dst, items, (32, 32))) * np.float32(0.03)
 
     class Reader:
         def __init__(self):

@@ -12,7 +12,8 @@ from onnx import numpy_helper
 
 from _export_fixture import student_run, tiny_run
 from export import EXPORTERS, qdq, trt_engine
-from export.targets_common import eval_split, ort_outputs, ort_session, to_float_nchw
+from export.targets_common import eval_split, ort_outputs, ort_session
+from edgecore.preprocess import to_float_nchw
 
 
 @pytest.fixture(scope="module")

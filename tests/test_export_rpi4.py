@@ -11,7 +11,8 @@ import pytest
 
 from _export_fixture import tiny_run
 from export import EXPORTERS
-from export.targets_common import ort_session, to_float_nchw
+from export.targets_common import ort_session
+from edgecore.preprocess import to_float_nchw
 
 RUNNER_DEPS = {"onnxruntime", "numpy", "PIL"}
 
@@ -28,14 +29,19 @@ def test_int8_model_agrees_with_float_student(rpi4):
     assert m["rpi4_int8_agreement"] >= 0.98
     assert m["rpi4_host_latency_ms"] > 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.json", "model_int8_qdq.onnx",
-                                                     "run_rpi4.py"]
+                                                     "pizza_preprocess.py", "run_rpi4.py"]
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    mods = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
+    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    return mods - set(sys.stdlib_module_names)
 
 
 def test_runner_imports_only_its_three_deps(rpi4):
-    tree = ast.parse((rpi4[0] / "run_rpi4.py").read_text())
-    mods = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
-    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert mods - set(sys.stdlib_module_names) == RUNNER_DEPS
+    assert _third_party_imports(rpi4[0] / "run_rpi4.py") == RUNNER_DEPS | {"pizza_preprocess"}
+    assert _third_party_imports(rpi4[0] / "pizza_preprocess.py") == {"numpy"}
 
 
 def _check_runner(python, out: Path):

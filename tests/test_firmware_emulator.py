@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from edgecore.preprocess import to_int8
 from export.rp2040.emulator import emulator_missing
 
 pytestmark = pytest.mark.emulator
@@ -55,7 +56,7 @@ def test_emulated_firmware_is_bit_exact_and_survives_garbage(firmware):
     _, h, w, _ = host.summary["input_shape"]
     baked, baked_labels, _ = build._selftest_images(run, h, w, 2)
     test = ds.split("test")[:4]
-    x = (load_images(run, test, (h, w)).astype(np.int16) - 128).astype(np.int8)
+    x = to_int8(load_images(run, test, (h, w)))
     want = host.run(x)
 
     with emulator(out / "pizza.uf2") as port:
@@ -147,7 +148,7 @@ def test_m0_kernel_paths_bit_exact_in_the_emulator(firmware, tmp_path):
     record_stage(edge, "quant", outputs=sorted((edge / "quant").glob("*.*")))
     build.build_firmware(edge, build.FirmwareConfig(fw_out=tmp_path / "fw", fw_selftest_images=1))
     host = HostModel(tflite, ds.classes)
-    x = (load_images(edge, ds.split("test")[:6], (32, 32)).astype(np.int16) - 128).astype(np.int8)
+    x = to_int8(load_images(edge, ds.split("test")[:6], (32, 32)))
     want = host.run(x)
     assert len({tuple(r) for r in want}) > 2, "reference outputs barely vary: the test would prove little"
     with emulator(tmp_path / "fw" / "pizza.uf2") as port:
@@ -182,7 +183,7 @@ def test_two_infer_frames_back_to_back_on_a_paced_line_are_both_answered(firmwar
     answers; the paced line loses nothing."""
     run, out, _, ds, host = firmware
     _, h, w, _ = host.summary["input_shape"]
-    x = (load_images(run, ds.split("test")[:2], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    x = to_int8(load_images(run, ds.split("test")[:2], (h, w)))
     want = host.run(x)
     with emulator(out / "pizza.uf2", baud=115200) as port:
         port.wait_for(b"READY", 120)
@@ -201,7 +202,7 @@ def test_hardfault_reboots_through_the_watchdog_and_reports_where(firmware):
     reports reset=hardfault with the same PC, in the banner and in INFO; the device then answers again."""
     run, out, _, ds, host = firmware
     _, h, w, _ = host.summary["input_shape"]
-    x = (load_images(run, ds.split("test")[:1], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    x = to_int8(load_images(run, ds.split("test")[:1], (h, w)))
     with emulator(out / "pizza.uf2", on_ready="hardfault") as port:
         seen, deadline = b"", time.monotonic() + 240
         while seen.count(b"READY") < 2 and time.monotonic() < deadline:
@@ -221,7 +222,7 @@ def test_watchdog_resets_a_hung_firmware_and_says_so(firmware):
     reports reset=watchdog in the banner and in INFO, then answers again."""
     run, out, _, ds, host = firmware
     _, h, w, _ = host.summary["input_shape"]
-    x = (load_images(run, ds.split("test")[:1], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    x = to_int8(load_images(run, ds.split("test")[:1], (h, w)))
     with emulator(out / "pizza.uf2", on_ready="hang") as port:
         seen, deadline = b"", time.monotonic() + 300
         while seen.count(b"READY") < 2 and time.monotonic() < deadline:
@@ -256,7 +257,7 @@ def test_random_byte_stream_then_valid_frame_is_answered_bit_exact(firmware, tmp
     host build of the parser predicts, the idle line flushes the parser, and the next INFER is bit-exact."""
     run, out, _, ds, host = firmware
     _, h, w, _ = host.summary["input_shape"]
-    x = (load_images(run, ds.split("test")[:1], (h, w)).astype(np.int16) - 128).astype(np.int8)
+    x = to_int8(load_images(run, ds.split("test")[:1], (h, w)))
     want = host.run(x)[0].tolist()
     rng = np.random.default_rng(8)
     pieces = []

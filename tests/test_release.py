@@ -261,7 +261,7 @@ def test_download_over_http_verifies_and_unpacks(built, served, tmp_path, capsys
     dest = tmp_path / "get" / "rpi4"
     dest.parent.mkdir()
     assert fetch_cli("--from", server.url, "--target", "rpi4", "--dest", dest) == 0
-    assert "verified 4 files" in capsys.readouterr().out
+    assert "verified 5 files" in capsys.readouterr().out  # model, model.json, README, runner, preprocessing
     m = json.loads((folder / "manifest.json").read_text())
     got = {p.relative_to(dest).as_posix(): sha(p.read_bytes()) for p in dest.rglob("*")
            if p.is_file() and p.name != fetch.MARKER}

@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 
+from edgecore.preprocess import to_int8
 from export.rp2040.emulator import emulator_missing
 
 pytestmark = pytest.mark.emulator
@@ -54,7 +55,7 @@ def firmware(tmp_path_factory):
     build.build_firmware(run, build.FirmwareConfig(fw_out=out, fw_selftest_images=1))
     ds = load_dataset(run)
     host = HostModel(run / "quant" / "model_int8.tflite", ds.classes)
-    x = (load_images(run, ds.split("test")[:3], (SIZE, SIZE)).astype(np.int16) - 128).astype(np.int8)
+    x = to_int8(load_images(run, ds.split("test")[:3], (SIZE, SIZE)))
     return out / "pizza.uf2", ds, host, x, host.run(x)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore import preprocess
 from edgecore.config import from_args
 from edgecore.errors import UserError, os_error_line
 from edgecore.io import ensure_dir, write_bytes_atomic, write_json_atomic
@@ -90,7 +91,7 @@ def _selftest_images(run: Path, height: int, width: int, count: int) -> tuple[np
         depth += 1
     rgb = load_images(run, picked, (height, width))
     labels = [ds.classes.index(it["label"]) for it in picked]
-    return (rgb.astype(np.int16) - 128).astype(np.int8), labels, picked
+    return preprocess.to_int8(rgb), labels, picked
 
 
 def _symbols(elf: Path) -> dict[str, int]:

@@ -146,7 +146,7 @@ def compile_graph(graph: tflite_graph.Graph, class_names: list[str] | None = Non
 #define MODEL_WEIGHT_BYTES {flash}
 
 extern const char *const model_class_names[MODEL_NUM_CLASSES];
-/* input: int8 NHWC (pixel - 128); output: MODEL_NUM_CLASSES int8 scores. Returns 0. */
+/* input: int8 NHWC (standardize(pixel) - 128, docs/CONTRACT.md); output: MODEL_NUM_CLASSES int8 scores. Returns 0. */
 int model_run(const int8_t *input, int8_t *output);
 
 #endif

@@ -9,7 +9,7 @@ from edgecore.io import write_text_atomic
 
 
 def write_selftest_sources(gen_dir: Path, images_int8: np.ndarray, labels: list[int]) -> None:
-    """images_int8: [N, H, W, C] int8 (pixel - 128, NHWC); labels: true class index per image."""
+    """images_int8: [N, H, W, C] int8 (standardize(pixel) - 128, NHWC); labels: true class index per image."""
     if images_int8.dtype != np.int8 or images_int8.ndim != 4 or len(images_int8) != len(labels):
         raise ValueError("self-test images must be int8 [N,H,W,C] with one label each")
     n = len(images_int8)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore import preprocess
 from edgecore.errors import UserError, os_error_line
 
 from .ports import resolve_port
@@ -141,7 +142,7 @@ class Client:
         return DeviceInfo(h, w, c, n, inb, arena, clk, used, reserved, names, reason)
 
     def infer(self, x_int8: np.ndarray, timeout: float | None = None) -> InferResult:
-        """x_int8: the model input, int8 NHWC (pixel - 128)."""
+        """x_int8: the model input, int8 NHWC (standardize(pixel) - 128)."""
         kind, p = self.request(REQ_INFER, np.ascontiguousarray(x_int8, np.int8).tobytes(), timeout)
         self._check(kind, p, REP_INFER)
         _, cls, n, _, cycles = struct.unpack_from("<4BI", p)
@@ -149,13 +150,13 @@ class Client:
 
 
 def image_to_input(path: Path, height: int, width: int) -> np.ndarray:
-    """The shared preprocessing (CONTRACT.md): RGB, PIL bilinear resize, int8 = pixel - 128."""
+    """The shared preprocessing (CONTRACT.md): RGB, PIL bilinear resize, int8 = standardize(pixel) - 128."""
     from compress.data import load_images
 
     if not path.is_file():
         raise UserError(f"image not found: {path}")
     rgb = load_images(Path("."), [{"path": str(path.resolve())}], (height, width))[0]
-    return (rgb.astype(np.int16) - 128).astype(np.int8)
+    return preprocess.to_int8(rgb[None])[0]
 
 
 def open_serial(device: str, baud: int, timeout: float):

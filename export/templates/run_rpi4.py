@@ -1,7 +1,7 @@
 """Classify one image with the INT8 ONNX model in this folder (Raspberry Pi 4, onnxruntime on ARM64).
 
 Needs only onnxruntime, numpy and pillow:  python run_rpi4.py image.jpg [--runs 50] [--threads 4] [--json]
-Classes and preprocessing come from model.json next to this file.
+Classes come from model.json and the preprocessing from pizza_preprocess.py next to this file.
 """
 import argparse
 import json
@@ -14,14 +14,17 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pizza_preprocess import standardize
+
 HERE = Path(__file__).resolve().parent
 
 
 def preprocess(path, spec):
-    """EXIF-upright RGB, bilinear resize to the model's input size, pixel / 255, NCHW float32 (as in training)."""
+    """EXIF-upright RGB, bilinear resize to the model's input size, standardize(pixel) / 255, NCHW float32 (as in
+    training)."""
     img = ImageOps.exif_transpose(Image.open(path)).convert("RGB").resize((spec["width"], spec["height"]), Image.BILINEAR)
-    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    x = standardize(np.asarray(img)[None]).astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def softmax(z):
