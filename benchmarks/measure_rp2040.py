@@ -15,11 +15,11 @@ from edgecore import preprocess, tflite_graph
 from edgecore.errors import UserError
 from edgecore.io import read_json, sha256_file
 from edgecore.tflite_graph import describe_model
+from export.rp2040.elfsize import firmware_memory, object_footprint
 
 from . import opcheck
 from .artifacts import REPO_ROOT
 from .context import INT8_TFLITE, Context, Deployed, drop_row
-from .elfsize import firmware_memory, object_footprint
 from .results import Point, Result, check, info, measured, not_run
 
 EMULATED_IMAGES = 3      # emulated inferences: latency median + bit-exactness against the host C model

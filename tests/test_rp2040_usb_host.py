@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.elfsize import object_footprint
+from export.rp2040.elfsize import object_footprint
 from edgecore.errors import UserError
 from export.rp2040 import serial_client
 from export.rp2040.ports import USB_PID, USB_PRODUCT, USB_VID, find_port

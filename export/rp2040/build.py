@@ -27,6 +27,7 @@ from edgecore.targets import device_limits
 
 from .boot2 import BOOT2_MODES
 from .compile import PLACEMENTS
+from .elfsize import firmware_memory
 from .selftest import write_selftest_sources
 from .uf2 import FLASH_BYTES, read_uf2
 
@@ -94,25 +95,15 @@ def _selftest_images(run: Path, height: int, width: int, count: int) -> tuple[np
     return preprocess.to_int8(rgb), labels, picked
 
 
-def _symbols(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
-    return {m.group(2): int(m.group(1), 16) for m in re.finditer(r"^([0-9a-f]+) \S (\S+)$", out, re.M)}
-
-
-def _sections(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+\d+$", out, re.M)}
-
-
-def size_report(elf: Path, bin_path: Path, arena_bytes: int) -> dict:
-    """Measured from the linked ELF: flash image, static RAM (.data + .bss, arena included), stack."""
-    sec, sym = _sections(elf), _symbols(elf)
-    static_ram = sec.get(".data", 0) + sec.get(".bss", 0)
-    stack = sym["__StackTop"] - sym["__StackLimit"]
-    return {"flash_bytes": bin_path.stat().st_size, "flash_limit_bytes": FLASH_BYTES,
-            "text_rodata_bytes": sec.get(".text", 0), "data_bytes": sec.get(".data", 0),
-            "bss_bytes": sec.get(".bss", 0), "static_ram_bytes": static_ram, "arena_bytes": arena_bytes,
-            "stack_bytes": stack, "ram_bytes": static_ram + stack, "ram_limit_bytes": SRAM_BYTES}
+def size_report(elf: Path, arena_bytes: int) -> dict:
+    """Measured from the linked ELF (elfsize.firmware_memory, as the benchmark does): flash image, static RAM
+    (.data + .bss, arena included), stack."""
+    mem = firmware_memory(elf)
+    ram = mem["ram_sections"]
+    return {"flash_bytes": mem["flash_bytes"], "flash_limit_bytes": FLASH_BYTES,
+            "text_rodata_bytes": mem["flash_sections"].get(".text", 0), "data_bytes": ram.get(".data", 0),
+            "bss_bytes": ram.get(".bss", 0), "static_ram_bytes": mem["static_ram_bytes"], "arena_bytes": arena_bytes,
+            "stack_bytes": mem["stack_bytes"], "ram_bytes": mem["ram_bytes"], "ram_limit_bytes": SRAM_BYTES}
 
 
 def _make(gen: Path, work: Path, name: str, stack: int, boot2: str) -> None:
@@ -163,7 +154,7 @@ def build_firmware(run_dir: Path, cfg: FirmwareConfig) -> dict:
 
     name = cfg.fw_name
     read_uf2((work / f"{name}.uf2").read_bytes())
-    report = size_report(work / f"{name}.elf", work / f"{name}.bin", plan["arena_bytes"])
+    report = size_report(work / f"{name}.elf", plan["arena_bytes"])
     report.update({"macs": plan["macs"], "weight_bytes": plan["weight_bytes"], "selftest_images": len(picked),
                    "boot2": boot2, "weights_in": placement})
     outputs = []

@@ -1,5 +1,6 @@
-"""Flash and static RAM of a firmware ELF from its section and symbol tables.
-Hand-written (ELF32 little-endian only, ~50 lines) so the harness needs neither binutils nor pyelftools."""
+"""Flash and static RAM of a firmware ELF from its section and symbol tables: the one sizer the firmware build's
+size report and the benchmark harness both use. Hand-written (ELF32 little-endian only, ~50 lines), so neither
+needs binutils nor pyelftools."""
 from __future__ import annotations
 
 import re
@@ -49,8 +50,11 @@ def read_elf(path: Path) -> tuple[list[Section], dict[str, int]]:
 
 
 def firmware_memory(path: Path, ram_start: int = 0x20000000) -> dict:
-    """flash = bytes stored in flash (code, rodata, .data's initial values); ram = data + bss + stack."""
+    """flash = bytes stored in flash (code, rodata, .data's initial values); ram = data + bss + stack. The
+    linker script's `.stack` section holds only the alignment padding before __StackLimit (the stack itself is
+    __StackTop - __StackLimit): it is not static RAM."""
     sections, symbols = read_elf(path)
+    sections = [s for s in sections if s.name != ".stack"]
     flash = sum(s.size for s in sections if not s.nobits)
     static_ram = sum(s.size for s in sections if s.addr >= ram_start)
     stack = symbols.get("__StackTop", 0) - symbols.get("__StackLimit", 0)
