@@ -26,13 +26,13 @@ from edgecore.errors import UserError
 from edgecore.io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
 from edgecore.manifest import record_stage, verify_inputs
-from edgecore.tflite_graph import describe_model, read_flatbuffer
+from edgecore.tflite_graph import SUPPORTED, describe_model, read_flatbuffer
 from .pt2e_int8 import INPUT_SCALE, INPUT_ZERO_POINT, OUTPUT_SCALE, OUTPUT_ZERO_POINT
 from .student import fold_bn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"}
+ALLOWED_OPS = set(SUPPORTED)  # the ops the RP2040 compiler lowers to firmware/nn kernels: the narrowest runtime
 DEFAULT_ARENA = 1 << 20  # generous arena for running; the real need is measured by tflm_arena_bytes
 
 
