@@ -21,7 +21,7 @@ from .plan import plan
 
 _STRUCT = {"conv2d": "nn_conv_t", "dwconv": "nn_dwconv_t", "pointwise": "nn_pointwise_t", "avgpool": "nn_avgpool_t",
            "mean": "nn_mean_t", "softmax": "nn_softmax_t", "add": "nn_add_t"}
-_RQ = ("bias", "ch", "out_zp", "act_min", "act_max", "fast")
+_RQ = ("ch", "out_zp", "act_min", "act_max", "fast")
 _GEOM = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "pad_top",
          "pad_left", "in_zp")
 
