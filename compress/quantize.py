@@ -384,6 +384,7 @@ def quantize_run(run_dir: Path, config: QuantizeConfig) -> dict:
         "model_bytes": len(model),
         "arena_bytes": arena,
         "tflm_vs_ref_max_lsb": int(np.abs(tflm_out.astype(np.int16) - ref_out.astype(np.int16)).max()),
+        "tflm_vs_ref_argmax_agreement": float((tflm_out.argmax(1) == ref_out.argmax(1)).mean()),
         "onnx_float_acc": float((onnx_float_pred == y_test).mean()),
         "onnx_qdq_acc": float((onnx_qdq_pred == y_test).mean()),
         "quantize_seconds": round(time.monotonic() - t0, 1),
