@@ -50,11 +50,11 @@ class DiesOnce(_OnceEffNet):
 
 
 class Slow(EffNetLite0Teacher):
-    """Labels like effnet-lite0, three seconds per chunk: a run lasts long enough to be interrupted."""
+    """Labels like effnet-lite0, one second per chunk: a run lasts long enough to be interrupted."""
     name = "effnet-slow"
 
     def predict_proba(self, images):
-        time.sleep(3.0)
+        time.sleep(1.0)
         return super().predict_proba(images)
 
 

@@ -115,8 +115,11 @@ def test_ctrl_c_leaves_a_resumable_cache(reference, tmp_path):
             *(f"--{k.replace('_', '-')}={v}" for k, v in TINY_TEACHER.items())]
     code = "import sys, _ray_faults; from compress.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    # Default SIGINT in the child, as a terminal gives it: an earlier test in this process may leave SIGINT ignored,
+    # and an ignored disposition is inherited (seen in the full suite: the run then ignored Ctrl-C and finished).
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     cache = run / "teacher" / "cache"
     deadline = time.monotonic() + 120
     while not list(cache.glob("effnet-slow-*/chunk-*.npz")):
