@@ -143,6 +143,11 @@ def _maybe(gen: torch.Generator, n: int, p: float, value: torch.Tensor, identity
 DEFAULT_STRENGTH = 0.5
 
 
+def to_u8(x_nchw: torch.Tensor) -> np.ndarray:
+    """Float NCHW in [0, 1] -> uint8 NHWC, rounded as a camera delivers it."""
+    return (x_nchw.clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+
+
 def augment(batch_u8: torch.Tensor, gen: torch.Generator, strength: float = DEFAULT_STRENGTH) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]: a random camera per image, drawn from `gen` (seeded, deterministic).
 

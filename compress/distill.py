@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .camera import DEFAULT_STRENGTH, augment
+from .camera import DEFAULT_STRENGTH, augment, to_u8
 from .data import load_dataset, load_images, split_name
 from edgecore import preprocess
 from edgecore.config import from_args
@@ -59,7 +59,7 @@ def to_input(batch_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def train_input(batch_u8: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
     """A training batch as a camera would deliver it (compress.camera, rounded to uint8), then preprocessed."""
-    return torch.from_numpy(preprocess.to_float_nchw(preprocess.float_to_u8(augment(batch_u8, gen, strength))))
+    return torch.from_numpy(preprocess.to_float_nchw(to_u8(augment(batch_u8, gen, strength))))
 
 
 @torch.no_grad()

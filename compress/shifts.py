@@ -71,4 +71,4 @@ def apply_shift(images_u8: np.ndarray, name: str, seed: int) -> np.ndarray:
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float() / 255.0
         y = _apply(x, name, gen)
-    return (y.clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+    return camera.to_u8(y)

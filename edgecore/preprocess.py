@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-import torch
 
 NAME = "grayworld-halfcontrast-v1"
 TARGET_MEAN = 128
@@ -77,11 +76,6 @@ def to_float_nhwc(images_u8) -> np.ndarray:
 def to_float_nchw(images_u8) -> np.ndarray:
     """uint8 NHWC -> the float student's input: float32 NCHW, standardize(pixel) / 255."""
     return np.ascontiguousarray(to_float_nhwc(images_u8).transpose(0, 3, 1, 2))
-
-
-def float_to_u8(x_nchw: torch.Tensor) -> np.ndarray:
-    """Float NCHW in [0, 1] (an augmented batch) -> uint8 NHWC, rounded as a camera delivers it."""
-    return (x_nchw.clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
 
 
 def to_int8(images_u8) -> np.ndarray:
