@@ -23,6 +23,7 @@ SUITE = {
     "noise_0.06": "sensor noise, sigma 0.06 (dim light, high ISO)",
     "contrast_x0.6": "low contrast x0.6 (haze, glare)",
     "gamma_1.4": "darker mid-tones: gamma 1.4",
+    "saturation_x0.5": "washed-out colour: saturation x0.5 (a flat picture profile, a faded lamp)",
     "tilt_zoom": "tilted, closer camera: perspective 0.15, zoom x1.15",
 }
 
@@ -56,6 +57,8 @@ def _apply(x: torch.Tensor, name: str, gen: torch.Generator) -> torch.Tensor:
         return camera.contrast(x, _full(n, 0.6))
     if name == "gamma_1.4":
         return camera.gamma(x, _full(n, 1.4))
+    if name == "saturation_x0.5":
+        return camera.saturation(x, _full(n, 0.5))
     if name == "tilt_zoom":
         return camera.warp(x, _full(n, 0.0), _full(n, 1.15), torch.zeros(n, 2), tilt=torch.tensor([[0.15, 0.1]]).repeat(n, 1))
     raise KeyError(name)

@@ -1,8 +1,9 @@
 """Benchmark harness beyond size and speed: every accuracy names its images, the pipeline's teacher / baseline /
 KD accuracies with the teacher-gap budget, the camera-shift suite with its budget, and --eval-data photos.
 
-Runs on the exporter tests' tiny run (see test_benchmarks.py), whose model tells its classes apart by colour
-alone: an exposure shift really does break it, which is what the shift-budget test relies on."""
+Runs on the exporter tests' tiny run (see test_benchmarks.py), whose model tells its classes apart by the colour of
+a disc against its surround: the preprocessing contract makes it robust to the whole suite, so the shift-budget
+test adds a shift that breaks it (red and blue swapped, a mis-wired sensor)."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,8 @@ from test_benchmarks import bench, broken_run, relaxed, report, run_dir, target_
 from edgecore.targets import DEFAULT_TARGETS_DIR, load_spec
 from edgecore.errors import UserError
 from edgecore.manifest import record_stage
-from compress.shifts import SUITE
+from benchmarks import quality
+from compress.shifts import SUITE, apply_shift
 
 DATA = "test split, 120 images"  # the fixture's whole test split (3 classes x 40) of a source neither kind
 
@@ -64,20 +66,24 @@ def test_new_budgets_are_validated(tmp_path):
         assert budgets["max_shift_drop_pts"] == 5.0 and budgets["max_teacher_gap_pts"] == 3.0, spec.name
 
 
-def test_shift_budget_broken_exits_1_naming_it(run_dir, capsys):
-    """The shipped host budget (worst shift at most 5 points) against a model that judges by colour alone."""
+def test_shift_budget_broken_exits_1_naming_it(run_dir, capsys, monkeypatch):
+    """The shipped host budget (worst shift at most 5 points) against a shift that breaks the fixture's model."""
+    suite_plus = dict(SUITE, swap_rb="red and blue swapped (a mis-wired sensor)")
+    monkeypatch.setattr(quality, "SUITE", suite_plus)
+    monkeypatch.setattr(quality, "apply_shift",
+                        lambda x, name, seed: x[..., ::-1].copy() if name == "swap_rb" else apply_shift(x, name, seed))
     rc, out, err = bench(capsys, "--target", "host", "--run", run_dir)
     doc = report(run_dir, "host")
     suite = doc["robustness"][0]
-    assert [s["name"] for s in suite["shifts"]] == list(SUITE) and len(SUITE) >= 8
+    assert [s["name"] for s in suite["shifts"]] == list(suite_plus) and len(SUITE) >= 8
     assert suite["data"] == DATA and suite["images"] == 120 and suite["budgeted"]
     worst = max(suite["shifts"], key=lambda s: s["drop_pts"])
-    assert worst["drop_pts"] > 5.0  # the precondition: the suite really breaks this model
+    assert worst["name"] == "swap_rb" and worst["drop_pts"] > 5.0  # the precondition: the shift breaks this model
     assert rc == 1 and [r["metric"] for r in doc["rows"] if r["status"] == "FAIL"] == ["shift_drop_pts"]
     assert "FAIL shift_drop_pts: " in err and "budget max_shift_drop_pts = 5.000 pts" in err
     assert f"({worst['name']}, onnxruntime CPU, QDQ), {DATA}" in err
     per_shift = [r for r in doc["rows"] if r["metric"] == "shift_accuracy_pct"]
-    assert len(per_shift) == len(SUITE) and all(r["label"].endswith(DATA) for r in per_shift)
+    assert len(per_shift) == len(suite_plus) and all(r["label"].endswith(DATA) for r in per_shift)
     clean = next(r["value"] for r in doc["rows"] if r["metric"] == "accuracy_pct")
     assert suite["clean_pct"] == clean  # drops are against the deployed model's clean accuracy on the same images
     assert all(abs(s["drop_pts"] - (clean - s["accuracy_pct"])) < 1e-3 for s in suite["shifts"])

@@ -3,8 +3,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from compress import shifts
+from compress import camera, shifts
 from edgecore import preprocess
 from edgecore.preprocess import standardize
 
@@ -33,12 +34,18 @@ def _reference(img: np.ndarray) -> np.ndarray:
         m.append(max((256 * s1 + n // 2) // n, preprocess.MIN_MEAN_Q8))
         r.append((n * s2 - s1 * s1) * 65536 // (n * n) * 2 ** 24 // (m[-1] * m[-1]))
     q = math.isqrt(max(math.isqrt(sum(r) // c), preprocess.MIN_CV_Q12) * preprocess.REF_CV_Q12)
-    out = np.empty_like(img)
+    ys = []
     for ch, p in enumerate(chans):
         g = (preprocess.TARGET_SPREAD * 2 ** 28 + m[ch] * q // 2) // (m[ch] * q)
-        vals = [min(255, max(0, ((256 * v - m[ch]) * g + preprocess.TARGET_MEAN * 65536 + 32768) // 65536)) for v in p]
-        out[..., ch] = np.array(vals, np.uint8).reshape(h, w)
-    return out
+        ys.append([min(255, max(0, ((256 * v - m[ch]) * g + preprocess.TARGET_MEAN * 65536 + 32768) // 65536))
+                   for v in p])
+    pixels = list(zip(*ys))
+    sq = sum((c * v - sum(px)) ** 2 for px in pixels for v in px)
+    s = max(math.isqrt(sq // (n * c)), preprocess.MIN_CHROMA3)
+    k = math.isqrt(preprocess.REF_CHROMA3 * 2 ** 24 // s)
+    out = [[min(255, max(0, (4096 * sum(px) + k * (c * v - sum(px)) + 2048 * c) // (4096 * c))) for v in px]
+           for px in pixels]
+    return np.array(out, np.uint8).reshape(h, w, c)
 
 
 def test_matches_the_integer_definition_exactly():
@@ -50,8 +57,10 @@ def test_matches_the_integer_definition_exactly():
 
 
 def test_channels_end_at_mean_128_with_half_their_relative_spread_normalised():
+    """Channels that vary together (no chroma to rescale), so step 1's spread shows in the output as it is."""
     rng = np.random.default_rng(0)
-    x = rng.normal([150, 110, 70], [20, 18, 10], (4, 32, 32, 3)) * rng.uniform(0.5, 2.0, (4, 1, 1, 1))
+    cv = rng.uniform(0.08, 0.2, (4, 1, 1, 1))  # each image's relative spread, the same in every channel
+    x = (1 + cv * rng.normal(0, 1, (4, 32, 32, 1))) * [150, 110, 70] * rng.uniform(0.5, 1.3, (4, 1, 1, 1))
     x = x.clip(0, 255).round().astype(np.uint8)
     y = standardize(x).reshape(4, -1, 3).astype(np.float64)
     assert np.abs(y.mean(1) - 128).max() < 0.6
@@ -80,11 +89,27 @@ def test_exposure_and_white_balance_cancel_and_contrast_nearly():
     assert after < 0.6 * raw, (after, raw)  # the square root of the spread: about half
 
 
+def _chroma_rms(u8: np.ndarray) -> np.ndarray:
+    y = u8.astype(np.float64)
+    return np.sqrt(((y - y.mean(-1, keepdims=True)) ** 2).mean((1, 2, 3)))
+
+
+@pytest.mark.parametrize("s", [0.5, 1.5])
+def test_a_saturation_change_reaches_the_model_at_about_half_its_size(s):
+    """Chroma scaled by s in the photo is scaled by about sqrt(s) in the standardised input."""
+    x = _scenes()
+    t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+    shifted = camera.to_u8(camera.saturation(t, torch.full((len(x),), s)))
+    np.testing.assert_allclose(_chroma_rms(shifted) / _chroma_rms(x), s, atol=0.02)
+    ratio = _chroma_rms(standardize(shifted)) / _chroma_rms(standardize(x))
+    assert abs(np.log(ratio) - 0.5 * np.log(s)).max() < 0.12, ratio
+
+
 def test_flat_and_tiny_images_stay_defined():
     flat = np.full((2, 5, 5, 3), 77, np.uint8)
     assert np.array_equal(standardize(flat), np.full_like(flat, 128))
-    one = np.array([[[[0, 128, 255]]]], np.uint8)  # a black channel sits below its 2-level mean floor
-    assert standardize(one).tolist() == [[[[0, 128, 128]]]]
+    one = np.array([[[[0, 128, 255]]]], np.uint8)  # a black channel sits below its 2-level mean floor: 0, 128,
+    assert standardize(one).tolist() == [[[[41, 108, 108]]]]  # 128 after step 1, then chroma to the typical RMS
     black = np.zeros((1, 6, 6, 3), np.uint8)
     black[0, 0, 0] = 255  # one hot pixel in a black frame: the mean floor keeps the gain finite
     out = standardize(black)

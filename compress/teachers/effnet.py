@@ -22,14 +22,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..camera import augment
-from edgecore import preprocess
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from .base import Teacher
 
 # Input normalisation of the TF-trained Lite models: (x - 127) / 128.
 _MEAN, _STD = 127.0, 128.0
-FIT_VERSION = 6  # bump when the fitting recipe changes: saved heads are then refitted
+FIT_VERSION = 7  # bump when the fitting recipe changes: saved heads are then refitted
 # Backbone features by (image size, image bytes hash): plain and mirrored. Filled while fitting, used (and
 # dropped, unless KEEP_FEATURES) while labelling, so the pool goes through the backbone once.
 FEATURE_CACHE: dict[tuple[int, str], torch.Tensor] = {}
@@ -66,8 +65,11 @@ def _pooled_features(m, x: torch.Tensor) -> torch.Tensor:
 
 
 def _to_input(images: np.ndarray) -> torch.Tensor:
-    """The student's preprocessing contract first (edgecore.preprocess), so the teacher judges the same pixels."""
-    x = torch.from_numpy(preprocess.standardize(np.ascontiguousarray(images))).permute(0, 3, 1, 2).float()
+    """Photos as the backbone was trained on them, not the student's standardised input: the teacher labels the
+    pool's own photos, and ImageNet features are made for natural pixels. Measured, 20 labels per class: teacher
+    78.7 % vs 76.5 % through the contract (seed 1), 75.5 % vs 77.0 % (seed 0); the seed-1 students distilled from
+    those labels, same recipe: 81.8 % vs 79.0 %."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
     return (x - _MEAN) / _STD
 
 
