@@ -71,9 +71,9 @@ def test_fast_requant_equals_tflite_reference(tmp_path):
 
 def test_channel_requant_equals_tflite_reference(tmp_path):
     """nn_out with the nn_rqc_t record from quant.channel_requant == MultiplyByQuantizedMultiplier + zero point
-    + clamp, on random channels (right shifts 1..31: short and long records; no shift, left shifts; ReLU or not)
-    and accumulators at the clamp thresholds, around zero (negative ties round differently), inside the range and
-    far outside."""
+    + clamp, on random channels (right shifts 1..31: short records, also with a fast part shorter than the range,
+    and long ones; no shift, left shifts; ReLU or not) and accumulators at the clamp thresholds, at the end of the
+    fast part, around zero (negative ties round differently), inside the range and far outside."""
     import ctypes
     import subprocess
 
@@ -92,7 +92,7 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
     i32 = ctypes.c_int32
     so.run.argtypes = [ctypes.c_void_p, i32, i32, i32, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     rng = np.random.default_rng(2)
-    short = long = 0
+    short = long = partial = 0
     for i in range(400):
         mult, shift = quantize_multiplier(float(2.0 ** rng.uniform(-24, 3 if i % 10 == 0 else -0.5)))
         zp = int(rng.integers(-128, 128))
@@ -100,10 +100,12 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
         hi = int(rng.choice([127, min(127, zp + int(rng.integers(1, 200)))]))
         rec = channel_requant(mult, shift, zp, lo, hi)
         short += rec[1] > 0
-        long += rec[1] == 0 and not is_generic(rec)
+        long += rec[1] == 0 and rec[6] > 0 and not is_generic(rec)
+        partial += 0 < rec[1] < rec[6]
         t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
         inner = rng.integers(max(t_lo, -2**31), min(t_hi, 2**31 - 1) + 1, 300) if t_lo <= t_hi else []
-        edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1]
+        edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1,
+                 t_lo + rec[1] - 1, t_lo + rec[1]]
         accs = np.clip(np.concatenate([inner, edges, rng.integers(-2**31, 2**31, 50),
                                        rng.integers(-5000, 5000, 100)]), -2**31, 2**31 - 1).astype(np.int32)
         y = np.zeros(len(accs), np.int8)
@@ -111,7 +113,8 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
                y.ctypes.data)
         want = [requantize(int(a), mult, shift, zp, lo, hi) for a in accs]
         assert y.tolist() == want, (mult, shift, zp, lo, hi)
-    assert short > 100 and long > 100, f"{short} short and {long} long records: a path was hardly tested"
+    assert short > 100 and long > 100 and partial > 20, \
+        f"{short} short ({partial} with a shorter fast part) and {long} long records: a path was hardly tested"
 
 
 def test_clamp_thresholds_are_exact():

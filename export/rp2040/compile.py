@@ -45,7 +45,7 @@ def _c_value(v) -> str:
     return str(int(v))
 
 
-_RECORDS = {"nn_rqc_t": 7}   # struct arrays: int32 fields per record (all of nn_rqc_t's are 32 bits)
+_RECORDS = {"nn_rqc_t": 8}   # struct arrays: int32 fields per record (all of nn_rqc_t's are 32 bits)
 
 
 # Where the arrays the kernels stream (weights, biases, requantization records, tap offsets) live on the RP2040.

@@ -18,18 +18,21 @@
 #endif
 
 /* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (quant.channel_requant
- * explains the fields). A short record (range > 0) saturates acc outside [lo, lo + range); inside, with
- * d = acc - lo and w0..w4 = ml, mh, klo, khi, khi_neg, out = (int8)(s >> 24),
- * s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + khi in uint32 arithmetic, khi_neg instead of khi
- * when acc < 0 (TFLite rounds negative ties the other way). A long record (range 0, for right shifts the short
- * one cannot hold) saturates acc < lo to act_min; w0..w4 = range, m, k_lo, k_hi, sh: acc beyond the range goes to
- * act_max, else out = (int8)(((d*m + k) >> 32) >> sh), k = k_hi:k_lo less 2^31 when acc < 0. sh = -1 (with
- * lo = INT32_MIN) marks a channel that needs the generic MultiplyByQuantizedMultiplier (mult in w1, shift in
- * w2). */
+ * explains the fields). acc < lo saturates to act_min. With d = acc - lo (uint32): a short record (fast > 0),
+ * w0..w3 = ml, mh, klo, khi_fast, takes d < fast with two multiplies, out = (int8)(s >> 24),
+ * s = d*mh + ((d*ml + klo) >> 16) + khi_fast in uint32 arithmetic; fast <= d < range with three,
+ * s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + khi, khi = w4, or khi_fast when acc < 0 (TFLite
+ * rounds negative ties the other way; a range that starts below zero keeps its fast part there). A long record
+ * (fast 0, range > 0, for right shifts the short one cannot hold), w0..w3 = m, k_lo, k_hi, sh:
+ * out = (int8)(((d*m + k) >> 32) >> sh), k = k_hi:k_lo less 2^31 when acc < 0. d >= range saturates to act_max.
+ * sh = -1 (with lo = INT32_MIN) marks a channel that needs the generic MultiplyByQuantizedMultiplier (mult in
+ * w0, shift in w1). */
 typedef struct {
     int32_t lo;
+    uint32_t fast;
+    uint32_t w0, w1, w2, w3;
     uint32_t range;
-    uint32_t w0, w1, w2, w3, w4;
+    uint32_t w4;
 } nn_rqc_t;
 
 /* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped.

@@ -28,7 +28,7 @@
     .equ F_B, 4
     .equ F_W, 8
     .equ F_CH, 12
-    .equ F_CHEND, 16     /* the end of this pixel's records: oc * 28 bytes from F_CH's start */
+    .equ F_CHEND, 16     /* the end of this pixel's records: oc * 32 bytes from F_CH's start */
     .equ F_MIN, 20
     .equ F_MAX, 24
     .equ F_Y, 28
@@ -38,7 +38,7 @@
     .equ F_N, 44
     .equ F_ENTRY, 48     /* the tap loop for this call's layout, chosen once (Thumb address) */
     .equ F_C, 52         /* oc: the tail's channel count (oc % 4) */
-    .equ F_LR, 56        /* lr and r12 across .Lrqlong */
+    .equ F_LR, 56        /* lr and r12 across .Lrqslow */
     .equ F_R12, 60
     .equ F_SIZE, 64
 
@@ -127,57 +127,52 @@
     add r11, r7
 .endm
 
-/* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 28 bytes), advancing r6. Short record:
- * s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi (khi_neg when acc < 0), y[j] = s >> 24. A long record (range 0)
- * takes .Lrqlong from the act_max branch. Measured in rp2040js (cycles per instruction address over the
- * default student): 30 cycles unsaturated, 16 to act_min; 46 % of that model's outputs (one self-test image)
- * are unsaturated. To act_max: 19, the sum of its instructions' costs measured the same way on the kernel
- * tests' image (tests/test_kernels_m0.py). */
-.macro RQ acc, j
+/* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 32 bytes), advancing r6; r5 = act_min.
+ * acc < lo and the short record's fast range (d = acc - lo < fast: s = d*mh + ((d*ml + klo) >> 16) + khi_fast,
+ * y[j] = s >> 24) fall through; the rest branch to RQOUT \id's code. Cycles (one per instruction, LDM 1 + 1 a word,
+ * STRB 2, taken branch 2): 23 in the fast range, 12 to act_min. */
+.macro RQ acc, j, id
     mov r0, \acc
-    ldm r6!, {r1, r2}         /* lo, range */
+    ldm r6!, {r1, r2}         /* lo, fast */
     subs r3, r0, r1           /* d */
+    blt .Lrqmin\id            /* signed acc < lo (V set on overflow) */
     cmp r3, r2
-    bhs 8f
-    ldm r6!, {r1, r2, r4, r5} /* ml, mh, klo, khi; r6 -> khi_neg */
-    cmp r0, #0
-    blt 7f
-6:  muls r2, r3, r2           /* d*mh */
-    adds r5, r5, r2
-    lsrs r2, r3, #16          /* dh */
-    muls r2, r1, r2           /* dh*ml */
-    adds r5, r5, r2
-    uxth r3, r3               /* dl */
-    muls r1, r3, r1           /* dl*ml */
-    adds r1, r1, r4           /* < 2^32 */
-    lsrs r1, r1, #16
-    adds r1, r1, r5
-    lsrs r1, r1, #24
-    strb r1, [r7, #\j]
-    adds r6, #4
-    b 9f
-7:  ldr r5, [r6, #0]          /* acc < 0: TFLite rounds negative ties the other way */
-    b 6b
-8:  cmp r0, r1                /* saturated: acc < lo -> act_min, else act_max */
-    blt 5f
-    cmp r2, #0
-    beq 3f
-    ldr r0, [sp, #F_MAX]
-    b 4f
-3:  mov r2, lr                /* the unrolled loops keep their steps in lr and r12 */
-    str r2, [sp, #F_LR]
-    mov r2, r12
-    str r2, [sp, #F_R12]
-    bl .Lrqlong
-    ldr r2, [sp, #F_R12]
-    mov r12, r2
-    ldr r2, [sp, #F_LR]
-    mov lr, r2
-    b 4f
-5:  ldr r0, [sp, #F_MIN]
-4:  strb r0, [r7, #\j]
-    adds r6, #20
-9:
+    bhs .Lrqhi\id
+    ldm r6!, {r0, r1, r2, r4} /* ml, mh, klo, khi */
+    muls r0, r3, r0           /* d*ml */
+    adds r0, r0, r2           /* + klo < 2^32 */
+    lsrs r0, r0, #16
+    muls r1, r3, r1           /* d*mh */
+    adds r0, r0, r1
+    adds r0, r0, r4
+    lsrs r0, r0, #24
+    strb r0, [r7, #\j]
+    adds r6, #8
+.Lrqret\id:
+.endm
+
+/* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes):
+ * act_min; beyond the range act_max (21 cycles in all); else the three-multiply or long formula in .Lrqslow. */
+.macro RQOUT j, id
+.Lrqmin\id:
+    strb r5, [r7, #\j]
+    adds r6, #24
+    b .Lrqret\id
+.Lrqhi\id:
+    ldr r4, [r6, #16]         /* range */
+    cmp r3, r4
+    bhs 1f
+    mov r4, lr                /* the loops keep their steps in lr and r12 */
+    str r4, [sp, #F_LR]
+    bl .Lrqslow
+    ldr r4, [sp, #F_LR]
+    mov lr, r4
+    ldr r5, [sp, #F_MIN]
+    b 2f
+1:  ldr r0, [sp, #F_MAX]
+2:  strb r0, [r7, #\j]
+    adds r6, #24
+    b .Lrqret\id
 .endm
 
     .section .time_critical.nn_blocks, "ax", %progbits
@@ -199,9 +194,7 @@ nn_blocks:
     ldr r3, [r0, #B_CH]
     str r3, [sp, #F_CH]
     ldr r4, [r0, #B_OC]
-    lsls r5, r4, #5
-    lsls r4, r4, #2
-    subs r5, r5, r4           /* oc * 28 */
+    lsls r5, r4, #5           /* oc * 32 */
     adds r3, r3, r5
     str r3, [sp, #F_CHEND]
     ldr r3, [r0, #B_MIN]
@@ -354,43 +347,28 @@ nn_blocks:
     str r2, [sp, #F_W]
     ldr r6, [sp, #F_CH]
     ldr r7, [sp, #F_Y]
+    ldr r5, [sp, #F_MIN]
     ldr r0, [sp, #F_CHEND]
-    subs r0, r0, r6           /* 28 bytes of records per channel left */
-    cmp r0, #112
-    bge .Lfull
-    b .Ltail
-.Lfull:
-    RQ r8, 0
-    RQ r9, 1
-    RQ r10, 2
-    RQ r11, 3
+    subs r0, r0, r6           /* 32 bytes of records per channel left */
+    cmp r0, #128
+    blt .Ltailj
+    RQ r8, 0, 0
+    RQ r9, 1, 1
+    RQ r10, 2, 2
+    RQ r11, 3, 3
     str r6, [sp, #F_CH]
     adds r7, #4
     str r7, [sp, #F_Y]
     ldr r0, [sp, #F_CHEND]
     cmp r6, r0
-    beq .Lfin                 /* conditional branches reach only 256 bytes */
-    b .Lblock
-.Lfin:
-    b .Lpixel
-
-.Ltail:                       /* 1 to 3 channels left (oc % 4); y moves on by them for the next pixel */
-    ldr r0, [sp, #F_C]
-    lsls r0, r0, #30
-    lsrs r0, r0, #30
-    adds r0, r7, r0
-    str r0, [sp, #F_Y]
-    RQ r8, 0
-    ldr r0, [sp, #F_CHEND]
-    cmp r6, r0
-    bne .Lt1
-    b .Lpixel
-.Lt1:
-    RQ r9, 1
-    ldr r0, [sp, #F_CHEND]
-    cmp r6, r0
     beq .Lpixel
-    RQ r10, 2
+    b .Lblock
+.Ltailj:
+    b .Ltail
+    RQOUT 0, 0
+    RQOUT 1, 1
+    RQOUT 2, 2
+    RQOUT 3, 3
 
     /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
      * weights (with the biases) and records restart */
@@ -419,17 +397,58 @@ nn_blocks:
     mov r11, r7
     pop {r4, r5, r6, r7, pc}
 
-    /* A long record's channel (nn_rqc_t), acc >= lo: r0 = acc, r1 = lo, r6 -> w. Returns y in r0; r6, r7 kept.
-     * act_max beyond the range, else ((d*m + k) >> 32) >> sh from 16x16-bit partial products,
-     * k = k_hi:k_lo less 2^31 when acc < 0. */
+.Ltail:                       /* 1 to 3 channels left (oc % 4); y moves on by them for the next pixel */
+    ldr r0, [sp, #F_C]
+    lsls r0, r0, #30
+    lsrs r0, r0, #30
+    adds r0, r7, r0
+    str r0, [sp, #F_Y]
+    RQ r8, 0, t0
+    ldr r0, [sp, #F_CHEND]
+    cmp r6, r0
+    beq .Lpixel
+    RQ r9, 1, t1
+    ldr r0, [sp, #F_CHEND]
+    cmp r6, r0
+    beq .Lpixel
+    RQ r10, 2, t2
+    b .Lpixel
+    RQOUT 0, t0
+    RQOUT 1, t1
+    RQOUT 2, t2
+
+    /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r0 = acc, r2 = fast, r3 = d,
+     * r6 -> w0. Returns y in r0; r6, r7 kept, r1-r5 and r12 not. Short records: the three-multiply formula. */
+.Lrqslow:
+    cmp r2, #0
+    beq .Lrqlong
+    ldr r1, [r6, #0]          /* ml */
+    ldr r2, [r6, #4]          /* mh */
+    ldr r4, [r6, #8]          /* klo */
+    ldr r5, [r6, #12]         /* khi_fast: acc < 0 */
+    cmp r0, #0
+    blt 1f
+    ldr r5, [r6, #20]         /* khi */
+1:  muls r2, r3, r2           /* d*mh */
+    adds r5, r5, r2
+    lsrs r2, r3, #16          /* dh */
+    muls r2, r1, r2           /* dh*ml */
+    adds r5, r5, r2
+    uxth r3, r3               /* dl */
+    muls r1, r3, r1           /* dl*ml */
+    adds r1, r1, r4           /* < 2^32 */
+    lsrs r1, r1, #16
+    adds r1, r1, r5
+    lsrs r0, r1, #24
+    bx lr
+    /* Long records: ((d*m + k) >> 32) >> sh from 16x16-bit partial products, k = k_hi:k_lo less 2^31 when
+     * acc < 0. */
 .Lrqlong:
-    subs r3, r0, r1           /* d */
-    ldr r2, [r6, #0]          /* range */
-    cmp r3, r2
-    bhs 1f
-    ldr r1, [r6, #4]          /* m */
-    ldr r4, [r6, #8]          /* k_lo */
-    ldr r5, [r6, #12]         /* k_hi */
+    mov r1, r12               /* the loops' step, kept here */
+    str r1, [sp, #F_R12]
+    ldr r1, [r6, #0]          /* m */
+    ldr r4, [r6, #4]          /* k_lo */
+    ldr r5, [r6, #8]          /* k_hi */
     cmp r0, #0
     bge 2f
     movs r0, #1
@@ -454,11 +473,11 @@ nn_blocks:
     lsrs r0, r0, #16
     adds r2, r2, r4
     adcs r1, r0
-    ldr r0, [r6, #16]         /* sh */
+    ldr r0, [r6, #12]         /* sh */
     lsrs r1, r0
     mov r0, r1
-    bx lr
-1:  ldr r0, [sp, #F_MAX]
+    ldr r1, [sp, #F_R12]
+    mov r12, r1
     bx lr
 
     /* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). 15.7 cycles per

@@ -36,8 +36,8 @@ _Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, ch) 
                offsetof(nn_blocks_t, pixels) == 32 && offsetof(nn_blocks_t, x_step) == 36 &&
                offsetof(nn_blocks_t, row) == 40,
                "nn_blocks_t layout is nn_blocks_m0.S's B_* offsets");
-_Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, range) == 4 && offsetof(nn_rqc_t, w0) == 8 &&
-               offsetof(nn_rqc_t, w4) == 24 && sizeof(nn_rqc_t) == 28, "nn_rqc_t layout is what the RQ macros read");
+_Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, fast) == 4 && offsetof(nn_rqc_t, w0) == 8 &&
+               offsetof(nn_rqc_t, range) == 24 && offsetof(nn_rqc_t, w4) == 28 && sizeof(nn_rqc_t) == 32, "nn_rqc_t layout is what the RQ macros read");
 
 /* Cortex-M0+: 8 low registers hold x_end, k, w, x and four weights; accumulators live in high
  * registers. Two steps per branch: 17 cycles per 4 MACs. */

@@ -70,22 +70,17 @@ static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* A long nn_rqc_t record's channel, acc >= lo (nn_requant.c; rare, so out of nn_out's callers' loops). */
-int8_t nn_out_long(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc);
+/* nn_out beyond a record's fast range, acc >= lo (nn_requant.c; rare, so out of nn_out's callers' loops). */
+int8_t nn_out_slow(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc);
 
-/* One output channel. Saturated accumulators (half of a ReLU layer's) cost a compare; the others three
- * 32-bit multiplies with a short record, exact over the channel's whole unsaturated range (nn_rqc_t). */
+/* One output channel. Accumulators below the range (half of a ReLU layer's) cost a compare; most of the others
+ * two 32-bit multiplies (nn_rqc_t). */
 static inline int8_t nn_out(const nn_requant_t *rq, int o, int32_t acc) {
     const nn_rqc_t *c = &rq->ch[o];
-    const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
-    if (d < c->range) {
-        const uint32_t t = ((d & 0xffffu) * c->w0 + c->w2) >> 16;
-        const uint32_t s = d * c->w1 + (d >> 16) * c->w0 + t + (acc < 0 ? c->w4 : c->w3);
-        return (int8_t)(uint8_t)(s >> 24);
-    }
     if (acc < c->lo) return (int8_t)rq->act_min;
-    if (c->range) return (int8_t)rq->act_max;
-    return nn_out_long(rq, c, acc);
+    const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
+    if (d < c->fast) return (int8_t)(uint8_t)((d * c->w1 + ((d * c->w0 + c->w2) >> 16) + c->w3) >> 24);
+    return nn_out_slow(rq, c, acc);
 }
 
 /* Requantizes up to 4 accumulators of output channels o..o+n-1 (constant arrays are padded to 4). */
