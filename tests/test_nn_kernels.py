@@ -83,8 +83,8 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
     src = tmp_path / "out.c"
     src.write_text('#include "nn_fixed.h"\n'
                    "void run(const nn_rqc_t *c, int32_t zp, int32_t lo, int32_t hi, const int32_t *acc, int n, int8_t *y) {\n"
-                   "    const nn_requant_t rq = {.ch = c, .out_zp = zp, .act_min = lo, .act_max = hi};\n"
-                   "    for (int i = 0; i < n; i++) y[i] = nn_out(&rq, 0, acc[i]);\n}\n")
+                   "    const nn_requant_t rq = {.out_zp = zp, .act_min = lo, .act_max = hi};\n"
+                   "    for (int i = 0; i < n; i++) y[i] = nn_out(&rq, c, acc[i]);\n}\n")
     lib = tmp_path / "out.so"
     subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", f"-I{NN_DIR}",
                     str(src), str(NN_DIR / "nn_requant.c"), "-o", str(lib)], check=True)
@@ -98,7 +98,8 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
         zp = int(rng.integers(-128, 128))
         lo = int(rng.choice([-128, zp, max(-128, zp - 3)]))
         hi = int(rng.choice([127, min(127, zp + int(rng.integers(1, 200)))]))
-        rec = channel_requant(mult, shift, zp, lo, hi)
+        bias = int(rng.choice([0, int(rng.integers(-2**20, 2**20))]))   # the record reads acc - bias
+        rec = channel_requant(mult, shift, zp, lo, hi, bias)
         short += rec[1] > 0
         long += rec[1] == 0 and rec[6] > 0 and not is_generic(rec)
         partial += 0 < rec[1] < rec[6]
@@ -107,12 +108,12 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
         edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1,
                  t_lo + rec[1] - 1, t_lo + rec[1]]
         accs = np.clip(np.concatenate([inner, edges, rng.integers(-2**31, 2**31, 50),
-                                       rng.integers(-5000, 5000, 100)]), -2**31, 2**31 - 1).astype(np.int32)
+                                       rng.integers(-5000, 5000, 100)]), -2**31 + max(bias, 0), 2**31 - 1 + min(bias, 0))
+        words, sums = np.array(rec, np.int64).astype(np.uint32), (accs - bias).astype(np.int32)  # alive across run
         y = np.zeros(len(accs), np.int8)
-        so.run(np.array(rec, np.int64).astype(np.uint32).ctypes.data, zp, lo, hi, accs.ctypes.data, len(accs),
-               y.ctypes.data)
+        so.run(words.ctypes.data, zp, lo, hi, sums.ctypes.data, len(accs), y.ctypes.data)
         want = [requantize(int(a), mult, shift, zp, lo, hi) for a in accs]
-        assert y.tolist() == want, (mult, shift, zp, lo, hi)
+        assert y.tolist() == want, (mult, shift, zp, lo, hi, bias)
     assert short > 100 and long > 100 and partial > 20, \
         f"{short} short ({partial} with a shorter fast part) and {long} long records: a path was hardly tested"
 

@@ -13,22 +13,21 @@
     .thumb
 
     .equ B_W, 0          /* nn_blocks_t */
-    .equ B_CH, 4
-    .equ B_OFF, 8
-    .equ B_N, 12
-    .equ B_OC, 16
-    .equ B_MIN, 20
-    .equ B_MAX, 24
-    .equ B_DW, 28
-    .equ B_PIX, 32
-    .equ B_XSTEP, 36
-    .equ B_ROW, 40
+    .equ B_OFF, 4
+    .equ B_N, 8
+    .equ B_OC, 12
+    .equ B_MIN, 16
+    .equ B_MAX, 20
+    .equ B_DW, 24
+    .equ B_PIX, 28
+    .equ B_XSTEP, 32
+    .equ B_ROW, 36
 
     .equ F_X, 0          /* stack frame */
     .equ F_B, 4
-    .equ F_W, 8
-    .equ F_CH, 12
-    .equ F_CHEND, 16     /* the end of this pixel's records: oc * 32 bytes from F_CH's start */
+    .equ F_WEND, 8       /* the end of a pixel's weight stream */
+    .equ F_TAIL, 12      /* the records of the tail block (oc % 4 channels), 0 if none */
+    .equ F_CHEND, 16     /* the end of the tail block's records */
     .equ F_MIN, 20
     .equ F_MAX, 24
     .equ F_Y, 28
@@ -37,7 +36,7 @@
     .equ F_OFF, 40
     .equ F_N, 44
     .equ F_ENTRY, 48     /* the tap loop for this call's layout, chosen once (Thumb address) */
-    .equ F_C, 52         /* oc: the tail's channel count (oc % 4) */
+    .equ F_C, 52         /* oc */
     .equ F_LR, 56        /* lr and r12 across .Lrqslow */
     .equ F_R12, 60
     .equ F_SIZE, 64
@@ -189,14 +188,26 @@ nn_blocks:
     sub sp, #F_SIZE
     str r1, [sp, #F_X]
     str r0, [sp, #F_B]
+    ldr r4, [r0, #B_N]
+    lsls r4, r4, #4
+    adds r4, #128             /* a block's bytes: 16 n of weights, 4 records */
+    ldr r5, [r0, #B_OC]
+    lsrs r6, r5, #2
+    muls r6, r4, r6
     ldr r3, [r0, #B_W]
-    str r3, [sp, #F_W]
-    ldr r3, [r0, #B_CH]
-    str r3, [sp, #F_CH]
-    ldr r4, [r0, #B_OC]
-    lsls r5, r4, #5           /* oc * 32 */
-    adds r3, r3, r5
-    str r3, [sp, #F_CHEND]
+    adds r6, r3, r6           /* past the full blocks */
+    lsls r5, r5, #30
+    beq 35f
+    adds r6, r6, r4           /* past the tail block */
+    mov r7, r6
+    subs r7, #128
+    str r7, [sp, #F_TAIL]
+    lsrs r5, r5, #25          /* (oc % 4) * 32 */
+    adds r7, r7, r5
+    str r7, [sp, #F_CHEND]
+    b 36f
+35: str r5, [sp, #F_TAIL]     /* no tail: 0 */
+36: str r6, [sp, #F_WEND]
     ldr r3, [r0, #B_MIN]
     str r3, [sp, #F_MIN]
     ldr r3, [r0, #B_MAX]
@@ -255,18 +266,18 @@ nn_blocks:
     beq 30f
     ldr r6, =(.Lwordso + 1)
 30: str r6, [sp, #F_ENTRY]
+    ldr r2, [r0, #B_W]
     b .Lblock
     .ltorg
 
-    /* each block of 4 channels: the biases that lead its weights into the accumulators, then the tap loop with
+    /* each block of 4 channels: accumulators from zero (the records hold the biases), then the tap loop with
      * r0 = x, r2 -> the block's first tap's weights (the loops that count taps load n themselves) */
 .Lblock:
-    ldr r2, [sp, #F_W]
-    ldm r2!, {r4, r5, r6, r7}
+    movs r4, #0
     mov r8, r4
-    mov r9, r5
-    mov r10, r6
-    mov r11, r7
+    mov r9, r4
+    mov r10, r4
+    mov r11, r4
     ldr r0, [sp, #F_X]
     ldr r3, [sp, #F_ENTRY]
     bx r3
@@ -343,24 +354,22 @@ nn_blocks:
     cmp r0, lr
     bne 25b
 
-.Lrq:
-    str r2, [sp, #F_W]
-    ldr r6, [sp, #F_CH]
+.Lrq:                         /* r2 -> the block's records */
+    mov r6, r2
     ldr r7, [sp, #F_Y]
     ldr r5, [sp, #F_MIN]
-    ldr r0, [sp, #F_CHEND]
-    subs r0, r0, r6           /* 32 bytes of records per channel left */
-    cmp r0, #128
-    blt .Ltailj
+    ldr r0, [sp, #F_TAIL]
+    cmp r6, r0
+    beq .Ltailj
     RQ r8, 0, 0
     RQ r9, 1, 1
     RQ r10, 2, 2
     RQ r11, 3, 3
-    str r6, [sp, #F_CH]
     adds r7, #4
     str r7, [sp, #F_Y]
-    ldr r0, [sp, #F_CHEND]
-    cmp r6, r0
+    mov r2, r6
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
     beq .Lpixel
     b .Lblock
 .Ltailj:
@@ -371,7 +380,7 @@ nn_blocks:
     RQOUT 3, 3
 
     /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
-     * weights (with the biases) and records restart */
+     * the weight stream restarts */
 .Lpixel:
     ldr r0, [sp, #F_PIX]
     subs r0, #1
@@ -382,10 +391,7 @@ nn_blocks:
     adds r1, r1, r3
     str r1, [sp, #F_X]
     ldr r0, [sp, #F_B]
-    ldr r3, [r0, #B_W]
-    str r3, [sp, #F_W]
-    ldr r3, [r0, #B_CH]
-    str r3, [sp, #F_CH]
+    ldr r2, [r0, #B_W]
     b .Lblock
 
 .Ldone:
@@ -417,19 +423,16 @@ nn_blocks:
     RQOUT 1, t1
     RQOUT 2, t2
 
-    /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r0 = acc, r2 = fast, r3 = d,
-     * r6 -> w0. Returns y in r0; r6, r7 kept, r1-r5 and r12 not. Short records: the three-multiply formula. */
+    /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r3 = d, r2 = fast, r6 -> w0.
+     * Returns y in r0; r6, r7, r12 kept, r1-r5 not. Short records: the three-multiply formula. */
 .Lrqslow:
     cmp r2, #0
     beq .Lrqlong
     ldr r1, [r6, #0]          /* ml */
     ldr r2, [r6, #4]          /* mh */
     ldr r4, [r6, #8]          /* klo */
-    ldr r5, [r6, #12]         /* khi_fast: acc < 0 */
-    cmp r0, #0
-    blt 1f
     ldr r5, [r6, #20]         /* khi */
-1:  muls r2, r3, r2           /* d*mh */
+    muls r2, r3, r2           /* d*mh */
     adds r5, r5, r2
     lsrs r2, r3, #16          /* dh */
     muls r2, r1, r2           /* dh*ml */
@@ -442,15 +445,16 @@ nn_blocks:
     lsrs r0, r1, #24
     bx lr
     /* Long records: ((d*m + k) >> 32) >> sh from 16x16-bit partial products, k = k_hi:k_lo less 2^31 when
-     * acc < 0. */
+     * d < w4 (acc < 0). */
 .Lrqlong:
-    mov r1, r12               /* the loops' step, kept here */
+    mov r1, r12
     str r1, [sp, #F_R12]
     ldr r1, [r6, #0]          /* m */
     ldr r4, [r6, #4]          /* k_lo */
     ldr r5, [r6, #8]          /* k_hi */
-    cmp r0, #0
-    bge 2f
+    ldr r0, [r6, #20]
+    cmp r3, r0
+    bhs 2f
     movs r0, #1
     lsls r0, r0, #31
     subs r4, r4, r0

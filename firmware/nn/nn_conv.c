@@ -51,10 +51,9 @@ static void border_offsets(const nn_geom_t *g, const int32_t *offsets, int per_t
 void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, OC = g->out_c;
-    const int32_t taps = g->k_h * g->k_w * C, block = (1 + taps) * 4;
+    const int32_t taps = g->k_h * g->k_w * C, block = NN_BLOCK_WORDS(taps);
 #if defined(__ARM_ARCH_6M__)
-    nn_blocks_t b = {p->weights, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0, 1,
-                     g->stride_w * C, 0};
+    nn_blocks_t b = {p->weights, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0, 1, g->stride_w * C, 0};
     /* nn_blocks reads a 3x3x3 window's rows two bytes at a time: every window must start at an even address */
     const int32_t row9 = g->k_h == 3 && g->k_w * C == 9 && g->in_w * C % 2 == 0 && b.x_step % 2 == 0 ? g->in_w * C : 0;
     int32_t off[CONV_MAX_TAPS];
@@ -91,13 +90,13 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
 #endif
             const int32_t *w = p->weights;
             for (int o = 0; o < OC; o += 4, w += block) {
-                int32_t acc[4] = {w[0], w[1], w[2], w[3]};
+                int32_t acc[4] = {0, 0, 0, 0};
                 if (interior) {
-                    nn_dot4_tab(base, p->offsets, taps, w + 4, acc);
+                    nn_dot4_tab(base, p->offsets, taps, w, acc);
                 } else {
-                    conv_border(p, in, iy0, ix0, w + 4, acc);
+                    conv_border(p, in, iy0, ix0, w, acc);
                 }
-                nn_store4(&p->rq, o, acc, OC - o < 4 ? OC - o : 4, out);
+                nn_store4(&p->rq, nn_records(w, taps), acc, OC - o < 4 ? OC - o : 4, out + o);
             }
         }
     }
@@ -108,9 +107,8 @@ static void dw_pixel(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, i
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, T = g->k_h * g->k_w;
     for (int c = 0; c < C; c++) {
-        const int32_t *w = p->weights + (c / 4) * (1 + T) * 4 + c % 4;
-        int32_t acc = *w;
-        w += 4;
+        const int32_t *block = p->weights + (c / 4) * NN_BLOCK_WORDS(T), *w = block + c % 4;
+        int32_t acc = 0;
         for (int ky = 0, t = 0; ky < g->k_h; ky++) {
             const int iy = iy0 + ky;
             for (int kx = 0; kx < g->k_w; kx++, t++) {
@@ -119,7 +117,7 @@ static void dw_pixel(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, i
                 acc += (inside ? in[(iy * g->in_w + ix) * C + c] : g->in_zp) * w[4 * t];
             }
         }
-        out[c] = nn_out(&p->rq, c, acc);
+        out[c] = nn_out(&p->rq, nn_records(block, T) + c % 4, acc);
     }
 }
 
@@ -129,8 +127,7 @@ void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
 #if defined(__ARM_ARCH_6M__)
     const int T = g->k_h * g->k_w;
     const int fast = p->rq.fast && C % 4 == 0 && C <= DW_MAX_C;
-    nn_blocks_t b = {p->weights, p->rq.ch, p->offsets, T, C, p->rq.act_min, p->rq.act_max, 1, 1,
-                     g->stride_w * C, 0};
+    nn_blocks_t b = {p->weights, p->offsets, T, C, p->rq.act_min, p->rq.act_max, 1, 1, g->stride_w * C, 0};
     int32_t off[NN_DW_MAX_TAPS];
     const int32_t dw3 = g->k_h == 3 && g->k_w == 3 ? (g->in_w - 2) * C : 0;
     for (int c = 0; fast && c < C; c++) zp_row[c] = (int8_t)g->in_zp;

@@ -8,15 +8,15 @@
 #include <stdint.h>
 
 #include "nn.h"
+#include "nn_fixed.h"
 
 #if defined(__ARM_ARCH_6M__)
 /* nn_blocks_m0.S: every output channel of one pixel, y[o] = nn_out(acc_o) with
- * acc_o = weights[o/4][0][o%4] + sum_t x[t or offsets[t]] * weights[o/4][1 + t][o%4] (each block's biases
- * first). Only for layers whose channels all take nn_out's fast path (nn_requant_t.fast). The field order is
+ * acc_o = sum_t x[t or offsets[t]] * w[o/4][t][o%4], its record at nn_records(block o/4) + o%4 (nn.h's weight
+ * stream). Only for layers whose channels all take nn_out's fast path (nn_requant_t.fast). The field order is
  * the assembler's. */
 typedef struct {
     const int32_t *weights;
-    const nn_rqc_t *ch;
     const int32_t *offsets;  /* NULL: taps are the n bytes from x */
     int32_t n, oc, act_min, act_max;
     int32_t dw;              /* depthwise: tap t of channel o reads x[offsets[t] + o]; word-aligned, oc % 4 == 0 */
@@ -29,15 +29,16 @@ typedef struct {
 void nn_blocks(const nn_blocks_t *b, const int8_t *x, int8_t *y);
 
 /* The offsets nn_blocks_m0.S reads (its B_* and the RQ macros' record fields). */
-_Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, ch) == 4 &&
-               offsetof(nn_blocks_t, offsets) == 8 && offsetof(nn_blocks_t, n) == 12 &&
-               offsetof(nn_blocks_t, oc) == 16 && offsetof(nn_blocks_t, act_min) == 20 &&
-               offsetof(nn_blocks_t, act_max) == 24 && offsetof(nn_blocks_t, dw) == 28 &&
-               offsetof(nn_blocks_t, pixels) == 32 && offsetof(nn_blocks_t, x_step) == 36 &&
-               offsetof(nn_blocks_t, row) == 40,
+_Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, offsets) == 4 &&
+               offsetof(nn_blocks_t, n) == 8 && offsetof(nn_blocks_t, oc) == 12 &&
+               offsetof(nn_blocks_t, act_min) == 16 && offsetof(nn_blocks_t, act_max) == 20 &&
+               offsetof(nn_blocks_t, dw) == 24 && offsetof(nn_blocks_t, pixels) == 28 &&
+               offsetof(nn_blocks_t, x_step) == 32 && offsetof(nn_blocks_t, row) == 36,
                "nn_blocks_t layout is nn_blocks_m0.S's B_* offsets");
 _Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, fast) == 4 && offsetof(nn_rqc_t, w0) == 8 &&
-               offsetof(nn_rqc_t, range) == 24 && offsetof(nn_rqc_t, w4) == 28 && sizeof(nn_rqc_t) == 32, "nn_rqc_t layout is what the RQ macros read");
+               offsetof(nn_rqc_t, range) == 24 && offsetof(nn_rqc_t, w4) == 28 && sizeof(nn_rqc_t) == 32 &&
+               NN_BLOCK_WORDS(1) == 36,
+               "nn_rqc_t layout and the weight stream are what the RQ macros and the block loop read");
 
 /* Cortex-M0+: 8 low registers hold x_end, k, w, x and four weights; accumulators live in high
  * registers. Two steps per branch: 17 cycles per 4 MACs. */

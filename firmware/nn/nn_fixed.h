@@ -70,22 +70,27 @@ static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* The int32 words of one block of 4 channels (nn.h), and where its records start. */
+#define NN_BLOCK_WORDS(taps) (4 * (taps) + 32)
+static inline const nn_rqc_t *nn_records(const int32_t *block, int32_t taps) {
+    return (const nn_rqc_t *)(const void *)(block + 4 * taps);
+}
+
 /* nn_out beyond a record's fast range, acc >= lo (nn_requant.c; rare, so out of nn_out's callers' loops). */
 int8_t nn_out_slow(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc);
 
-/* One output channel. Accumulators below the range (half of a ReLU layer's) cost a compare; most of the others
- * two 32-bit multiplies (nn_rqc_t). */
-static inline int8_t nn_out(const nn_requant_t *rq, int o, int32_t acc) {
-    const nn_rqc_t *c = &rq->ch[o];
+/* One output channel from its sum without the bias (nn_rqc_t). Accumulators below the range (half of a ReLU
+ * layer's) cost a compare; most of the others two 32-bit multiplies. */
+static inline int8_t nn_out(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc) {
     if (acc < c->lo) return (int8_t)rq->act_min;
     const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
     if (d < c->fast) return (int8_t)(uint8_t)((d * c->w1 + ((d * c->w0 + c->w2) >> 16) + c->w3) >> 24);
     return nn_out_slow(rq, c, acc);
 }
 
-/* Requantizes up to 4 accumulators of output channels o..o+n-1 (constant arrays are padded to 4). */
-static inline void nn_store4(const nn_requant_t *rq, int o, const int32_t acc[4], int n, int8_t *y) {
-    for (int j = 0; j < n; j++) y[o + j] = nn_out(rq, o + j, acc[j]);
+/* Requantizes up to 4 accumulators of output channels o..o+n-1 into y[0..n-1], records at c. */
+static inline void nn_store4(const nn_requant_t *rq, const nn_rqc_t *c, const int32_t acc[4], int n, int8_t *y) {
+    for (int j = 0; j < n; j++) y[j] = nn_out(rq, c + j, acc[j]);
 }
 
 #endif
