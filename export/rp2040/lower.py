@@ -126,7 +126,7 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                                               out_c, z_in, wt.astype(np.int64).sum(1))
                 offsets = (np.arange(kh)[:, None] * in_w * in_c + np.arange(kw)[None, :] * in_c).reshape(-1)
                 steps.append(Step("dwconv", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int32_t", _blocks4(wt, records)),
+                                  {"weights": ("int32_t", _blocks4(wt, records, False)),
                                    "offsets": ("int32_t", offsets.astype(np.int32))},
                                   out_h * out_w * out_c * kh * kw))
                 continue
@@ -141,8 +141,9 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                 # byte offset of every (ky, kx, c) tap from the window origin, in weight order
                 offsets = (np.arange(kh)[:, None, None] * in_w * in_c + np.arange(kw)[None, :, None] * in_c
                            + np.arange(in_c)[None, None, :]).reshape(-1).astype(np.int32)
+                rq_fields["fast"] &= int(_pairs_fit(w2))
                 steps.append(Step("conv2d", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int32_t", _blocks4(w2, records)), "offsets": ("int32_t", offsets)},
+                                  {"weights": ("int32_t", _blocks4(w2, records, True)), "offsets": ("int32_t", offsets)},
                                   macs))
         elif op.kind == "FULLY_CONNECTED":
             w = ins[1]
@@ -203,20 +204,37 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
     return steps, alias
 
 
-def _blocks4(w2: np.ndarray, records: np.ndarray) -> np.ndarray:
+def _blocks4(w2: np.ndarray, records: np.ndarray, packed: bool) -> np.ndarray:
     """[out_c][n] int8 weights and [out_c][8] nn_rqc_t records -> the int32 stream nn_blocks reads, in blocks of 4
-    channels (zero-padded): the 4 weights of each tap, then the 4 channels' records, [ceil(out_c/4)][4n + 32]."""
+    channels (zero-padded, firmware/nn/nn.h): the block's weights, then its 4 records. Depthwise (not packed): the 4
+    weights of each tap. Packed: taps 2k and 2k+1 in 4 words, w_a + 2^16 w_b of channels a, b = 0, 1 for each tap,
+    then of channels 2, 3; an odd last tap in 4 plain words."""
     out_c, n = w2.shape
     blocks = -(-out_c // 4)
     w = np.zeros((blocks * 4, n), np.int64)
     w[:out_c] = w2
     rec = np.zeros((blocks * 4, 8), np.int64)
     rec[:out_c] = records
-    taps = w.reshape(blocks, 4, n).transpose(0, 2, 1).reshape(blocks, 4 * n)
-    stream = np.concatenate([taps, rec.reshape(blocks, 32)], axis=1).reshape(-1)
+    taps = w.reshape(blocks, 4, n).transpose(0, 2, 1)                     # [block][tap][channel]
+    body = taps.reshape(blocks, 4 * n)
+    if packed:
+        pairs = taps[:, :n - n % 2].reshape(blocks, n // 2, 2, 4)          # [block][pair][tap of the pair][channel]
+        words = pairs[..., 0::2] + 65536 * pairs[..., 1::2]                # [block][pair][tap][channels 01, 23]
+        body = np.concatenate([words.transpose(0, 1, 3, 2).reshape(blocks, -1), taps[:, n - n % 2:].reshape(blocks, -1)],
+                              axis=1)
+    stream = np.concatenate([body, rec.reshape(blocks, 32)], axis=1).reshape(-1)
     return ((stream + 2**31) % 2**32 - 2**31).astype(np.int32)   # the records' uint32 words as int32
 
 
+def _pairs_fit(w2: np.ndarray) -> bool:
+    """nn_blocks sums a packed tap pair's two products per channel in 16-bit halves: |w(2k)| + |w(2k+1)| <= 255
+    keeps 128 of them below 2^15 (int8 weights are [-127, 127] in TFLite's scheme; -128 could break it)."""
+    a = np.abs(w2.astype(np.int64))
+    n = a.shape[1] - a.shape[1] % 2
+    return bool(np.all(a[:, 0:n:2] + a[:, 1:n:2] <= 255))
+
+
 def _pointwise(step_in, out_idx, pixels, in_c, out_c, w2, records, rq_fields, macs) -> Step:
+    rq_fields["fast"] &= int(_pairs_fit(w2))
     return Step("pointwise", step_in, out_idx, dict(pixels=pixels, in_c=in_c, out_c=out_c, **rq_fields),
-                {"weights": ("int32_t", _blocks4(w2, records))}, macs)
+                {"weights": ("int32_t", _blocks4(w2, records, True))}, macs)

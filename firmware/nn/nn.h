@@ -49,9 +49,11 @@ typedef struct {
     int32_t in_zp;
 } nn_geom_t;
 
-/* Weights of CONV_2D, DEPTHWISE_CONV_2D, 1x1 convolutions and FULLY_CONNECTED: widened to int32 and grouped by 4
- * output channels, int32 [ceil(out_c/4)][4 * taps + 32] (zero-padded): each block the 4 channels' weights tap by
- * tap, then their 4 nn_rqc_t records, the stream nn_blocks reads. */
+/* Weights of CONV_2D, DEPTHWISE_CONV_2D, 1x1 convolutions and FULLY_CONNECTED: int32 words grouped by 4 output
+ * channels (zero-padded), the stream nn_blocks reads: each block the 4 channels' weights, then their 4 nn_rqc_t
+ * records. Depthwise: the 4 weights of each tap (4 * taps words). The others pack two taps of two channels a word:
+ * taps 2k and 2k+1 in 4 words, w_0 + 2^16 w_1 at tap 2k, at tap 2k+1, then w_2 + 2^16 w_3 at both; an odd last
+ * tap in 4 plain words (4 * ceil(taps / 2) words). One multiply by an input then gives two channels' products. */
 
 /* CONV_2D. */
 typedef struct {

@@ -54,41 +54,61 @@
     add r11, r7
 .endm
 
-/* Taps j and j + 1 of a window row at r0 (an even address): one LDRH (LDRSB has no immediate offset), each
- * byte sign-extended into r1 in turn. */
-.macro ROWPAIR j
+/* Two taps of the 4-channel dot product from packed weights (nn.h): \x0, \x1 = the inputs, r2 -> 4 words
+ * w0 + 2^16 w1 at each tap, then w2 + 2^16 w3. One MULS gives two channels' products, the two taps' sum
+ * s = lo + 2^16 hi has |lo|, |hi| < 2^15 (lower._pairs_fit), so lo = SXTH(s) and hi = (s - lo) >> 16 exactly.
+ * 21 cycles for 8 MACs (MAC4 twice: 26). */
+.macro MAC2x4 x0, x1
+    ldm r2!, {r4, r5, r6, r7}
+    muls r4, \x0, r4
+    muls r5, \x1, r5
+    muls r6, \x0, r6
+    muls r7, \x1, r7
+    adds r4, r4, r5
+    adds r6, r6, r7
+    sxth r5, r4
+    subs r4, r4, r5
+    asrs r4, r4, #16
+    add r8, r5
+    add r9, r4
+    sxth r7, r6
+    subs r6, r6, r7
+    asrs r6, r6, #16
+    add r10, r7
+    add r11, r6
+.endm
+
+/* Taps j and j + 1 of a window row at r0, j even (r0 even): one LDRH, its bytes sign-extended into r1 and r3. */
+.macro PAIRH j
     ldrh r3, [r0, #\j]
     sxtb r1, r3
-    MAC4 r1
-    lsls r1, r3, #16
-    asrs r1, r1, #24
-    MAC4 r1
+    lsls r3, r3, #16
+    asrs r3, r3, #24
+    MAC2x4 r1, r3
 .endm
 
-/* The 9 taps of one window row: four pairs and a last byte. */
-.macro ROW9
-    ROWPAIR 0
-    ROWPAIR 2
-    ROWPAIR 4
-    ROWPAIR 6
-    ldrb r3, [r0, #8]
+/* Taps j and j + 1 of a row at r0, any alignment: two LDRB. */
+.macro PAIRB j
+    ldrb r1, [r0, #\j]
+    ldrb r3, [r0, #(\j + 1)]
+    sxtb r1, r1
     sxtb r3, r3
-    MAC4 r3
+    MAC2x4 r1, r3
 .endm
 
-/* The next 4 contiguous taps: one word of inputs at r0 (advanced), each byte sign-extended into r1 in turn. */
+/* The next 4 contiguous taps, two pairs: one word of inputs at r0 (advanced), kept in r12 across the first. */
 .macro WORD4
     ldm r0!, {r3}
+    mov r12, r3
     sxtb r1, r3
-    MAC4 r1
-    lsls r1, r3, #16
-    asrs r1, r1, #24
-    MAC4 r1
+    lsls r3, r3, #16
+    asrs r3, r3, #24
+    MAC2x4 r1, r3
+    mov r3, r12
     lsls r1, r3, #8
     asrs r1, r1, #24
-    MAC4 r1
-    asrs r1, r3, #24
-    MAC4 r1
+    asrs r3, r3, #24
+    MAC2x4 r1, r3
 .endm
 
 /* One depthwise tap through the offset table: r1 -> next byte offset, r12 = window base. */
@@ -189,8 +209,13 @@ nn_blocks:
     str r1, [sp, #F_X]
     str r0, [sp, #F_B]
     ldr r4, [r0, #B_N]
-    lsls r4, r4, #4
-    adds r4, #128             /* a block's bytes: 16 n of weights, 4 records */
+    ldr r3, [r0, #B_DW]
+    cmp r3, #0
+    bne 37f
+    adds r4, #1
+    lsrs r4, r4, #1           /* packed weights: 16 bytes per pair of taps (and an odd last one) */
+37: lsls r4, r4, #4
+    adds r4, #128             /* a block's bytes: weights, 4 records */
     ldr r5, [r0, #B_OC]
     lsrs r6, r5, #2
     muls r6, r4, r6
@@ -249,18 +274,15 @@ nn_blocks:
     b 30f
 33: cmp r3, #0
     beq 34f
-    mov r12, r5               /* convolution through the table: its end in r12 for the call */
+    subs r5, #4
+    mov r12, r5               /* convolution through the table: its last entry in r12 for the call */
     ldr r6, =(.Ltab + 1)
-    lsls r5, r4, #31
-    beq 30f
-    ldr r6, =(.Ltabo + 1)
     b 30f
 34: ldr r6, =(.Lbytes + 1)
     mov r5, r4
     orrs r5, r1               /* n | x: word loads need both multiples of 4 (x_step = n keeps x aligned) */
     lsls r5, r5, #30
     bne 30f
-    mov r12, r4               /* pointwise words: n in r12 for the call */
     ldr r6, =(.Lwords + 1)
     lsls r5, r4, #29          /* an odd word count: enter at the second word */
     beq 30f
@@ -282,38 +304,52 @@ nn_blocks:
     ldr r3, [sp, #F_ENTRY]
     bx r3
 
-    /* contiguous taps, any alignment: r0 = x + n, r1 = -n counting up, two steps per branch. 34 cycles per two
-     * taps (measured, rp2040js). */
+    /* contiguous taps, any alignment: r0 -> x, pairs of taps up to r12 = x + n - n % 2, then an odd last one.
+     * 31 cycles per two taps. */
 .Lbytes:
     ldr r1, [sp, #F_N]
-    adds r0, r0, r1
-    rsbs r1, r1, #0
-    lsls r4, r1, #31          /* odd n: enter at the second step */
-    bne 3f
-1:  ldrsb r3, [r0, r1]
-    MAC4 r3
-    adds r1, #1
-3:  ldrsb r3, [r0, r1]
-    MAC4 r3
-    adds r1, #1
+    lsrs r3, r1, #1
+    lsls r3, r3, #1
+    adds r3, r0, r3
+    mov r12, r3
+    cmp r0, r3
+    beq 2f
+1:  ldrb r1, [r0, #0]
+    ldrb r3, [r0, #1]
+    adds r0, #2
+    sxtb r1, r1
+    sxtb r3, r3
+    MAC2x4 r1, r3
+    cmp r0, r12
     bne 1b
+2:  ldr r1, [sp, #F_N]
+    lsrs r1, r1, #1           /* C: an odd last tap */
+    bcs 3f
+    b .Lrq
+3:  ldrb r3, [r0, #0]
+    sxtb r3, r3
+    MAC4 r3
     b .Lrq
 
-    /* window taps through the byte-offset table, two per branch (.Ltabo: an odd count enters at the second):
-     * r0 = window base, r1 -> offsets, r12 = table end. 37 cycles per two taps (measured, rp2040js). */
-.Ltabo:
-    ldr r1, [sp, #F_OFF]
-    b 22f
+    /* window taps through the byte-offset table, in pairs while two are left, then an odd last one: r0 = window
+     * base, r1 -> offsets, r12 = the table's last entry; lr holds r1 across the pair. 33 cycles per two taps. */
 .Ltab:
     ldr r1, [sp, #F_OFF]
-21: ldm r1!, {r3}
-    ldrsb r3, [r0, r3]
-    MAC4 r3
-22: ldm r1!, {r3}
-    ldrsb r3, [r0, r3]
-    MAC4 r3
     cmp r1, r12
-    bne 21b
+    bhs 2f
+1:  ldm r1!, {r4, r5}
+    ldrsb r3, [r0, r4]
+    mov lr, r1
+    ldrsb r1, [r0, r5]
+    MAC2x4 r3, r1
+    mov r1, lr
+    cmp r1, r12
+    blo 1b
+2:  beq 3f                    /* r1 at the last entry: an odd count */
+    b .Lrq
+3:  ldr r3, [r1, #0]
+    ldrsb r3, [r0, r3]
+    MAC4 r3
     b .Lrq
 
     /* depthwise: channel j of the block reads byte j of the word at each tap, x advances 4 channels a block:
@@ -337,16 +373,15 @@ nn_blocks:
     b .Lrq
 
     /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers; placed to fall into .Lrq): one LDM
-     * brings 4 inputs, which are sign-extended out of r3 in turn; two words per branch, an odd word count enters
-     * at the second (.Lwordso). r0 -> x, r12 = n, lr = x + n. 123 cycles per two words, 32 MACs (measured,
-     * rp2040js). */
+     * brings 4 inputs, two pairs of taps; two words per branch, an odd word count enters at the second
+     * (.Lwordso). r0 -> x, lr = x + n. 107 cycles per two words, 32 MACs. */
 .Lwordso:
-    mov r3, r12
+    ldr r3, [sp, #F_N]
     adds r3, r0, r3
     mov lr, r3
     b 26f
 .Lwords:
-    mov r3, r12
+    ldr r3, [sp, #F_N]
     adds r3, r0, r3
     mov lr, r3
 25: WORD4
@@ -484,14 +519,32 @@ nn_blocks:
     mov r12, r1
     bx lr
 
-    /* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). 15.7 cycles per
-     * tap, no offsets (measured, rp2040js: the region's cycles over the default student's interior stem windows). */
+    /* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs
+     * (2k, 2k + 1): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 0, row 1's bytes 1-8 by LDRB, row 2's
+     * bytes 0-7 by LDRH, then its byte 8 alone. */
 .Lrow9:
-    ROW9
+    PAIRH 0
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
+    ldrb r1, [r0, #8]
     add r0, lr
-    ROW9
+    ldrb r3, [r0, #0]
+    sxtb r1, r1
+    sxtb r3, r3
+    MAC2x4 r1, r3
+    PAIRB 1
+    PAIRB 3
+    PAIRB 5
+    PAIRB 7
     add r0, lr
-    ROW9
+    PAIRH 0
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
+    ldrb r3, [r0, #8]
+    sxtb r3, r3
+    MAC4 r3
     b .Lrq
 
     /* interior 3x3 depthwise window, unrolled: r0 = this block's window base; the taps step r12 = C bytes

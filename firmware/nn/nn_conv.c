@@ -5,18 +5,18 @@
 #include "nn_fixed.h"
 
 /* Window crossing the border: valid taps accumulate, padded taps add zero_point * weights. */
-static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, const int32_t *w, int32_t acc[4]) {
+static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, const int32_t *block, int32_t acc[4]) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c;
-    for (int ky = 0; ky < g->k_h; ky++) {
+    const int32_t n = g->k_h * g->k_w * C;
+    for (int ky = 0, t = 0; ky < g->k_h; ky++) {
         const int iy = iy0 + ky;
-        for (int kx = 0; kx < g->k_w; kx++, w += 4 * C) {
+        for (int kx = 0; kx < g->k_w; kx++) {
             const int ix = ix0 + kx;
-            if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) {
-                nn_dot4(in + (iy * g->in_w + ix) * C, w, C, acc);
-            } else {
-                for (int c = 0; c < C; c++)
-                    for (int j = 0; j < 4; j++) acc[j] += g->in_zp * w[4 * c + j];
+            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+            for (int c = 0; c < C; c++, t++) {
+                const int32_t u = inside ? in[(iy * g->in_w + ix) * C + c] : g->in_zp;
+                for (int j = 0; j < 4; j++) acc[j] += u * nn_wtap(block, n, t, j);
             }
         }
     }
@@ -51,7 +51,7 @@ static void border_offsets(const nn_geom_t *g, const int32_t *offsets, int per_t
 void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, OC = g->out_c;
-    const int32_t taps = g->k_h * g->k_w * C, block = NN_BLOCK_WORDS(taps);
+    const int32_t taps = g->k_h * g->k_w * C, block = NN_PACKED_WORDS(taps) + 32;
 #if defined(__ARM_ARCH_6M__)
     nn_blocks_t b = {p->weights, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0, 1, g->stride_w * C, 0};
     /* nn_blocks reads a 3x3x3 window's rows two bytes at a time: every window must start at an even address */
@@ -92,11 +92,11 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
             for (int o = 0; o < OC; o += 4, w += block) {
                 int32_t acc[4] = {0, 0, 0, 0};
                 if (interior) {
-                    nn_dot4_tab(base, p->offsets, taps, w, acc);
+                    nn_dot4(base, p->offsets, taps, w, acc);
                 } else {
                     conv_border(p, in, iy0, ix0, w, acc);
                 }
-                nn_store4(&p->rq, nn_records(w, taps), acc, OC - o < 4 ? OC - o : 4, out + o);
+                nn_store4(&p->rq, nn_records(w, NN_PACKED_WORDS(taps)), acc, OC - o < 4 ? OC - o : 4, out + o);
             }
         }
     }
@@ -107,7 +107,7 @@ static void dw_pixel(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, i
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, T = g->k_h * g->k_w;
     for (int c = 0; c < C; c++) {
-        const int32_t *block = p->weights + (c / 4) * NN_BLOCK_WORDS(T), *w = block + c % 4;
+        const int32_t *block = p->weights + (c / 4) * (NN_DW_WORDS(T) + 32), *w = block + c % 4;
         int32_t acc = 0;
         for (int ky = 0, t = 0; ky < g->k_h; ky++) {
             const int iy = iy0 + ky;
@@ -117,7 +117,7 @@ static void dw_pixel(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, i
                 acc += (inside ? in[(iy * g->in_w + ix) * C + c] : g->in_zp) * w[4 * t];
             }
         }
-        out[c] = nn_out(&p->rq, nn_records(block, T) + c % 4, acc);
+        out[c] = nn_out(&p->rq, nn_records(block, NN_DW_WORDS(T)) + c % 4, acc);
     }
 }
 

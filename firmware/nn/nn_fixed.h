@@ -70,10 +70,19 @@ static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* The int32 words of one block of 4 channels (nn.h), and where its records start. */
-#define NN_BLOCK_WORDS(taps) (4 * (taps) + 32)
-static inline const nn_rqc_t *nn_records(const int32_t *block, int32_t taps) {
-    return (const nn_rqc_t *)(const void *)(block + 4 * taps);
+/* The weight words of a block of 4 channels (nn.h) before its records: depthwise, packed (the other layers). */
+#define NN_DW_WORDS(taps) (4 * (taps))
+#define NN_PACKED_WORDS(taps) (4 * (((taps) + 1) / 2))
+static inline const nn_rqc_t *nn_records(const int32_t *block, int32_t words) {
+    return (const nn_rqc_t *)(const void *)(block + words);
+}
+
+/* Channel j's weight at tap t of a packed block of n taps. */
+static inline int32_t nn_wtap(const int32_t *block, int32_t n, int32_t t, int j) {
+    if (t == n - 1 && n % 2) return block[2 * t + j];
+    const int32_t p = block[4 * (t / 2) + 2 * (j / 2) + t % 2];
+    const int32_t lo = (int32_t)(((uint32_t)p & 0xffffu) ^ 0x8000u) - 0x8000;
+    return j % 2 ? (p - lo) / 65536 : lo;
 }
 
 /* nn_out beyond a record's fast range, acc >= lo (nn_requant.c; rare, so out of nn_out's callers' loops). */

@@ -14,10 +14,10 @@ void nn_pointwise(const nn_pointwise_t *p, const int8_t *in, int8_t *out) {
 #endif
     for (int32_t i = 0; i < p->pixels; i++, in += K, out += OC) {
         const int32_t *w = p->weights;
-        for (int32_t o = 0; o < OC; o += 4, w += NN_BLOCK_WORDS(K)) {
+        for (int32_t o = 0; o < OC; o += 4, w += NN_PACKED_WORDS(K) + 32) {
             int32_t acc[4] = {0, 0, 0, 0};
-            nn_dot4(in, w, K, acc);
-            nn_store4(&p->rq, nn_records(w, K), acc, OC - o < 4 ? OC - o : 4, out + o);
+            nn_dot4(in, 0, K, w, acc);
+            nn_store4(&p->rq, nn_records(w, NN_PACKED_WORDS(K)), acc, OC - o < 4 ? OC - o : 4, out + o);
         }
     }
 }
