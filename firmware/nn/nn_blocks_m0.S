@@ -57,8 +57,8 @@
 /* Two taps of the 4-channel dot product from packed weights (nn.h): \x0, \x1 = the inputs, r2 -> 4 words
  * w0 + 2^16 w1 at each tap, then w2 + 2^16 w3. One MULS gives two channels' products, the two taps' sum
  * s = lo + 2^16 hi has |lo|, |hi| < 2^15 (lower._pairs_fit), so lo = SXTH(s) and hi = (s - lo) >> 16 exactly.
- * 21 cycles for 8 MACs (MAC4 twice: 26). */
-.macro MAC2x4 x0, x1
+ * 21 cycles for 8 MACs (MAC4 twice: 26). \op mov instead of add: a block's first taps set the accumulators. */
+.macro MAC2x4 x0, x1, op=add
     ldm r2!, {r4, r5, r6, r7}
     muls r4, \x0, r4
     muls r5, \x1, r5
@@ -69,22 +69,22 @@
     sxth r5, r4
     subs r4, r4, r5
     asrs r4, r4, #16
-    add r8, r5
-    add r9, r4
+    \op r8, r5
+    \op r9, r4
     sxth r7, r6
     subs r6, r6, r7
     asrs r6, r6, #16
-    add r10, r7
-    add r11, r6
+    \op r10, r7
+    \op r11, r6
 .endm
 
 /* Taps j and j + 1 of a window row at r0, j even (r0 even): one LDRH, its bytes sign-extended into r1 and r3. */
-.macro PAIRH j
+.macro PAIRH j, op=add
     ldrh r3, [r0, #\j]
     sxtb r1, r3
     lsls r3, r3, #16
     asrs r3, r3, #24
-    MAC2x4 r1, r3
+    MAC2x4 r1, r3, \op
 .endm
 
 /* Taps j and j + 1 of a row at r0, any alignment: two LDRB. */
@@ -97,13 +97,13 @@
 .endm
 
 /* The next 4 contiguous taps, two pairs: one word of inputs at r0 (advanced), kept in r12 across the first. */
-.macro WORD4
+.macro WORD4 op=add
     ldm r0!, {r3}
     mov r12, r3
     sxtb r1, r3
     lsls r3, r3, #16
     asrs r3, r3, #24
-    MAC2x4 r1, r3
+    MAC2x4 r1, r3, \op
     mov r3, r12
     lsls r1, r3, #8
     asrs r1, r1, #24
@@ -121,29 +121,39 @@
 
 /* One depthwise tap of an interior 3x3 window: r1 = the tap's address, then moved on by \step (r12 = C along a
  * row, lr = to the next row's first tap). */
-.macro DWSTEP step
+.macro DWSTEP step, op=add
     ldr r3, [r1, #0]
     add r1, \step
-    DWMAC
+    DWMAC \op
 .endm
 
-/* r3 = the 4 channels' inputs of one tap, r2 -> 4 int32 weights; byte j of r3 feeds accumulator r8 + j. */
-.macro DWMAC
+/* r3 = the 4 channels' inputs of one tap, r2 -> 4 int32 weights; byte j of r3 feeds accumulator r8 + j (\op mov:
+ * sets it). */
+.macro DWMAC op=add
     ldm r2!, {r4, r5, r6, r7}
     sxtb r0, r3
     muls r4, r0, r4
-    add r8, r4
+    \op r8, r4
     lsls r0, r3, #16
     asrs r0, r0, #24
     muls r5, r0, r5
-    add r9, r5
+    \op r9, r5
     lsls r0, r3, #8
     asrs r0, r0, #24
     muls r6, r0, r6
-    add r10, r6
+    \op r10, r6
     asrs r0, r3, #24
     muls r7, r0, r7
-    add r11, r7
+    \op r11, r7
+.endm
+
+/* The accumulators from zero, for the loops whose first step adds. */
+.macro ZERO4
+    movs r4, #0
+    mov r8, r4
+    mov r9, r4
+    mov r10, r4
+    mov r11, r4
 .endm
 
 /* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 32 bytes), advancing r6; r5 = act_min.
@@ -292,14 +302,10 @@ nn_blocks:
     b .Lblock
     .ltorg
 
-    /* each block of 4 channels: accumulators from zero (the records hold the biases), then the tap loop with
-     * r0 = x, r2 -> the block's first tap's weights (the loops that count taps load n themselves) */
+    /* each block of 4 channels: the tap loop with r0 = x, r2 -> the block's first tap's weights (the loops that
+     * count taps load n themselves); the accumulators start from the first taps' products or from zero (the
+     * records hold the biases) */
 .Lblock:
-    movs r4, #0
-    mov r8, r4
-    mov r9, r4
-    mov r10, r4
-    mov r11, r4
     ldr r0, [sp, #F_X]
     ldr r3, [sp, #F_ENTRY]
     bx r3
@@ -307,6 +313,7 @@ nn_blocks:
     /* contiguous taps, any alignment: r0 -> x, pairs of taps up to r12 = x + n - n % 2, then an odd last one.
      * 31 cycles per two taps. */
 .Lbytes:
+    ZERO4
     ldr r1, [sp, #F_N]
     lsrs r3, r1, #1
     lsls r3, r3, #1
@@ -334,6 +341,7 @@ nn_blocks:
     /* window taps through the byte-offset table, in pairs while two are left, then an odd last one: r0 = window
      * base, r1 -> offsets, r12 = the table's last entry; lr holds r1 across the pair. 33 cycles per two taps. */
 .Ltab:
+    ZERO4
     ldr r1, [sp, #F_OFF]
     cmp r1, r12
     bhs 2f
@@ -356,12 +364,14 @@ nn_blocks:
      * r12 = window base, r1 -> offsets, lr = table end, r3 = the 4 inputs, r0 = one of them; two taps per
      * branch (.Ldwo: an odd count enters at the second). 51 cycles per two taps (measured, rp2040js). */
 .Ldwo:
+    ZERO4
     ldr r1, [sp, #F_OFF]
     mov r12, r0
     adds r0, #4
     str r0, [sp, #F_X]
     b 24f
 .Ldw:
+    ZERO4
     ldr r1, [sp, #F_OFF]
     mov r12, r0
     adds r0, #4
@@ -379,11 +389,16 @@ nn_blocks:
     ldr r3, [sp, #F_N]
     adds r3, r0, r3
     mov lr, r3
-    b 26f
+    WORD4 mov
+    cmp r0, lr
+    bne 25f
+    b .Lrq
 .Lwords:
     ldr r3, [sp, #F_N]
     adds r3, r0, r3
     mov lr, r3
+    WORD4 mov
+    b 26f
 25: WORD4
 26: WORD4
     cmp r0, lr
@@ -406,7 +421,9 @@ nn_blocks:
     ldr r0, [sp, #F_WEND]
     cmp r2, r0
     beq .Lpixel
-    b .Lblock
+    ldr r0, [sp, #F_X]        /* .Lblock */
+    ldr r3, [sp, #F_ENTRY]
+    bx r3
 .Ltailj:
     b .Ltail
     RQOUT 0, 0
@@ -523,7 +540,7 @@ nn_blocks:
      * (2k, 2k + 1): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 0, row 1's bytes 1-8 by LDRB, row 2's
      * bytes 0-7 by LDRH, then its byte 8 alone. */
 .Lrow9:
-    PAIRH 0
+    PAIRH 0, mov
     PAIRH 2
     PAIRH 4
     PAIRH 6
@@ -553,7 +570,7 @@ nn_blocks:
     adds r3, r0, #4
     str r3, [sp, #F_X]        /* the next block: 4 channels on */
     mov r1, r0
-    DWSTEP r12
+    DWSTEP r12, mov
     DWSTEP r12
     DWSTEP lr
     DWSTEP r12
