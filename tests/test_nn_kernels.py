@@ -107,8 +107,8 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
         inner = rng.integers(max(t_lo, -2**31), min(t_hi, 2**31 - 1) + 1, 300) if t_lo <= t_hi else []
         edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1,
                  t_lo + rec[1] - 1, t_lo + rec[1]]
-        accs = np.clip(np.concatenate([inner, edges, rng.integers(-2**31, 2**31, 50),
-                                       rng.integers(-5000, 5000, 100)]), -2**31 + max(bias, 0), 2**31 - 1 + min(bias, 0))
+        accs = np.clip(np.concatenate([inner, edges, rng.integers(-2**31, 2**31, 50), rng.integers(-5000, 5000, 100)]),
+                       -2**31 + max(bias, 0), 2**31 - 1 + min(bias, 0))   # sums without the bias fit int32
         words, sums = np.array(rec, np.int64).astype(np.uint32), (accs - bias).astype(np.int32)  # alive across run
         y = np.zeros(len(accs), np.int8)
         so.run(words.ctypes.data, zp, lo, hi, sums.ctypes.data, len(accs), y.ctypes.data)

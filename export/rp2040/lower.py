@@ -143,8 +143,8 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                            + np.arange(in_c)[None, None, :]).reshape(-1).astype(np.int32)
                 rq_fields["fast"] &= int(_pairs_fit(w2))
                 steps.append(Step("conv2d", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int32_t", _blocks4(w2, records, True)), "offsets": ("int32_t", offsets)},
-                                  macs))
+                                  {"weights": ("int32_t", _blocks4(w2, records, True)),
+                                   "offsets": ("int32_t", offsets)}, macs))
         elif op.kind == "FULLY_CONNECTED":
             w = ins[1]
             if op.options.get("weightsFormat", 0) != 0:
@@ -220,15 +220,16 @@ def _blocks4(w2: np.ndarray, records: np.ndarray, packed: bool) -> np.ndarray:
     if packed:
         pairs = taps[:, :n - n % 2].reshape(blocks, n // 2, 2, 4)          # [block][pair][tap of the pair][channel]
         words = pairs[..., 0::2] + 65536 * pairs[..., 1::2]                # [block][pair][tap][channels 01, 23]
-        body = np.concatenate([words.transpose(0, 1, 3, 2).reshape(blocks, -1), taps[:, n - n % 2:].reshape(blocks, -1)],
-                              axis=1)
+        odd = taps[:, n - n % 2:].reshape(blocks, -1)                     # an odd last tap, plain
+        body = np.concatenate([words.transpose(0, 1, 3, 2).reshape(blocks, -1), odd], axis=1)
     stream = np.concatenate([body, rec.reshape(blocks, 32)], axis=1).reshape(-1)
     return ((stream + 2**31) % 2**32 - 2**31).astype(np.int32)   # the records' uint32 words as int32
 
 
 def _pairs_fit(w2: np.ndarray) -> bool:
-    """nn_blocks sums a packed tap pair's two products per channel in 16-bit halves: |w(2k)| + |w(2k+1)| <= 255
-    keeps 128 of them below 2^15 (int8 weights are [-127, 127] in TFLite's scheme; -128 could break it)."""
+    """nn_blocks sums a packed tap pair's two products per channel in a 16-bit half: with |x| <= 128,
+    |w(2k)| + |w(2k+1)| <= 255 keeps x0*w(2k) + x1*w(2k+1) within (-2^15, 2^15). TFLite's int8 weights are
+    [-127, 127], which always fit; a pair of -128s would not."""
     a = np.abs(w2.astype(np.int64))
     n = a.shape[1] - a.shape[1] % 2
     return bool(np.all(a[:, 0:n:2] + a[:, 1:n:2] <= 255))

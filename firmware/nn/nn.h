@@ -38,7 +38,7 @@ typedef struct {
 /* Requantization shared by a layer's channels; the per-channel records follow each block's weights. */
 typedef struct {
     int32_t out_zp, act_min, act_max;
-    int32_t fast;         /* no channel needs the generic path */
+    int32_t fast;         /* nn_blocks runs the layer: no channel needs the generic path, packed pairs fit */
 } nn_requant_t;
 
 /* CONV_2D and DEPTHWISE_CONV_2D geometry. Padding taps read as the input zero point, so the folded bias
