@@ -157,27 +157,27 @@
     mov r11, r4
 .endm
 
-/* Requantizes accumulator \acc into y[j] with the record at r6 (nn_rqc_t, 32 bytes), advancing r6; r5 = act_min.
+/* Requantizes accumulator \acc into y[j] with the record at r2 (nn_rqc_t, 32 bytes), advancing r2; r5 = act_min.
  * acc < lo and the short record's fast range (d = acc - lo < fast: s = d*mh + ((d*ml + klo) >> 16) + khi_fast,
  * y[j] = s >> 24) fall through; the rest branch to RQOUT \id's code. 23 cycles in the fast range, 12 to act_min
  * (measured, rp2040js: per instruction address over the default student). */
 .macro RQ acc, j, id
     mov r0, \acc
-    ldm r6!, {r1, r2}         /* lo, fast */
+    ldm r2!, {r1, r6}         /* lo, fast */
     subs r3, r0, r1           /* d */
     blt .Lrqmin\id            /* signed acc < lo (V set on overflow) */
-    cmp r3, r2
+    cmp r3, r6
     bhs .Lrqhi\id
-    ldm r6!, {r0, r1, r2, r4} /* ml, mh, klo, khi */
+    ldm r2!, {r0, r1, r4, r6} /* ml, mh, klo, khi */
     muls r0, r3, r0           /* d*ml */
-    adds r0, r0, r2           /* + klo < 2^32 */
+    adds r0, r0, r4           /* + klo < 2^32 */
     lsrs r0, r0, #16
     muls r1, r3, r1           /* d*mh */
     adds r0, r0, r1
-    adds r0, r0, r4
+    adds r0, r0, r6
     lsrs r0, r0, #24
     strb r0, [r7, #\j]
-    adds r6, #8
+    adds r2, #8
 .Lrqret\id:
 .endm
 
@@ -186,10 +186,10 @@
 .macro RQOUT j, id
 .Lrqmin\id:
     strb r5, [r7, #\j]
-    adds r6, #24
+    adds r2, #24
     b .Lrqret\id
 .Lrqhi\id:
-    ldr r4, [r6, #16]         /* range */
+    ldr r4, [r2, #16]         /* range */
     cmp r3, r4
     bhs 1f
     mov r4, lr                /* the loops keep their steps in lr and r12 */
@@ -201,7 +201,7 @@
     b 2f
 1:  ldr r0, [sp, #F_MAX]
 2:  strb r0, [r7, #\j]
-    adds r6, #24
+    adds r2, #24
     b .Lrqret\id
 .endm
 
@@ -407,11 +407,10 @@ nn_blocks:
     bne 25b
 
 .Lrq:                         /* r2 -> the block's records */
-    mov r6, r2
     ldr r7, [sp, #F_Y]
     ldr r5, [sp, #F_MIN]
     ldr r0, [sp, #F_TAIL]
-    cmp r6, r0
+    cmp r2, r0
     beq .Ltailj
     RQ r8, 0, 0
     RQ r9, 1, 1
@@ -419,7 +418,6 @@ nn_blocks:
     RQ r11, 3, 3
     adds r7, #4
     str r7, [sp, #F_Y]
-    mov r2, r6
     ldr r0, [sp, #F_WEND]
     cmp r2, r0
     beq .Lpixel
@@ -465,11 +463,11 @@ nn_blocks:
     str r0, [sp, #F_Y]
     RQ r8, 0, t0
     ldr r0, [sp, #F_CHEND]
-    cmp r6, r0
+    cmp r2, r0
     beq .Lpixel
     RQ r9, 1, t1
     ldr r0, [sp, #F_CHEND]
-    cmp r6, r0
+    cmp r2, r0
     beq .Lpixel
     RQ r10, 2, t2
     b .Lpixel
@@ -477,20 +475,20 @@ nn_blocks:
     RQOUT 1, t1
     RQOUT 2, t2
 
-    /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r3 = d, r2 = fast, r6 -> w0.
-     * Returns y in r0; r6, r7, r12 kept, r1-r5 not. Short records: the three-multiply formula. */
+    /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r3 = d, r6 = fast, r2 -> w0.
+     * Returns y in r0; r2, r7, r12 kept, r1 and r3-r6 not. Short records: the three-multiply formula. */
 .Lrqslow:
-    cmp r2, #0
+    cmp r6, #0
     beq .Lrqlong
-    ldr r1, [r6, #0]          /* ml */
-    ldr r2, [r6, #4]          /* mh */
-    ldr r4, [r6, #8]          /* klo */
-    ldr r5, [r6, #20]         /* khi */
-    muls r2, r3, r2           /* d*mh */
-    adds r5, r5, r2
-    lsrs r2, r3, #16          /* dh */
-    muls r2, r1, r2           /* dh*ml */
-    adds r5, r5, r2
+    ldr r1, [r2, #0]          /* ml */
+    ldr r6, [r2, #4]          /* mh */
+    ldr r4, [r2, #8]          /* klo */
+    ldr r5, [r2, #20]         /* khi */
+    muls r6, r3, r6           /* d*mh */
+    adds r5, r5, r6
+    lsrs r6, r3, #16          /* dh */
+    muls r6, r1, r6           /* dh*ml */
+    adds r5, r5, r6
     uxth r3, r3               /* dl */
     muls r1, r3, r1           /* dl*ml */
     adds r1, r1, r4           /* < 2^32 */
@@ -503,10 +501,10 @@ nn_blocks:
 .Lrqlong:
     mov r1, r12
     str r1, [sp, #F_R12]
-    ldr r1, [r6, #0]          /* m */
-    ldr r4, [r6, #4]          /* k_lo */
-    ldr r5, [r6, #8]          /* k_hi */
-    ldr r0, [r6, #20]
+    ldr r1, [r2, #0]          /* m */
+    ldr r4, [r2, #4]          /* k_lo */
+    ldr r5, [r2, #8]          /* k_hi */
+    ldr r0, [r2, #20]
     cmp r3, r0
     bhs 2f
     movs r0, #1
@@ -516,22 +514,22 @@ nn_blocks:
     sbcs r5, r0
 2:  uxth r0, r3               /* dl */
     lsrs r3, r3, #16          /* dh */
-    uxth r2, r1               /* ml */
+    uxth r6, r1               /* ml */
     lsrs r1, r1, #16          /* mh */
-    mov r12, r2
-    muls r2, r0, r2           /* dl*ml */
+    mov r12, r6
+    muls r6, r0, r6           /* dl*ml */
     muls r0, r1, r0           /* dl*mh */
     muls r1, r3, r1           /* dh*mh */
-    adds r2, r2, r4
-    adcs r1, r5               /* r1:r2 = dh*mh:dl*ml + k */
+    adds r6, r6, r4
+    adcs r1, r5               /* r1:r6 = dh*mh:dl*ml + k */
     mov r4, r12
     muls r4, r3, r4           /* dh*ml */
     adds r0, r0, r4           /* mid < 2^32: d < 2^31, m < 2^31 */
     lsls r4, r0, #16
     lsrs r0, r0, #16
-    adds r2, r2, r4
+    adds r6, r6, r4
     adcs r1, r0
-    ldr r0, [r6, #12]         /* sh */
+    ldr r0, [r2, #12]         /* sh */
     lsrs r1, r0
     mov r0, r1
     ldr r1, [sp, #F_R12]
