@@ -25,7 +25,7 @@
     .equ B_ROW, 36
 
     .equ F_X, 0          /* stack frame */
-    .equ F_B, 4
+    .equ F_W0, 4         /* the weight stream's start */
     .equ F_WEND, 8       /* the end of a pixel's weight stream */
     .equ F_TAIL, 12      /* the records of the tail block (oc % 4 channels), 0 if none */
     .equ F_CHEND, 16     /* the end of the tail block's records */
@@ -158,14 +158,22 @@
 .endm
 
 /* Requantizes accumulator \acc into y[j] with the record at r2 (nn_rqc_t, 32 bytes), advancing r2; r5 = act_min.
- * acc < lo and the short record's fast range (d = acc - lo < fast: s = d*mh + ((d*ml + klo) >> 16) + khi_fast,
- * y[j] = s >> 24) fall through; the rest branch to RQOUT \id's code. 23 cycles in the fast range, 12 to act_min
- * (measured, rp2040js: per instruction address over the default student). */
+ * acc < lo (most outputs of a ReLU layer) falls through; the rest branch to RQOUT \id's code. */
 .macro RQ acc, j, id
     mov r0, \acc
     ldm r2!, {r1, r6}         /* lo, fast */
     subs r3, r0, r1           /* d */
-    blt .Lrqmin\id            /* signed acc < lo (V set on overflow) */
+    bge .Lrqin\id             /* signed acc >= lo (V set on overflow) */
+    strb r5, [r7, #\j]
+    adds r2, #24
+.Lrqret\id:
+.endm
+
+/* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes): the
+ * short record's fast range (d = acc - lo < fast: s = d*mh + ((d*ml + klo) >> 16) + khi_fast, y[j] = s >> 24);
+ * beyond the range act_max; else the three-multiply or long formula in .Lrqslow. */
+.macro RQOUT j, id
+.Lrqin\id:
     cmp r3, r6
     bhs .Lrqhi\id
     ldm r2!, {r0, r1, r4, r6} /* ml, mh, klo, khi */
@@ -178,15 +186,6 @@
     lsrs r0, r0, #24
     strb r0, [r7, #\j]
     adds r2, #8
-.Lrqret\id:
-.endm
-
-/* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes):
- * act_min; beyond the range act_max (21 cycles in all); else the three-multiply or long formula in .Lrqslow. */
-.macro RQOUT j, id
-.Lrqmin\id:
-    strb r5, [r7, #\j]
-    adds r2, #24
     b .Lrqret\id
 .Lrqhi\id:
     ldr r4, [r2, #16]         /* range */
@@ -218,7 +217,8 @@ nn_blocks:
     push {r4, r5, r6, r7}
     sub sp, #F_SIZE
     str r1, [sp, #F_X]
-    str r0, [sp, #F_B]
+    ldr r3, [r0, #B_W]
+    str r3, [sp, #F_W0]
     ldr r4, [r0, #B_N]
     ldr r3, [r0, #B_DW]
     cmp r3, #0
@@ -438,13 +438,13 @@ nn_blocks:
     subs r0, #1
     beq .Ldone
     str r0, [sp, #F_PIX]
-    ldr r1, [sp, #F_X]
+    ldr r0, [sp, #F_X]
     ldr r3, [sp, #F_XADJ]
-    adds r1, r1, r3
-    str r1, [sp, #F_X]
-    ldr r0, [sp, #F_B]
-    ldr r2, [r0, #B_W]
-    b .Lblock
+    adds r0, r0, r3
+    str r0, [sp, #F_X]
+    ldr r2, [sp, #F_W0]
+    ldr r3, [sp, #F_ENTRY]    /* .Lblock, x already in r0 */
+    bx r3
 
 .Ldone:
     add sp, #F_SIZE
