@@ -35,6 +35,22 @@ static int interior_run(const nn_geom_t *g, int ox) {
 /* Border windows point their padded taps at a row of zero points, so nn_blocks needs no bounds checks. */
 static int8_t zp_row[DW_MAX_C] __attribute__((aligned(4)));
 
+/* A border window of a 3x3 convolution over 3 channels (an RGB stem), zero points where it is padded, in rows of
+ * WIN9_ROW bytes that nn_blocks' unrolled loop reads like an interior window's. */
+#define WIN9_ROW 10
+static int8_t win9[3 * WIN9_ROW] __attribute__((aligned(4)));
+
+static void border_window9(const nn_geom_t *g, const int8_t *in, int iy0, int ix0) {
+    for (int ky = 0; ky < 3; ky++) {
+        for (int kx = 0; kx < 3; kx++) {
+            const int iy = iy0 + ky, ix = ix0 + kx;
+            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+            for (int c = 0; c < 3; c++)
+                win9[ky * WIN9_ROW + kx * 3 + c] = inside ? in[(iy * g->in_w + ix) * 3 + c] : (int8_t)g->in_zp;
+        }
+    }
+}
+
 /* The taps of a border window as offsets from its origin `base`: padded taps land in zp_row. */
 static void border_offsets(const nn_geom_t *g, const int32_t *offsets, int per_tap, int iy0, int ix0,
                            uintptr_t base, int32_t *off) {
@@ -55,7 +71,8 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
 #if defined(__ARM_ARCH_6M__)
     nn_blocks_t b = {p->weights, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0, 1, g->stride_w * C, 0};
     /* nn_blocks reads a 3x3x3 window's rows two bytes at a time: every window must start at an even address */
-    const int32_t row9 = g->k_h == 3 && g->k_w * C == 9 && g->in_w * C % 2 == 0 && b.x_step % 2 == 0 ? g->in_w * C : 0;
+    const int win9_fits = g->k_h == 3 && g->k_w * C == 9;
+    const int32_t row9 = win9_fits && g->in_w * C % 2 == 0 && b.x_step % 2 == 0 ? g->in_w * C : 0;
     int32_t off[CONV_MAX_TAPS];
     const int border_fast = p->rq.fast && taps <= CONV_MAX_TAPS;
     zp_row[0] = (int8_t)g->in_zp;
@@ -76,6 +93,13 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
                 nn_blocks(&b, base, out);
                 ox += run - 1;
                 out += (run - 1) * OC;
+                continue;
+            }
+            if (border_fast && win9_fits) {
+                border_window9(g, in, iy0, ix0);
+                b.pixels = 1;
+                b.row = WIN9_ROW;
+                nn_blocks(&b, win9, out);
                 continue;
             }
             if (border_fast) {
