@@ -158,13 +158,12 @@
 .endm
 
 /* Requantizes accumulator \acc into y[j] with the record at r2 (nn_rqc_t, 32 bytes), advancing r2; r5 = act_min.
- * acc < lo (most outputs of a ReLU layer) falls through, 9 cycles; the rest branch to RQOUT \id's code, 26 in the
+ * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles; the rest branch to RQOUT \id's code, 27 in the
  * fast range (measured, rp2040js: per instruction address over the default student). */
 .macro RQ acc, j, id
-    mov r0, \acc
     ldm r2!, {r1, r6}         /* lo, fast */
-    subs r3, r0, r1           /* d */
-    bge .Lrqin\id             /* signed acc >= lo (V set on overflow) */
+    cmp \acc, r1
+    bge .Lrqin\id             /* signed acc >= lo */
     strb r5, [r7, #\j]
     adds r2, #24
 .Lrqret\id:
@@ -172,9 +171,11 @@
 
 /* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes): the
  * short record's fast range (d = acc - lo < fast: s = d*mh + ((d*ml + klo) >> 16) + khi_fast, y[j] = s >> 24);
- * beyond the range act_max (22 cycles in all); else the three-multiply or long formula in .Lrqslow. */
-.macro RQOUT j, id
+ * beyond the range act_max (23 cycles in all); else the three-multiply or long formula in .Lrqslow. */
+.macro RQOUT acc, j, id
 .Lrqin\id:
+    mov r3, \acc
+    subs r3, r3, r1           /* d */
     cmp r3, r6
     bhs .Lrqhi\id
     ldm r2!, {r0, r1, r4, r6} /* ml, mh, klo, khi */
@@ -427,10 +428,10 @@ nn_blocks:
     bx r3
 .Ltailj:
     b .Ltail
-    RQOUT 0, 0
-    RQOUT 1, 1
-    RQOUT 2, 2
-    RQOUT 3, 3
+    RQOUT r8, 0, 0
+    RQOUT r9, 1, 1
+    RQOUT r10, 2, 2
+    RQOUT r11, 3, 3
 
     /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
      * the weight stream restarts */
@@ -472,9 +473,9 @@ nn_blocks:
     beq .Lpixel
     RQ r10, 2, t2
     b .Lpixel
-    RQOUT 0, t0
-    RQOUT 1, t1
-    RQOUT 2, t2
+    RQOUT r8, 0, t0
+    RQOUT r9, 1, t1
+    RQOUT r10, 2, t2
 
     /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r3 = d, r6 = fast, r2 -> w0.
      * Returns y in r0; r2, r7, r12 kept, r1 and r3-r6 not. Short records: the three-multiply formula. */
