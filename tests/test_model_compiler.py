@@ -137,3 +137,32 @@ def test_default_student_bit_exact():
     x = random_int8(hm.input_shape, 16, seed=9)
     np.testing.assert_array_equal(hm.run(x), tflm_run(b, x))
     assert hm.arena_bytes < tflm_arena_bytes(b)
+
+
+def test_packed_weight_stream():
+    """lower._blocks4 lays out what nn.h documents and nn_wtap decodes: packed tap pairs (w_a + 2^16 w_b), an odd
+    last tap plain, each block's records after its weights; depthwise plain. _pairs_fit refuses a pair of -128s."""
+    from export.rp2040.lower import _blocks4, _pairs_fit
+
+    rng = np.random.default_rng(5)
+    for out_c, n in ((6, 27), (8, 16), (3, 1), (5, 4)):
+        w2 = rng.integers(-127, 128, (out_c, n))
+        records = rng.integers(0, 2**32, (out_c, 8))
+        for packed in (True, False):
+            stream = _blocks4(w2, records, packed).astype(np.int64).reshape(-(-out_c // 4), -1)
+            body = 4 * ((n + 1) // 2) if packed else 4 * n
+            assert stream.shape[1] == body + 32
+            for o in range(out_c):
+                block, j = stream[o // 4], o % 4
+                assert np.array_equal(block[body + 8 * j:body + 8 * j + 8] % 2**32, records[o])
+                for t in range(n):
+                    if not packed:
+                        got = block[4 * t + j]
+                    elif t == n - 1 and n % 2:
+                        got = block[2 * t + j]
+                    else:
+                        word = int(block[4 * (t // 2) + 2 * (j // 2) + t % 2])
+                        lo = ((word & 0xFFFF) ^ 0x8000) - 0x8000
+                        got = lo if j % 2 == 0 else (word - lo) >> 16
+                    assert got == w2[o, t], (out_c, n, packed, o, t)
+    assert _pairs_fit(np.array([[127, -127, 127, 127]])) and not _pairs_fit(np.array([[-128, -128, 0, 0]]))

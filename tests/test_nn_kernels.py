@@ -71,9 +71,9 @@ def test_fast_requant_equals_tflite_reference(tmp_path):
 
 def test_channel_requant_equals_tflite_reference(tmp_path):
     """nn_out with the nn_rqc_t record from quant.channel_requant == MultiplyByQuantizedMultiplier + zero point
-    + clamp, on random channels (right shifts 1..31: short and long records; no shift, left shifts; ReLU or not)
-    and accumulators at the clamp thresholds, around zero (negative ties round differently), inside the range and
-    far outside."""
+    + clamp, on random channels (right shifts 1..31: short records, also with a fast part shorter than the range,
+    and long ones; no shift, left shifts; ReLU or not) and accumulators at the clamp thresholds, at the end of the
+    fast part, around zero (negative ties round differently), inside the range and far outside."""
     import ctypes
     import subprocess
 
@@ -83,8 +83,8 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
     src = tmp_path / "out.c"
     src.write_text('#include "nn_fixed.h"\n'
                    "void run(const nn_rqc_t *c, int32_t zp, int32_t lo, int32_t hi, const int32_t *acc, int n, int8_t *y) {\n"
-                   "    const nn_requant_t rq = {.ch = c, .out_zp = zp, .act_min = lo, .act_max = hi};\n"
-                   "    for (int i = 0; i < n; i++) y[i] = nn_out(&rq, 0, acc[i]);\n}\n")
+                   "    const nn_requant_t rq = {.out_zp = zp, .act_min = lo, .act_max = hi};\n"
+                   "    for (int i = 0; i < n; i++) y[i] = nn_out(&rq, c, acc[i]);\n}\n")
     lib = tmp_path / "out.so"
     subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", f"-I{NN_DIR}",
                     str(src), str(NN_DIR / "nn_requant.c"), "-o", str(lib)], check=True)
@@ -92,26 +92,30 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
     i32 = ctypes.c_int32
     so.run.argtypes = [ctypes.c_void_p, i32, i32, i32, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     rng = np.random.default_rng(2)
-    short = long = 0
+    short = long = partial = 0
     for i in range(400):
         mult, shift = quantize_multiplier(float(2.0 ** rng.uniform(-24, 3 if i % 10 == 0 else -0.5)))
         zp = int(rng.integers(-128, 128))
         lo = int(rng.choice([-128, zp, max(-128, zp - 3)]))
         hi = int(rng.choice([127, min(127, zp + int(rng.integers(1, 200)))]))
-        rec = channel_requant(mult, shift, zp, lo, hi)
+        bias = int(rng.choice([0, int(rng.integers(-2**20, 2**20))]))   # the record reads acc - bias
+        rec = channel_requant(mult, shift, zp, lo, hi, bias)
         short += rec[1] > 0
-        long += rec[1] == 0 and not is_generic(rec)
+        long += rec[1] == 0 and rec[6] > 0 and not is_generic(rec)
+        partial += 0 < rec[1] < rec[6]
         t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
         inner = rng.integers(max(t_lo, -2**31), min(t_hi, 2**31 - 1) + 1, 300) if t_lo <= t_hi else []
-        edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1]
-        accs = np.clip(np.concatenate([inner, edges, rng.integers(-2**31, 2**31, 50),
-                                       rng.integers(-5000, 5000, 100)]), -2**31, 2**31 - 1).astype(np.int32)
+        edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1,
+                 t_lo + rec[1] - 1, t_lo + rec[1]]
+        accs = np.clip(np.concatenate([inner, edges, rng.integers(-2**31, 2**31, 50), rng.integers(-5000, 5000, 100)]),
+                       -2**31 + max(bias, 0), 2**31 - 1 + min(bias, 0))   # sums without the bias fit int32
+        words, sums = np.array(rec, np.int64).astype(np.uint32), (accs - bias).astype(np.int32)  # alive across run
         y = np.zeros(len(accs), np.int8)
-        so.run(np.array(rec, np.int64).astype(np.uint32).ctypes.data, zp, lo, hi, accs.ctypes.data, len(accs),
-               y.ctypes.data)
+        so.run(words.ctypes.data, zp, lo, hi, sums.ctypes.data, len(accs), y.ctypes.data)
         want = [requantize(int(a), mult, shift, zp, lo, hi) for a in accs]
-        assert y.tolist() == want, (mult, shift, zp, lo, hi)
-    assert short > 100 and long > 100, f"{short} short and {long} long records: a path was hardly tested"
+        assert y.tolist() == want, (mult, shift, zp, lo, hi, bias)
+    assert short > 100 and long > 100 and partial > 20, \
+        f"{short} short ({partial} with a shorter fast part) and {long} long records: a path was hardly tested"
 
 
 def test_clamp_thresholds_are_exact():

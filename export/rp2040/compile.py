@@ -21,7 +21,7 @@ from .plan import plan
 
 _STRUCT = {"conv2d": "nn_conv_t", "dwconv": "nn_dwconv_t", "pointwise": "nn_pointwise_t", "avgpool": "nn_avgpool_t",
            "mean": "nn_mean_t", "softmax": "nn_softmax_t", "add": "nn_add_t"}
-_RQ = ("ch", "out_zp", "act_min", "act_max", "fast")
+_RQ = ("out_zp", "act_min", "act_max", "fast")
 _GEOM = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "pad_top",
          "pad_left", "in_zp")
 
@@ -45,9 +45,6 @@ def _c_value(v) -> str:
     return str(int(v))
 
 
-_RECORDS = {"nn_rqc_t": 7}   # struct arrays: int32 fields per record (all of nn_rqc_t's are 32 bits)
-
-
 # Where the arrays the kernels stream (weights, biases, requantization records, tap offsets) live on the RP2040.
 # "sram": copied there at boot (NN_SRAM in nn.h), no XIP cache misses; "flash": read through the XIP cache.
 PLACEMENTS = ("sram", "flash")
@@ -55,17 +52,13 @@ PLACEMENTS = ("sram", "flash")
 
 def _c_array(name: str, ctype: str, data: np.ndarray, placement: str) -> str:
     where = " NN_SRAM" if placement == "sram" else ""
-    if ctype in _RECORDS:
-        recs = np.asarray(data).reshape(-1, _RECORDS[ctype])
-        rows = ["{" + ", ".join(f"{int(v)}u" if v > 2**31 - 1 else str(int(v)) for v in r) + "}" for r in recs]
-        return f"static const {ctype} {name}[{len(rows)}]{where} = {{\n  " + ",\n  ".join(rows) + "\n};\n"
     flat = [str(int(v)) for v in np.asarray(data).reshape(-1)]
     rows = [", ".join(flat[i:i + 24]) for i in range(0, len(flat), 24)]
     return f"static const {ctype} {name}[{len(flat)}]{where} = {{\n  " + ",\n  ".join(rows) + "\n};\n"
 
 
 def _struct(name: str, step: Step) -> str:
-    has_rq = "ch" in step.arrays                        # per-channel requant lives in .rq
+    has_rq = step.kernel in ("conv2d", "dwconv", "pointwise")   # requantization fields live in .rq
     has_g = step.kernel in ("conv2d", "dwconv")          # window geometry lives in .g
     parts, rq, geom = [], [], []
     for k, v in step.fields.items():
@@ -123,7 +116,7 @@ def compile_graph(graph: tflite_graph.Graph, class_names: list[str] | None = Non
         name = f"L{i}_{st.kernel}"
         for k, (ctype, arr) in st.arrays.items():
             consts.append(_c_array(f"{name}_{k}", ctype, arr, placement))
-            flash += 4 * arr.size if ctype in _RECORDS else arr.nbytes
+            flash += arr.nbytes
         consts.append(_struct(name, st))
         args = ", ".join(where(t) for t in st.inputs)
         calls.append(f"    nn_{st.kernel}(&{name}, {args}, {where(st.output)});")

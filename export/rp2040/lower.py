@@ -33,7 +33,8 @@ def _per_channel(arr: np.ndarray, n: int) -> np.ndarray:
 
 
 def _requant(g: Graph, op, w: Tensor, bias_idx: int | None, n_out: int, in_zp: int,
-             w_sum: np.ndarray) -> tuple[dict, np.ndarray, dict]:
+             w_sum: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The layer's requantization fields and its channels' nn_rqc_t records, the folded biases inside them."""
     s_in, _ = _one(g.tensors[op.inputs[0]], op.kind)
     out = g.tensors[op.outputs[0]]
     s_out, z_out = _one(out, op.kind)
@@ -49,9 +50,10 @@ def _requant(g: Graph, op, w: Tensor, bias_idx: int | None, n_out: int, in_zp: i
         raise UserError(f"{op.kind}: folded bias overflows int32")
     lo, hi = activation_range(op.options.get("fusedActivationFunction", 0), s_out, z_out)
     fields = {"out_zp": z_out, "act_min": lo, "act_max": hi}
-    records = np.array([channel_requant(m, sh, z_out, lo, hi) for m, sh in zip(mults, shifts)], np.int64)
+    records = np.array([channel_requant(m, sh, z_out, lo, hi, int(b)) for m, sh, b in zip(mults, shifts, folded)],
+                       np.int64)
     fields["fast"] = int(not any(is_generic(tuple(r)) for r in records.tolist()))
-    return fields, folded.astype(np.int32), {"ch": ("nn_rqc_t", records)}
+    return fields, records
 
 
 def _same_pad(in_size: int, out_size: int, k: int, stride: int, padding: int) -> int:
@@ -120,28 +122,29 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                 if kh * kw > 49:
                     raise UserError(f"DEPTHWISE_CONV_2D: kernel {kh}x{kw} is larger than the supported 7x7")
                 wt = w.data.reshape(kh * kw, in_c).T.copy()                      # [C][KH*KW]
-                rq_fields, bias, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
-                                                      out_c, z_in, wt.astype(np.int64).sum(1))
+                rq_fields, records = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
+                                              out_c, z_in, wt.astype(np.int64).sum(1))
                 offsets = (np.arange(kh)[:, None] * in_w * in_c + np.arange(kw)[None, :] * in_c).reshape(-1)
                 steps.append(Step("dwconv", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int32_t", _blocks4(wt, bias)),
-                                   "offsets": ("int32_t", offsets.astype(np.int32)), **rq_arrays},
+                                  {"weights": ("int32_t", _blocks4(wt, records, False)),
+                                   "offsets": ("int32_t", offsets.astype(np.int32))},
                                   out_h * out_w * out_c * kh * kw))
                 continue
             w2 = w.data.reshape(out_c, -1)
-            rq_fields, bias, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
-                                                  out_c, z_in, w2.astype(np.int64).sum(1))
+            rq_fields, records = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
+                                          out_c, z_in, w2.astype(np.int64).sum(1))
             macs = out_h * out_w * out_c * kh * kw * in_c
             if kh == kw == 1 and sh == sw == 1 and pad_top == pad_left == 0 and (in_h, in_w) == (out_h, out_w):
-                steps.append(_pointwise(step_in, op.outputs[0], out_h * out_w, in_c, out_c, w2, bias, rq_fields,
-                                        rq_arrays, macs))
+                steps.append(_pointwise(step_in, op.outputs[0], out_h * out_w, in_c, out_c, w2, records, rq_fields,
+                                        macs))
             else:
                 # byte offset of every (ky, kx, c) tap from the window origin, in weight order
                 offsets = (np.arange(kh)[:, None, None] * in_w * in_c + np.arange(kw)[None, :, None] * in_c
                            + np.arange(in_c)[None, None, :]).reshape(-1).astype(np.int32)
+                rq_fields["fast"] &= int(_pairs_fit(w2))
                 steps.append(Step("conv2d", step_in, op.outputs[0], {**geom, **rq_fields},
-                                  {"weights": ("int32_t", _blocks4(w2, bias)), "offsets": ("int32_t", offsets),
-                                   **rq_arrays}, macs))
+                                  {"weights": ("int32_t", _blocks4(w2, records, True)),
+                                   "offsets": ("int32_t", offsets)}, macs))
         elif op.kind == "FULLY_CONNECTED":
             w = ins[1]
             if op.options.get("weightsFormat", 0) != 0:
@@ -149,9 +152,9 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
             out_c, in_c = w.shape
             rows = x.size // in_c
             w2 = w.data.reshape(out_c, in_c)
-            rq_fields, bias, rq_arrays = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
-                                                  out_c, z_in, w2.astype(np.int64).sum(1))
-            steps.append(_pointwise(step_in, op.outputs[0], rows, in_c, out_c, w2, bias, rq_fields, rq_arrays,
+            rq_fields, records = _requant(g, op, w, op.inputs[2] if len(op.inputs) > 2 else None,
+                                          out_c, z_in, w2.astype(np.int64).sum(1))
+            steps.append(_pointwise(step_in, op.outputs[0], rows, in_c, out_c, w2, records, rq_fields,
                                     rows * in_c * out_c))
         elif op.kind == "AVERAGE_POOL_2D":
             if _one(out, op.kind) != (s_in, z_in):
@@ -201,16 +204,38 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
     return steps, alias
 
 
-def _blocks4(w2: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """[out_c][n] int8 and [out_c] folded biases -> int32 [ceil(out_c/4)][1 + n][4], zero-padded: each block of 4
-    channels starts with their biases, then the 4 weights of each tap, the layout nn_blocks streams through."""
+def _blocks4(w2: np.ndarray, records: np.ndarray, packed: bool) -> np.ndarray:
+    """[out_c][n] int8 weights and [out_c][8] nn_rqc_t records -> the int32 stream nn_blocks reads, in blocks of 4
+    channels (zero-padded, firmware/nn/nn.h): the block's weights, then its 4 records. Depthwise (not packed): the 4
+    weights of each tap. Packed: taps 2k and 2k+1 in 4 words, w_a + 2^16 w_b of channels a, b = 0, 1 for each tap,
+    then of channels 2, 3; an odd last tap in 4 plain words."""
     out_c, n = w2.shape
-    pad = np.zeros((-(-out_c // 4) * 4, 1 + n), np.int32)
-    pad[:out_c, 0] = bias
-    pad[:out_c, 1:] = w2
-    return pad.reshape(-1, 4, 1 + n).transpose(0, 2, 1).reshape(-1)
+    blocks = -(-out_c // 4)
+    w = np.zeros((blocks * 4, n), np.int64)
+    w[:out_c] = w2
+    rec = np.zeros((blocks * 4, 8), np.int64)
+    rec[:out_c] = records
+    taps = w.reshape(blocks, 4, n).transpose(0, 2, 1)                     # [block][tap][channel]
+    body = taps.reshape(blocks, 4 * n)
+    if packed:
+        pairs = taps[:, :n - n % 2].reshape(blocks, n // 2, 2, 4)          # [block][pair][tap of the pair][channel]
+        words = pairs[..., 0::2] + 65536 * pairs[..., 1::2]                # [block][pair][tap][channels 01, 23]
+        odd = taps[:, n - n % 2:].reshape(blocks, -1)                     # an odd last tap, plain
+        body = np.concatenate([words.transpose(0, 1, 3, 2).reshape(blocks, -1), odd], axis=1)
+    stream = np.concatenate([body, rec.reshape(blocks, 32)], axis=1).reshape(-1)
+    return ((stream + 2**31) % 2**32 - 2**31).astype(np.int32)   # the records' uint32 words as int32
 
 
-def _pointwise(step_in, out_idx, pixels, in_c, out_c, w2, bias, rq_fields, rq_arrays, macs) -> Step:
+def _pairs_fit(w2: np.ndarray) -> bool:
+    """nn_blocks sums a packed tap pair's two products per channel in a 16-bit half: with |x| <= 128,
+    |w(2k)| + |w(2k+1)| <= 255 keeps x0*w(2k) + x1*w(2k+1) within (-2^15, 2^15). TFLite's int8 weights are
+    [-127, 127], which always fit; a pair of -128s would not."""
+    a = np.abs(w2.astype(np.int64))
+    n = a.shape[1] - a.shape[1] % 2
+    return bool(np.all(a[:, 0:n:2] + a[:, 1:n:2] <= 255))
+
+
+def _pointwise(step_in, out_idx, pixels, in_c, out_c, w2, records, rq_fields, macs) -> Step:
+    rq_fields["fast"] &= int(_pairs_fit(w2))
     return Step("pointwise", step_in, out_idx, dict(pixels=pixels, in_c=in_c, out_c=out_c, **rq_fields),
-                {"weights": ("int32_t", _blocks4(w2, bias)), **rq_arrays}, macs)
+                {"weights": ("int32_t", _blocks4(w2, records, True))}, macs)

@@ -99,45 +99,54 @@ def clamp_thresholds(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[
     return min(t_lo, i32_max), max(t_hi, i32_min)
 
 
-def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[int, ...]:
-    """The nn_rqc_t record (lo, range, w0..w4) of one output channel, see firmware/nn/nn.h.
+def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int, bias: int = 0) -> tuple[int, ...]:
+    """The nn_rqc_t record (lo, fast, w0..w3, range, w4) of one output channel whose accumulator is `bias` plus the
+    sum nn_blocks computes, see firmware/nn/nn.h: every constant refers to that sum, acc - bias.
 
     For a right shift r >= 1 (S = 31 + r), TFLite's two roundings collapse into one floor (nn_requant):
     q(acc) = floor((acc*mult + E) / 2^S) for acc >= 0 and the same less 2^31 inside the floor for acc < 0,
-    E = 2^30 + 2^(30+r). Over the unsaturated range [t_lo, t_hi] (clamp_thresholds) no clamp is needed and,
-    with d = acc - t_lo >= 0, q + zp + 256 = floor((d*mult + k) / 2^S), k = t_lo*mult + E + (zp + 256)*2^S:
-    the +256 keeps the floor positive and the int8 output is its low byte.
+    E = 2^30 + 2^(30+r). Over the unsaturated range [t_lo, t_hi] (clamp_thresholds, `range` accumulators) no clamp
+    is needed and, with d = acc - t_lo >= 0, q + zp + 256 = floor((d*mult + k) / 2^S),
+    k = t_lo*mult + E + (zp + 256)*2^S: the +256 keeps the floor positive and the int8 output is its low byte.
+    The record's lo is t_lo - bias, so d is the same for the sum.
 
-    Short record (S - 32 <= 8, range > 0), w0..w4 = ml, mh, klo, khi, khi_neg: scaled by 2^e, e = 8 - (S - 32),
-    that byte is bits 24..31 of s = floor((d*m' + K') / 2^16), m' = mult*2^e, K' = k*2^e, which 32-bit
-    arithmetic gets exactly from the 16-bit halves m' = mh*2^16 + ml, K' = khi*2^16 + klo, d = dh*2^16 + dl:
-    s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi (mod 2^32); dl*ml + klo < 2^32 is the only sum that must
-    not wrap. For acc < 0, k is 2^31 less: khi_neg = khi - 2^(15+e).
-    Long record (range 0), w0..w4 = the range, mult, k mod 2^32, k >> 32, S - 32: the byte is bits S..S+7 of the
-    64-bit d*mult + k. Channels that need the generic path (left shift, r = 0, huge ranges) have lo = INT32_MIN
-    and w0..w4 = 0, mult, shift, 0, -1."""
+    Short record (S - 32 <= 8), w0..w3 = ml, mh, klo, khi_fast, w4 = khi: scaled by 2^e, e = 8 - (S - 32), that
+    byte is bits 24..31 of s = floor((d*m' + K') / 2^16), m' = mult*2^e = mh*2^16 + ml, K' = k*2^e = khi*2^16 + klo.
+    While d*ml + klo < 2^32 two 32-bit multiplies give it, s = d*mh + ((d*ml + klo) >> 16) + khi (mod 2^32): the
+    first `fast` accumulators of the range take that path. Beyond them, d = dh*2^16 + dl and
+    s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi, where only dl*ml + klo < 2^32 must not wrap. For acc < 0, k is
+    2^31 less: a range that starts below zero keeps its fast part there, with khi_fast = khi - 2^(15+e) (otherwise
+    khi_fast = khi), and takes a long record if the fast part ends before zero.
+    Long record (fast 0), w0..w3 = mult, k mod 2^32, k >> 32, S - 32, w4 = max(-t_lo, 0) (d < w4: acc < 0, k less
+    2^31): the byte is bits S..S+7 of the 64-bit d*mult + k. A channel with an empty range is all zeros but lo
+    (every acc >= t_lo saturates to act_max). Channels that need the generic path (left shift, r = 0, huge ranges)
+    have lo = INT32_MIN, fast 0 and w0..w3 = mult, shift, bias, -1."""
     t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
     r = -shift
     rng = max(t_hi - t_lo + 1, 0)
-    generic = -2**31, 0, 0, mult, shift % 2**32, 0, 2**32 - 1
-    if shift > 0 or r < 1 or rng >= 2**31:
+    generic = -2**31, 0, mult, shift % 2**32, bias % 2**32, 2**32 - 1, 0, 0
+    if shift > 0 or r < 1 or rng >= 2**31 or not -2**31 <= t_lo - bias < 2**31:
         return generic
     if rng and not lo < requantize(t_lo, mult, shift, zp, lo, hi) <= requantize(t_hi, mult, shift, zp, lo, hi) < hi:
         return generic    # the thresholds were clipped to int32: the range's ends saturate
     if not rng:
-        return t_lo, 0, 0, 0, 0, 0, 0
+        return t_lo - bias, 0, 0, 0, 0, 0, 0, 0
     s = 31 + r
     k = t_lo * mult + (1 << 30) + (1 << (30 + r)) + (zp + 256) * (1 << s)
     if s - 32 <= 8:
         e = 8 - (s - 32)
-        m, k = mult << e, k << e
-        khi = (k >> 16) % 2**32
-        return t_lo, rng, m & 0xFFFF, (m >> 16) % 2**32, k & 0xFFFF, khi, (khi - (1 << (15 + e))) % 2**32
+        m, kk = mult << e, k << e
+        ml, mh, klo, khi = m & 0xFFFF, (m >> 16) % 2**32, kk & 0xFFFF, (kk >> 16) % 2**32
+        fast = min(rng, (2**32 - 1 - klo) // ml + 1 if ml else rng)   # d*ml + klo < 2^32 for every d < fast
+        if t_lo >= 0:
+            return t_lo - bias, fast, ml, mh, klo, khi, rng, khi
+        if fast >= min(-t_lo, rng):
+            return t_lo - bias, min(-t_lo, rng), ml, mh, klo, (khi - (1 << (15 + e))) % 2**32, rng, khi
     if k < 0 or k + (rng - 1) * mult >= 2**64:
         return generic
-    return t_lo, 0, rng, mult, k % 2**32, k >> 32, s - 32
+    return t_lo - bias, 0, mult, k % 2**32, k >> 32, s - 32, rng, max(-t_lo, 0)
 
 
 def is_generic(record: tuple[int, ...]) -> bool:
     """A channel nn_blocks cannot requantize (its layer runs the C kernels)."""
-    return record[1] == 0 and record[6] == 2**32 - 1
+    return record[1] == 0 and record[5] == 2**32 - 1

@@ -18,26 +18,27 @@
 #endif
 
 /* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (quant.channel_requant
- * explains the fields). A short record (range > 0) saturates acc outside [lo, lo + range); inside, with
- * d = acc - lo and w0..w4 = ml, mh, klo, khi, khi_neg, out = (int8)(s >> 24),
- * s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + khi in uint32 arithmetic, khi_neg instead of khi
- * when acc < 0 (TFLite rounds negative ties the other way). A long record (range 0, for right shifts the short
- * one cannot hold) saturates acc < lo to act_min; w0..w4 = range, m, k_lo, k_hi, sh: acc beyond the range goes to
- * act_max, else out = (int8)(((d*m + k) >> 32) >> sh), k = k_hi:k_lo less 2^31 when acc < 0. sh = -1 (with
- * lo = INT32_MIN) marks a channel that needs the generic MultiplyByQuantizedMultiplier (mult in w1, shift in
- * w2). */
+ * explains the fields). It reads the channel's sum without its bias (the folded bias bias - zp_in * sum(w) is
+ * inside lo and the generic path's w2): acc < lo saturates to act_min. With d = acc - lo (uint32): a short record
+ * (fast > 0), w0..w3 = ml, mh, klo, khi_fast, takes d < fast with two multiplies, out = (int8)(s >> 24),
+ * s = d*mh + ((d*ml + klo) >> 16) + khi_fast in uint32 arithmetic; fast <= d < range with three,
+ * s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + w4. A long record (fast 0, range > 0, for right
+ * shifts the short one cannot hold), w0..w3 = m, k_lo, k_hi, sh: out = (int8)(((d*m + k) >> 32) >> sh),
+ * k = k_hi:k_lo less 2^31 when d < w4 (TFLite rounds negative ties the other way). d >= range saturates to
+ * act_max. w3 = -1 with fast 0 (lo = INT32_MIN) marks a channel that needs the generic
+ * MultiplyByQuantizedMultiplier (mult, shift, bias in w0..w2). */
 typedef struct {
     int32_t lo;
+    uint32_t fast;
+    uint32_t w0, w1, w2, w3;
     uint32_t range;
-    uint32_t w0, w1, w2, w3, w4;
+    uint32_t w4;
 } nn_rqc_t;
 
-/* Per-output-channel requantization: acc -> MultiplyByQuantizedMultiplier(acc, mult, shift) + zp, clamped.
- * The biases, with the input zero point folded in (bias - zp_in * sum(w)), lead each block of the weights. */
+/* Requantization shared by a layer's channels; the per-channel records follow each block's weights. */
 typedef struct {
-    const nn_rqc_t *ch;
     int32_t out_zp, act_min, act_max;
-    int32_t fast;         /* no channel needs the generic path */
+    int32_t fast;         /* nn_blocks runs the layer: no channel needs the generic path, packed pairs fit */
 } nn_requant_t;
 
 /* CONV_2D and DEPTHWISE_CONV_2D geometry. Padding taps read as the input zero point, so the folded bias
@@ -48,9 +49,13 @@ typedef struct {
     int32_t in_zp;
 } nn_geom_t;
 
-/* CONV_2D. Weights widened to int32 and grouped by 4 output channels: [ceil(out_c/4)][1 + k_h*k_w*in_c][4]
- * (zero-padded), each block the 4 channels' biases and then their weights tap by tap, the layout nn_blocks
- * streams through. */
+/* Weights of CONV_2D, DEPTHWISE_CONV_2D, 1x1 convolutions and FULLY_CONNECTED: int32 words grouped by 4 output
+ * channels (zero-padded), the stream nn_blocks reads: each block the 4 channels' weights, then their 4 nn_rqc_t
+ * records. Depthwise: the 4 weights of each tap (4 * taps words). The others pack two taps of two channels a word:
+ * taps 2k and 2k+1 in 4 words, w_0 + 2^16 w_1 at tap 2k, at tap 2k+1, then w_2 + 2^16 w_3 at both; an odd last
+ * tap in 4 plain words (4 * ceil(taps / 2) words). One multiply by an input then gives two channels' products. */
+
+/* CONV_2D. */
 typedef struct {
     nn_geom_t g;
     const int32_t *weights;
@@ -58,8 +63,7 @@ typedef struct {
     nn_requant_t rq;
 } nn_conv_t;
 
-/* 1x1 stride-1 CONV_2D and FULLY_CONNECTED: out[p][o] = requant(bias[o] + sum_k in[p][k] * w[o][k]).
- * Weights int32 [ceil(out_c/4)][1 + in_c][4] (zero-padded), biases first in each block. */
+/* 1x1 stride-1 CONV_2D and FULLY_CONNECTED: out[p][o] = requant(bias[o] + sum_k in[p][k] * w[o][k]), in_c taps. */
 typedef struct {
     int32_t pixels;
     int16_t in_c, out_c;
@@ -67,9 +71,7 @@ typedef struct {
     nn_requant_t rq;
 } nn_pointwise_t;
 
-/* DEPTHWISE_CONV_2D, depth multiplier 1, kernels up to NN_DW_MAX_TAPS taps. Weights widened to int32 and
- * grouped by 4 channels: [ceil(C/4)][1 + k_h*k_w][4] (zero-padded), biases first in each block, the layout
- * nn_blocks streams through. */
+/* DEPTHWISE_CONV_2D, depth multiplier 1, kernels up to NN_DW_MAX_TAPS taps (k_h*k_w per channel). */
 typedef struct {
     nn_geom_t g;
     const int32_t *weights;

@@ -5,18 +5,18 @@
 #include "nn_fixed.h"
 
 /* Window crossing the border: valid taps accumulate, padded taps add zero_point * weights. */
-static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, const int32_t *w, int32_t acc[4]) {
+static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, const int32_t *block, int32_t acc[4]) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c;
-    for (int ky = 0; ky < g->k_h; ky++) {
+    const int32_t n = g->k_h * g->k_w * C;
+    for (int ky = 0, t = 0; ky < g->k_h; ky++) {
         const int iy = iy0 + ky;
-        for (int kx = 0; kx < g->k_w; kx++, w += 4 * C) {
+        for (int kx = 0; kx < g->k_w; kx++) {
             const int ix = ix0 + kx;
-            if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) {
-                nn_dot4(in + (iy * g->in_w + ix) * C, w, C, acc);
-            } else {
-                for (int c = 0; c < C; c++)
-                    for (int j = 0; j < 4; j++) acc[j] += g->in_zp * w[4 * c + j];
+            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+            for (int c = 0; c < C; c++, t++) {
+                const int32_t u = inside ? in[(iy * g->in_w + ix) * C + c] : g->in_zp;
+                for (int j = 0; j < 4; j++) acc[j] += u * nn_wtap(block, n, t, j);
             }
         }
     }
@@ -35,6 +35,22 @@ static int interior_run(const nn_geom_t *g, int ox) {
 /* Border windows point their padded taps at a row of zero points, so nn_blocks needs no bounds checks. */
 static int8_t zp_row[DW_MAX_C] __attribute__((aligned(4)));
 
+/* A border window of a 3x3 convolution over 3 channels (an RGB stem), zero points where it is padded, in rows of
+ * WIN9_ROW bytes that nn_blocks' unrolled loop reads like an interior window's. */
+#define WIN9_ROW 10
+static int8_t win9[3 * WIN9_ROW] __attribute__((aligned(4)));
+
+static void border_window9(const nn_geom_t *g, const int8_t *in, int iy0, int ix0) {
+    for (int ky = 0; ky < 3; ky++) {
+        for (int kx = 0; kx < 3; kx++) {
+            const int iy = iy0 + ky, ix = ix0 + kx;
+            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+            for (int c = 0; c < 3; c++)
+                win9[ky * WIN9_ROW + kx * 3 + c] = inside ? in[(iy * g->in_w + ix) * 3 + c] : (int8_t)g->in_zp;
+        }
+    }
+}
+
 /* The taps of a border window as offsets from its origin `base`: padded taps land in zp_row. */
 static void border_offsets(const nn_geom_t *g, const int32_t *offsets, int per_tap, int iy0, int ix0,
                            uintptr_t base, int32_t *off) {
@@ -51,12 +67,12 @@ static void border_offsets(const nn_geom_t *g, const int32_t *offsets, int per_t
 void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, OC = g->out_c;
-    const int32_t taps = g->k_h * g->k_w * C, block = (1 + taps) * 4;
+    const int32_t taps = g->k_h * g->k_w * C, block = NN_PACKED_WORDS(taps) + 32;
 #if defined(__ARM_ARCH_6M__)
-    nn_blocks_t b = {p->weights, p->rq.ch, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0, 1,
-                     g->stride_w * C, 0};
+    nn_blocks_t b = {p->weights, p->offsets, taps, OC, p->rq.act_min, p->rq.act_max, 0, 1, g->stride_w * C, 0};
     /* nn_blocks reads a 3x3x3 window's rows two bytes at a time: every window must start at an even address */
-    const int32_t row9 = g->k_h == 3 && g->k_w * C == 9 && g->in_w * C % 2 == 0 && b.x_step % 2 == 0 ? g->in_w * C : 0;
+    const int win9_fits = g->k_h == 3 && g->k_w * C == 9;
+    const int32_t row9 = win9_fits && g->in_w * C % 2 == 0 && b.x_step % 2 == 0 ? g->in_w * C : 0;
     int32_t off[CONV_MAX_TAPS];
     const int border_fast = p->rq.fast && taps <= CONV_MAX_TAPS;
     zp_row[0] = (int8_t)g->in_zp;
@@ -79,6 +95,13 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
                 out += (run - 1) * OC;
                 continue;
             }
+            if (border_fast && win9_fits) {
+                border_window9(g, in, iy0, ix0);
+                b.pixels = 1;
+                b.row = WIN9_ROW;
+                nn_blocks(&b, win9, out);
+                continue;
+            }
             if (border_fast) {
                 const uintptr_t origin = (uintptr_t)in + (uintptr_t)(intptr_t)((iy0 * g->in_w + ix0) * C);
                 border_offsets(g, p->offsets, C, iy0, ix0, origin, off);
@@ -91,13 +114,13 @@ void nn_conv2d(const nn_conv_t *p, const int8_t *in, int8_t *out) {
 #endif
             const int32_t *w = p->weights;
             for (int o = 0; o < OC; o += 4, w += block) {
-                int32_t acc[4] = {w[0], w[1], w[2], w[3]};
+                int32_t acc[4] = {0, 0, 0, 0};
                 if (interior) {
-                    nn_dot4_tab(base, p->offsets, taps, w + 4, acc);
+                    nn_dot4(base, p->offsets, taps, w, acc);
                 } else {
-                    conv_border(p, in, iy0, ix0, w + 4, acc);
+                    conv_border(p, in, iy0, ix0, w, acc);
                 }
-                nn_store4(&p->rq, o, acc, OC - o < 4 ? OC - o : 4, out);
+                nn_store4(&p->rq, nn_records(w, NN_PACKED_WORDS(taps)), acc, OC - o < 4 ? OC - o : 4, out + o);
             }
         }
     }
@@ -108,9 +131,8 @@ static void dw_pixel(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, i
     const nn_geom_t *g = &p->g;
     const int C = g->in_c, T = g->k_h * g->k_w;
     for (int c = 0; c < C; c++) {
-        const int32_t *w = p->weights + (c / 4) * (1 + T) * 4 + c % 4;
-        int32_t acc = *w;
-        w += 4;
+        const int32_t *block = p->weights + (c / 4) * (NN_DW_WORDS(T) + 32), *w = block + c % 4;
+        int32_t acc = 0;
         for (int ky = 0, t = 0; ky < g->k_h; ky++) {
             const int iy = iy0 + ky;
             for (int kx = 0; kx < g->k_w; kx++, t++) {
@@ -119,7 +141,7 @@ static void dw_pixel(const nn_dwconv_t *p, const int8_t *in, int iy0, int ix0, i
                 acc += (inside ? in[(iy * g->in_w + ix) * C + c] : g->in_zp) * w[4 * t];
             }
         }
-        out[c] = nn_out(&p->rq, c, acc);
+        out[c] = nn_out(&p->rq, nn_records(block, NN_DW_WORDS(T)) + c % 4, acc);
     }
 }
 
@@ -129,8 +151,7 @@ void nn_dwconv(const nn_dwconv_t *p, const int8_t *in, int8_t *out) {
 #if defined(__ARM_ARCH_6M__)
     const int T = g->k_h * g->k_w;
     const int fast = p->rq.fast && C % 4 == 0 && C <= DW_MAX_C;
-    nn_blocks_t b = {p->weights, p->rq.ch, p->offsets, T, C, p->rq.act_min, p->rq.act_max, 1, 1,
-                     g->stride_w * C, 0};
+    nn_blocks_t b = {p->weights, p->offsets, T, C, p->rq.act_min, p->rq.act_max, 1, 1, g->stride_w * C, 0};
     int32_t off[NN_DW_MAX_TAPS];
     const int32_t dw3 = g->k_h == 3 && g->k_w == 3 ? (g->in_w - 2) * C : 0;
     for (int c = 0; fast && c < C; c++) zp_row[c] = (int8_t)g->in_zp;

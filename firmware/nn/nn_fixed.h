@@ -70,27 +70,36 @@ static inline int8_t nn_clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* A long nn_rqc_t record's channel, acc >= lo (nn_requant.c; rare, so out of nn_out's callers' loops). */
-int8_t nn_out_long(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc);
-
-/* One output channel. Saturated accumulators (half of a ReLU layer's) cost a compare; the others three
- * 32-bit multiplies with a short record, exact over the channel's whole unsaturated range (nn_rqc_t). */
-static inline int8_t nn_out(const nn_requant_t *rq, int o, int32_t acc) {
-    const nn_rqc_t *c = &rq->ch[o];
-    const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
-    if (d < c->range) {
-        const uint32_t t = ((d & 0xffffu) * c->w0 + c->w2) >> 16;
-        const uint32_t s = d * c->w1 + (d >> 16) * c->w0 + t + (acc < 0 ? c->w4 : c->w3);
-        return (int8_t)(uint8_t)(s >> 24);
-    }
-    if (acc < c->lo) return (int8_t)rq->act_min;
-    if (c->range) return (int8_t)rq->act_max;
-    return nn_out_long(rq, c, acc);
+/* The weight words of a block of 4 channels (nn.h) before its records: depthwise, packed (the other layers). */
+#define NN_DW_WORDS(taps) (4 * (taps))
+#define NN_PACKED_WORDS(taps) (4 * (((taps) + 1) / 2))
+static inline const nn_rqc_t *nn_records(const int32_t *block, int32_t words) {
+    return (const nn_rqc_t *)(const void *)(block + words);
 }
 
-/* Requantizes up to 4 accumulators of output channels o..o+n-1 (constant arrays are padded to 4). */
-static inline void nn_store4(const nn_requant_t *rq, int o, const int32_t acc[4], int n, int8_t *y) {
-    for (int j = 0; j < n; j++) y[o + j] = nn_out(rq, o + j, acc[j]);
+/* Channel j's weight at tap t of a packed block of n taps. */
+static inline int32_t nn_wtap(const int32_t *block, int32_t n, int32_t t, int j) {
+    if (t == n - 1 && n % 2) return block[2 * t + j];
+    const int32_t p = block[4 * (t / 2) + 2 * (j / 2) + t % 2];
+    const int32_t lo = (int32_t)(((uint32_t)p & 0xffffu) ^ 0x8000u) - 0x8000;
+    return j % 2 ? (p - lo) / 65536 : lo;
+}
+
+/* nn_out beyond a record's fast range, acc >= lo (nn_requant.c; rare, so out of nn_out's callers' loops). */
+int8_t nn_out_slow(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc);
+
+/* One output channel from its sum without the bias (nn_rqc_t). Accumulators below the range (half of a ReLU
+ * layer's) cost a compare; most of the others two 32-bit multiplies. */
+static inline int8_t nn_out(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc) {
+    if (acc < c->lo) return (int8_t)rq->act_min;
+    const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
+    if (d < c->fast) return (int8_t)(uint8_t)((d * c->w1 + ((d * c->w0 + c->w2) >> 16) + c->w3) >> 24);
+    return nn_out_slow(rq, c, acc);
+}
+
+/* Requantizes up to 4 accumulators of output channels o..o+n-1 into y[0..n-1], records at c. */
+static inline void nn_store4(const nn_requant_t *rq, const nn_rqc_t *c, const int32_t acc[4], int n, int8_t *y) {
+    for (int j = 0; j < n; j++) y[j] = nn_out(rq, c + j, acc[j]);
 }
 
 #endif
