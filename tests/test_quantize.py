@@ -12,8 +12,9 @@ from compress.distill import TrainParams, predict, train_student
 from edgecore.errors import UserError
 from edgecore.io import quiet_fd
 from edgecore.tflite_graph import describe_model
-from compress.quantize import (QuantParams, c_array, check_int8_model, convert, quantize_student,
-                               scale_gap, tensor_scales, tflite_ref_invoke, tflm_arena_bytes, tflm_invoke)
+from edgecore.interpreters import tflite_ref_invoke, tflm_arena_bytes, tflm_invoke
+from compress.quantize import (QuantParams, c_array, check_int8_model, convert, quantize_student, scale_gap,
+                               tensor_scales)
 from edgecore.preprocess import standardize, to_int8 as to_int8_input
 from compress.student import StudentConfig
 
