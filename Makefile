@@ -67,8 +67,10 @@ all: pipeline firmware export bench
 release: setup
 	$(BIN)/python -m compress.release --run $(RUN) $(if $(VERSION),--version $(VERSION))
 
+# Two workers, each taking whole test files (--dist loadfile): a file's module fixtures, its Ray cluster and its
+# firmware builds stay in one process; workers share no folder or port (tmp_path is per worker, servers bind port 0).
 test: setup $(VENV)/.scale-stamp
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e" -n 2 --dist loadfile
 
 test-e2e: setup
 	$(BIN)/python -m pytest -q -m e2e

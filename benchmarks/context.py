@@ -14,6 +14,9 @@ import numpy as np
 
 from edgecore.errors import UserError
 from edgecore.manifest import verify_inputs
+from edgecore.preprocess import to_float_nchw
+from compress.data import load_dataset, split_name
+from export.targets_common import check_outputs, eval_split, load_onnx, nchw_input, ort_outputs, ort_session
 
 from .results import Point, Result, Row, info, measured, not_run
 from edgecore.targets import TargetSpec, runs_on
@@ -61,16 +64,12 @@ class Context:
         """(uint8 NHWC images, int labels, class names) of the test split at this input size."""
         key = ("test", size, self.limit)
         if key not in self.cache:
-            from export.targets_common import eval_split
-
             self.cache[key] = eval_split(self.run_dir, "test", size, self.limit)
         return self.cache[key]
 
     def _dataset(self) -> tuple[dict, int, int]:
         """(source, test images, unlabeled-pool images whose true label is known) of the run's dataset."""
         if "dataset" not in self.cache:
-            from compress.data import load_dataset
-
             ds = load_dataset(self.run_dir)
             pool = ds.split("pool")
             self.cache["dataset"] = (ds.source, len(ds.split("test")), int((ds.pool_labels(pool) >= 0).sum()))
@@ -88,17 +87,12 @@ class Context:
     def test_name(self, n: int | None = None) -> str:
         """The images of an accuracy on n test images (default: the whole split), e.g. 'procedural test split,
         600 images'."""
-        from compress.data import split_name
-
         return split_name(self._dataset()[0], self.test_total if n is None else n, self.test_total)
 
     def float_baseline(self, result: Result) -> float:
         """Accuracy (%) of the float student through onnxruntime: the reference for every drop."""
         path = self.quant_file(FLOAT_ONNX)
         if "float" not in self.cache:
-            from export.targets_common import check_outputs, load_onnx, nchw_input, ort_outputs, ort_session
-            from edgecore.preprocess import to_float_nchw
-
             _, h, w = nchw_input(load_onnx(path))
             x, y, classes = self.test_set((h, w))
             # Every target's accuracy is measured against this one: its outputs must be the dataset's classes.

@@ -7,7 +7,10 @@ import ctypes.util
 import numpy as np
 
 from edgecore import preprocess
+from edgecore.interpreters import tflite_ref_invoke
 from edgecore.tflite_graph import describe_model
+from export.edgetpu import check_rules
+from export.targets_common import median_ms
 
 from . import opcheck
 from .artifacts import export_dir, sidecar
@@ -18,8 +21,6 @@ from .results import Point, Result, check, measured, not_run
 def tflite_accuracy(ctx: Context, path) -> tuple[float, int]:
     """Top-1 accuracy (%) and image count of a full-int8 .tflite on TFLite's reference kernels (int8 NHWC,
     standardize(pixel) - 128); the interpreter becomes ctx.deployed for the shift suite and --eval-data."""
-    from compress.quantize import tflite_ref_invoke
-
     data = path.read_bytes()
     _, h, w, _ = describe_model(data)["inputs"][0]["shape"]
     x, y, _ = ctx.test_set((h, w))
@@ -30,8 +31,6 @@ def tflite_accuracy(ctx: Context, path) -> tuple[float, int]:
 
 def _gate(ctx: Context, result: Result, model) -> bool:
     """The spec's op list and 8-bit rule, then the exporter's finer Edge TPU rules (MEAN depth, shapes...)."""
-    from export.edgetpu import check_rules
-
     ops, wide = opcheck.tflite_inventory(model)
     bad = opcheck.unsupported(ops, ctx.spec.ops.get("allowed", ops))
     note = (f"unsupported: {', '.join(bad)}" if bad else f"all {sum(ops.values())} ops supported") + \
@@ -77,8 +76,6 @@ def measure_edgetpu(ctx: Context, result: Result) -> None:
 def _on_tpu(ctx: Context, result: Result, compiled) -> None:
     """Latency and accuracy on a Coral, through the libedgetpu delegate, when one is attached here."""
     import tensorflow as tf
-
-    from export.targets_common import median_ms
 
     if ctypes.util.find_library("edgetpu") is None:  # checked first: a failed load_delegate spams stderr
         result.rows.append(not_run("latency_ms", "Edge TPU latency", "libedgetpu (the Coral runtime) not installed"))

@@ -5,6 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecore.preprocess import to_float_nchw
+from export import trt_engine
+from export.jetson import to_fp16
+from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session
+
 from . import opcheck
 from .artifacts import export_dir, sidecar
 from .context import QDQ_ONNX, Context, Deployed, drop_row, timing_rows
@@ -26,9 +31,6 @@ def ops_gate(ctx: Context, result: Result, model: Path) -> bool:
 
 def _accuracy(ctx: Context, model, runtime: str, reference: bool = False) -> tuple[float, np.ndarray, int]:
     """Test accuracy through onnxruntime; the session becomes ctx.deployed for the shift suite and --eval-data."""
-    from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session
-    from edgecore.preprocess import to_float_nchw
-
     proto = load_onnx(model) if isinstance(model, Path) else model
     _, h, w = nchw_input(proto)
     x, y, _ = ctx.test_set((h, w))
@@ -54,8 +56,6 @@ def measure_onnxruntime(ctx: Context, result: Result) -> None:
 
 
 def measure_tensorrt(ctx: Context, result: Result) -> None:
-    from export import trt_engine
-
     folder = export_dir(ctx.run_dir, ctx.spec)
     meta = sidecar(folder)
     model = folder / meta["model"]
@@ -67,9 +67,6 @@ def measure_tensorrt(ctx: Context, result: Result) -> None:
     result.rows.append(measured("model_bytes", f"ONNX handed to TensorRT ({model.name})", size, "B",
                                 "the engine is built from it on the device"))
     if precision == "fp16":
-        from export.jetson import to_fp16
-        from export.targets_common import load_onnx
-
         checked, how = to_fp16(load_onnx(model)), "onnxruntime, weights+activations cast to FP16"
     else:
         checked, how = model, "onnxruntime CPU, same Q/DQ graph, unfused like TensorRT's int32 sums"

@@ -13,9 +13,14 @@ import numpy as np
 
 from edgecore import preprocess, tflite_graph
 from edgecore.errors import UserError
+from edgecore.interpreters import tflm_arena_bytes, tflm_invoke
 from edgecore.io import read_json, sha256_file
 from edgecore.tflite_graph import describe_model
+from export.rp2040.boot2 import BOOT2_MODES
 from export.rp2040.elfsize import firmware_memory, object_footprint
+from export.rp2040.emulator import emulator, emulator_missing
+from export.rp2040.uf2 import read_uf2
+from export.rp2040.xip import describe, estimate, xip_profile
 
 from . import opcheck
 from .artifacts import REPO_ROOT
@@ -49,8 +54,6 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def _tflm(ctx: Context, result: Result, data: bytes, xq: np.ndarray, y, float_acc: float, size: int) -> np.ndarray:
-    from compress.quantize import tflm_arena_bytes, tflm_invoke
-
     out = tflm_invoke(data, xq, progress=sys.stderr.isatty())
     ctx.deployed = Deployed("TFLite-Micro", xq.shape[1:3],
                             lambda imgs: tflm_invoke(data, preprocess.to_int8(imgs)).argmax(1), out.argmax(1))
@@ -132,8 +135,6 @@ def firmware_files(ctx: Context, model: Path) -> tuple[Path, Path] | str:
 
 
 def _memory(result: Result, uf2: Path, elf: Path) -> None:
-    from export.rp2040.uf2 import read_uf2
-
     mem = firmware_memory(elf)
     blocks = read_uf2(uf2.read_bytes())
     sections = ", ".join(f"{k} {v:,}" for k, v in mem["flash_sections"].items())
@@ -179,7 +180,6 @@ def _latency(ctx: Context, result: Result, cycles: list[int], label: str, note: 
 
 
 def _emulate(ctx: Context, result: Result, uf2: Path, xq, host_out) -> None:
-    from export.rp2040.emulator import emulator, emulator_missing
     from export.rp2040.serial_client import Client
 
     why = emulator_missing()
@@ -208,10 +208,6 @@ def _emulate(ctx: Context, result: Result, uf2: Path, xq, host_out) -> None:
 
 def _xip_model(ctx, result: Result, uf2: Path, elf: Path) -> None:
     """Estimated silicon latency for each boot2: emulated cycles plus modelled XIP cache misses (a model)."""
-    from export.rp2040.boot2 import BOOT2_MODES
-    from export.rp2040.emulator import emulator_missing
-    from export.rp2040.xip import describe, estimate, xip_profile
-
     why = emulator_missing()
     if why:
         result.rows.append(not_run("xip_model", "estimated silicon latency (XIP model)", why))

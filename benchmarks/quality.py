@@ -10,6 +10,8 @@ import numpy as np
 
 from edgecore.io import read_json
 from compress.shifts import SUITE, apply_shift
+from edgecore.preprocess import to_float_nchw
+from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session
 
 from .context import FLOAT_ONNX, Context
 from .results import Result, Row, info, measured, not_run
@@ -116,9 +118,6 @@ def shift_suite(ctx: Context, key: str, x: np.ndarray, y: np.ndarray, clean_pred
 
 
 def _float_accuracy(ctx: Context, x_at, y) -> float:
-    from export.targets_common import load_onnx, nchw_input, ort_outputs, ort_session
-    from edgecore.preprocess import to_float_nchw
-
     path = ctx.quant_file(FLOAT_ONNX)
     proto = load_onnx(path)
     _, h, w = nchw_input(proto)

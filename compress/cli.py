@@ -10,6 +10,7 @@ from pathlib import Path
 from edgecore.errors import one_line_errors
 from edgecore.manifest import run_lock
 from edgecore.summary import summary_table
+from export import ExportConfig, export_target
 
 # Stage name -> (module, one-line help). Modules are imported only when their stage is used,
 # so `--help` and light stages do not pay for torch/tensorflow start-up.
@@ -59,8 +60,6 @@ def _build_parser(stage: str | None) -> argparse.ArgumentParser:
 
 
 def _run_export(args) -> dict:
-    from export import ExportConfig, export_target
-
     return export_target(args.run, ExportConfig(target=args.target, seed=args.seed))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from edgecore.io import ensure_dir
+from .data import load_images
 
 DECODE_BATCH = 256  # images decoded (and held) at once while the file is written
 
@@ -28,8 +29,6 @@ class DiskImages:
     @classmethod
     def decode(cls, run_dir, items: list[dict], size: int | tuple[int, int], folder) -> "DiskImages":
         """Decode `items` with compress.data.load_images (the same pixels) into a temp file in `folder`."""
-        from .data import load_images
-
         h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         f = tempfile.TemporaryFile(dir=ensure_dir(Path(folder)), prefix=".images-")
         try:

@@ -7,7 +7,6 @@ learned ranges in and litert-torch writes the .tflite. The activation scales QAT
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,9 +19,13 @@ from tqdm import tqdm
 
 from . import pt2e_int8
 from .camera import DEFAULT_STRENGTH
+from .data import load_dataset, split_name
+from .distill import (kd_training_set, load_float, load_split, load_teacher, predict, set_determinism, to_input,
+                      train_input)
 from edgecore import preprocess
 from edgecore.config import from_args
 from edgecore.errors import UserError
+from edgecore.interpreters import tflite_ref_invoke, tflm_arena_bytes, tflm_invoke
 from edgecore.io import (atomic_path, ensure_dir, quiet_fd, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic,
                  write_text_atomic)
 from edgecore.manifest import record_stage, verify_inputs
@@ -33,7 +36,6 @@ from .student import fold_bn
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ALLOWED_OPS = set(SUPPORTED)  # the ops the RP2040 compiler lowers to firmware/nn kernels: the narrowest runtime
-DEFAULT_ARENA = 1 << 20  # generous arena for running; the real need is measured by tflm_arena_bytes
 
 
 # ---- quantization-aware fine-tune (torchao PT2E) and conversion (litert-torch) ----
@@ -64,8 +66,6 @@ def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.n
                      params: QuantParams, seed: int, log=print):
     """Fold BN, then either QAT (params.qat_epochs > 0: observers start from `calib`, track ranges for one epoch,
     then freeze while the weights adapt) or post-training calibration on `calib`. Returns the prepared graph."""
-    from .distill import set_determinism, to_input, train_input
-
     set_determinism(seed, params.threads)
     prepared = pt2e_int8.prepare(fold_bn(student), student.cfg.input_size, qat=params.qat_epochs > 0)
     with torch.no_grad():
@@ -143,58 +143,6 @@ def check_int8_model(tflite_bytes: bytes) -> dict:
     if problems:
         raise RuntimeError("INT8 conversion broke the contract: " + "; ".join(problems))
     return d
-
-
-# ---- running the model: TFLite-Micro and the tf.lite reference kernels ----
-
-def tflm_invoke(tflite_bytes: bytes, int8_images: np.ndarray, arena_size: int = DEFAULT_ARENA,
-                progress: bool = False) -> np.ndarray:
-    """Run each int8 NHWC image through the real TFLite-Micro interpreter; returns int8 outputs [N, C]."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    interp = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=arena_size)
-    outs = []
-    for img in tqdm(int8_images, desc="TFLite-Micro", unit="img", disable=not progress, leave=False):
-        interp.set_input(np.ascontiguousarray(img[None]), 0)
-        interp.invoke()
-        outs.append(np.array(interp.get_output(0)).reshape(-1))
-    return np.stack(outs).astype(np.int8)
-
-
-def tflm_arena_bytes(tflite_bytes: bytes) -> int:
-    """Arena bytes TFLite-Micro actually used (RecordingMicroAllocator), after one invoke."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    interp = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=DEFAULT_ARENA)
-    shape = describe_model(tflite_bytes)["inputs"][0]["shape"]
-    interp.set_input(np.zeros(shape, np.int8), 0)
-    interp.invoke()
-    with quiet_fd(2) as text:
-        interp.print_allocations()
-    found = re.search(r"Arena allocation total (\d+) bytes", text[0])
-    if not found:
-        raise RuntimeError(f"TFLite-Micro did not report its arena use; it printed: {text[0][:300]!r}")
-    return int(found.group(1))
-
-
-def tflite_ref_invoke(tflite_bytes: bytes, int8_images: np.ndarray) -> np.ndarray:
-    """Same as tflm_invoke with tf.lite's reference kernels (BUILTIN_REF, not XNNPACK)."""
-    import warnings
-
-    import tensorflow as tf
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-        interp = tf.lite.Interpreter(model_content=tflite_bytes,
-                                     experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
-    interp.allocate_tensors()
-    i_idx, o_idx = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
-    outs = []
-    for img in int8_images:
-        interp.set_tensor(i_idx, np.ascontiguousarray(img[None]))
-        interp.invoke()
-        outs.append(interp.get_tensor(o_idx).reshape(-1).copy())
-    return np.stack(outs).astype(np.int8)
 
 
 # ---- C array for TFLite-Micro ----
@@ -314,9 +262,6 @@ def run(args) -> dict:
 def quantize_run(run_dir: Path, config: QuantizeConfig) -> dict:
     """Stage quantize: R/student/ + R/teacher/ + R/data/ -> R/quant/ (full-INT8 .tflite, C array, ONNX, TFLM
     report); returns its metrics."""
-    from .data import load_dataset, split_name
-    from .distill import kd_training_set, load_float, load_split, load_teacher, predict
-
     run_dir = Path(run_dir)
     if config.quant_calib_images < 1 or config.qat_epochs < 0 or not config.qat_lr > 0:
         raise UserError(f"--quant-calib-images must be >= 1, --qat-epochs >= 0 and --qat-lr > 0 (got "

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from edgecore.errors import UserError, one_line_errors
+from edgecore.io import write_text_atomic
 
 from .data import load_dataset
 
@@ -65,8 +66,6 @@ def _main(args) -> int:
     table = "\n".join(rows) + "\n"
     print(table)
     if args.out is not None:
-        from edgecore.io import write_text_atomic
-
         write_text_atomic(args.out, table)
     return 0
 

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from edgecore.errors import UserError, one_line_errors
-from edgecore.io import write_text_atomic
+from edgecore.io import read_json, write_text_atomic
+from .cli import _build_parser
 
 ROWS = (("teacher (effnet-lite0, fitted on the labelled images + self-training on the pool)", "teacher_test_acc"),
         ("hard-label baseline (student network, labelled images only)", "baseline_float_acc"),
@@ -19,8 +20,6 @@ ROWS = (("teacher (effnet-lite0, fitted on the labelled images + self-training o
 
 
 def _all_args(argv):
-    from .cli import _build_parser
-
     return _build_parser("all").parse_args(["all", *argv])
 
 
@@ -63,8 +62,6 @@ def table(results: dict, seeds: list[int], budgets: list[str]) -> str:
 
 def collect(out: Path, seeds: list[int], budgets: list[str]) -> dict:
     """Metrics of the cells whose distill stage finished (from their run manifests)."""
-    from edgecore.io import read_json
-
     results = {}
     for seed in seeds:
         for budget in budgets:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from compress.data import load_dataset, load_images
 
 from edgecore import preprocess
 from edgecore.errors import UserError
@@ -84,8 +85,6 @@ def ends_in_softmax(model) -> bool:
 def eval_split(run_dir, split: str, size: tuple[int, int], limit: int | None = None, seed: int = 0):
     """(uint8 NHWC images, int labels, class names) of one split, preprocessed as in CONTRACT.md;
     `limit` draws a seeded subset (calibration)."""
-    from compress.data import load_dataset, load_images
-
     ds = load_dataset(run_dir)
     items = ds.split(split)
     if limit and limit < len(items):

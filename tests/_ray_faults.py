@@ -50,11 +50,13 @@ class DiesOnce(_OnceEffNet):
 
 
 class Slow(EffNetLite0Teacher):
-    """Labels like effnet-lite0, one second per chunk: a run lasts long enough to be interrupted."""
+    """Labels like effnet-lite0, one second per chunk: a run lasts long enough to be interrupted. `delay` is not
+    part of the cache identity: a resumed run may set it to 0 and still finds the interrupted run's chunks."""
     name = "effnet-slow"
+    delay = 1.0
 
     def predict_proba(self, images):
-        time.sleep(1.0)
+        time.sleep(self.delay)
         return super().predict_proba(images)
 
 

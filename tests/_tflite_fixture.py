@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 # The reference runtime is the pipeline's own TFLite-Micro helpers, not a copy of them.
-from compress.quantize import tflm_arena_bytes  # noqa: F401
-from compress.quantize import tflm_invoke as tflm_run  # noqa: F401
+from edgecore.interpreters import tflm_arena_bytes  # noqa: F401
+from edgecore.interpreters import tflm_invoke as tflm_run  # noqa: F401
 
 
 def to_int8_tflite(model, input_shape, seed: int = 0, n_calib: int = 16) -> bytes:

@@ -405,16 +405,27 @@ def test_lock_a_second_command_waits_for_the_first(run_copy):
     os.pwrite(lock, b"pid 1: a test holding the run folder\n", 0)
     env = {k: v for k, v in os.environ.items() if k != "PIZZA_EDGE_RUN_LOCKS"}
     proc = subprocess.Popen([PY, "-m", "compress", "export", "--run", str(run_copy), "--target", "jetson-nano"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    waiting = f"run folder {run_copy} is in use (held by pid 1: a test holding the run folder); waiting"
     try:
-        time.sleep(8)
-        assert proc.poll() is None, proc.communicate()
+        # The command says it waits just before it blocks on the lock; it must then stay blocked.
+        deadline = time.monotonic() + 120
+        while not any(waiting in ln for ln in lines):
+            assert proc.poll() is None, "".join(lines)[-2000:]
+            assert time.monotonic() < deadline, "no 'in use ... waiting' line within 120 s"
+            time.sleep(0.1)
+        time.sleep(1)
+        assert proc.poll() is None, "".join(lines)[-2000:]
         assert not (run_copy / "export" / "jetson-nano").exists()
     finally:
         os.close(lock)
-    out, err = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    reader.join(timeout=60)
+    err = "".join(lines)
     assert proc.returncode == 0, err[-2000:]
-    assert f"run folder {run_copy} is in use (held by pid 1: a test holding the run folder); waiting" in err
     assert "export/jetson-nano" in json.loads((run_copy / "manifest.json").read_text())["stages"]
 
 
@@ -611,14 +622,19 @@ class Server:
         self.httpd.server_close()
 
 
-@pytest.fixture
-def served(exported, tmp_path_factory):
+@pytest.fixture(scope="module")
+def released(exported, tmp_path_factory) -> Path:
+    """A release of the exported run, built once; tests serve it as it is or edit a copy of it."""
     dist = tmp_path_factory.mktemp("served")
     r = _release(exported, dist)
     assert r.returncode == 0, r.stderr
-    folder = dist / "pizza-edge-1.0.0"
-    server = Server(folder)
-    yield server, folder
+    return dist / "pizza-edge-1.0.0"
+
+
+@pytest.fixture
+def served(released):
+    server = Server(released)  # redirects and trickled paths are the server's own, one server per test
+    yield server, released
     server.close()
 
 
@@ -699,8 +715,8 @@ def _bad_manifests():
 
 
 @pytest.mark.parametrize("case, edit, match", _bad_manifests(), ids=[c[0] for c in _bad_manifests()])
-def test_network_malformed_release_manifest_is_refused(served, tmp_path, case, edit, match):
-    _, folder = served
+def test_network_malformed_release_manifest_is_refused(released, tmp_path, case, edit, match):
+    folder = released
     local = tmp_path / "rel"
     shutil.copytree(folder, local)
     m = json.loads((local / "manifest.json").read_text())

@@ -38,11 +38,11 @@ def test_rows_equal_the_decoded_array(run, tmp_path):
     store.close()
 
 
-def test_distill_from_disk_equals_distill_from_memory(tmp_path, monkeypatch):
+def test_distill_from_disk_equals_distill_from_memory(distilled_run, tmp_path, monkeypatch):
     """The stage's default (images in a DiskImages file) and the same stage with the pool in memory write
     byte-identical student and baseline models."""
-    disk, memory = make_run(tmp_path / "disk"), make_run(tmp_path / "memory")
-    distill.distill_run(disk, distill_config())
+    disk, _ = distilled_run  # make_run + distill_run(distill_config()): the stage's default
+    memory = make_run(tmp_path / "memory")
     real = distill.kd_training_set
     with monkeypatch.context() as m:
         m.setattr(distill, "kd_training_set", lambda run_dir, size, teacher, spill_dir=None:

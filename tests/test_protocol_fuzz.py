@@ -11,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "firmware" / "fuzz"
-SMOKE_SECONDS = 15
+# A fixed number of runs from a fixed seed: the same inputs on every machine, however loaded. Edge coverage stops
+# growing (113 edges) after about 65,000 runs; 200,000 take about 6 s on 2 shared cores (was 15 s by the clock).
+SMOKE_RUNS = 200_000
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +43,13 @@ def test_fuzz_regressions_replay_clean(fuzzer):
 def test_fuzz_smoke(fuzzer):
     corpus = fuzzer / "corpus"
     corpus.mkdir(exist_ok=True)
-    r = subprocess.run([str(fuzzer / "fuzz_protocol"), f"-max_total_time={SMOKE_SECONDS}", "-seed=1",
+    r = subprocess.run([str(fuzzer / "fuzz_protocol"), f"-runs={SMOKE_RUNS}", "-seed=1",
                         "-print_final_stats=1", f"-dict={FUZZ / 'protocol.dict'}",
                         f"-artifact_prefix={fuzzer}/crash-", str(corpus), str(fuzzer / "seeds")],
-                       capture_output=True, text=True, timeout=SMOKE_SECONDS + 60)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     execs = int(re.search(r"stat::number_of_executed_units:\s*(\d+)", r.stderr).group(1))
-    assert execs > 1000, r.stderr[-1000:]
+    assert execs >= SMOKE_RUNS, r.stderr[-1000:]
 
 
 def test_timeout_right_after_magic_reports_two_bytes(tmp_path):

@@ -1,6 +1,7 @@
 """Full-INT8 .tflite through torchao PT2E QAT and litert-torch: contract quantization, QAT ranges = shipped ranges,
 TFLM vs tf.lite reference, C array, arena, determinism, ONNX."""
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from compress.distill import TrainParams, predict, train_student
 from edgecore.errors import UserError
 from edgecore.io import quiet_fd
 from edgecore.tflite_graph import describe_model
-from compress.quantize import (QuantParams, c_array, check_int8_model, convert, quantize_student,
-                               scale_gap, tensor_scales, tflite_ref_invoke, tflm_arena_bytes, tflm_invoke)
+from edgecore.interpreters import tflite_ref_invoke, tflm_arena_bytes, tflm_invoke
+from compress.quantize import (QuantParams, c_array, check_int8_model, convert, quantize_student, scale_gap,
+                               tensor_scales)
 from edgecore.preprocess import standardize, to_int8 as to_int8_input
 from compress.student import StudentConfig
 
@@ -142,12 +144,13 @@ def test_onnx_float_and_qdq(trained, tmp_path):
     assert qdq.shape == (len(x), 6) and np.abs(qdq - torch_probs).max() < 0.2
 
 
-def test_quantize_stage_end_to_end(tmp_path):
-    run = _tiny_run.make_run(tmp_path / "r")
+def test_quantize_stage_end_to_end(distilled_run, tmp_path):
+    run = _tiny_run.make_run(tmp_path / "undistilled")
     with pytest.raises(UserError, match="run the distill stage first"):
         quantize.quantize_run(run, _tiny_run.quantize_config())
     assert not (run / "quant").exists()
-    distill.distill_run(run, _tiny_run.distill_config())
+    run = tmp_path / "r"
+    shutil.copytree(distilled_run[0], run)  # make_run + distill_run(distill_config()), shared with other modules
     metrics = quantize.quantize_run(run, _tiny_run.quantize_config())
     out = run / "quant"
     for name in ("model_int8.tflite", "model_data.h", "model_data.cc", "student_float.onnx",

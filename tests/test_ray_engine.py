@@ -19,7 +19,7 @@ from edgecore.errors import UserError
 from test_teach import TINY_TEACHER, label, make_data
 
 ray = pytest.importorskip("ray", reason="the 'scale' extra is not installed: pip install -e '.[scale]'")
-import _ray_faults  # noqa: E402,F401 - registers the misbehaving teachers
+import _ray_faults  # noqa: E402 - registers the misbehaving teachers
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -37,12 +37,10 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """The in-process engine's run: data + effnet-lite0 teacher, 36 images in 5 chunks of 8."""
-    run = tmp_path_factory.mktemp("in-process")
-    make_data(run)
-    label(run)
-    return run
+def reference(taught_run) -> Path:
+    """The in-process engine's run: data + effnet-lite0 teacher, 36 images in 5 chunks of 8 (conftest.py; the
+    shard tests' unsharded run too)."""
+    return taught_run
 
 
 def _copy_data(reference: Path, dst: Path) -> Path:
@@ -107,7 +105,7 @@ def test_an_actor_that_fails_once_is_retried(cluster, reference, tmp_path, teach
         (reference / "teacher" / "soft_labels.npz").read_bytes()
 
 
-def test_ctrl_c_leaves_a_resumable_cache(reference, tmp_path):
+def test_ctrl_c_leaves_a_resumable_cache(reference, tmp_path, monkeypatch):
     """SIGINT to `python -m compress teach --engine ray` once a chunk is cached: exit 130, no soft labels, the
     finished chunks kept; the next run labels only the rest and writes the uninterrupted bytes."""
     run = _copy_data(reference, tmp_path / "interrupted")
@@ -134,18 +132,15 @@ def test_ctrl_c_leaves_a_resumable_cache(reference, tmp_path):
     kept = len(_hashes_in_cache(run, "effnet-slow"))
     assert 0 < kept < 36
 
+    monkeypatch.setattr(_ray_faults.Slow, "delay", 0.0)  # labels like effnet-slow, without the waits
     m = label(run, teacher="effnet-slow")  # resumed, here in process: the same cache
     assert m["teacher_labelled_cached"] == kept and m["teacher_labelled_now"] == 36 - kept
     assert (run / "teacher" / "soft_labels.npz").read_bytes() == \
         (reference / "teacher" / "soft_labels.npz").read_bytes()
 
 
-def test_tiny_qwen_vl_on_ray_equals_in_process(cluster, tmp_path):
-    pytest.importorskip("transformers")
-    from compress.teachers.tiny_qwen_vl import build
-
-    model = build(tmp_path / "tiny-qwen2.5-vl", ["basic", "burnt", "combined", "mixed", "progression", "segment"])
-    vlm = {"teacher": "qwen2.5-vl", "teacher_model": model, "teacher_vlm_size": 56, "teacher_vlm_batch": 3,
+def test_tiny_qwen_vl_on_ray_equals_in_process(cluster, tiny_qwen_vl, tmp_path):
+    vlm = {"teacher": "qwen2.5-vl", "teacher_model": tiny_qwen_vl, "teacher_vlm_size": 56, "teacher_vlm_batch": 3,
            "teacher_orders": 2, "teacher_threads": 1}
     local = tmp_path / "local"
     make_data(local)

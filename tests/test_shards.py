@@ -10,7 +10,7 @@ import pytest
 from compress import data
 from edgecore.errors import UserError
 from compress.shards import owns, parse_shard
-from test_teach import label, make_data
+from test_teach import label
 
 
 def test_parse_shard():
@@ -23,11 +23,10 @@ def test_parse_shard():
 
 
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("unsharded")
-    make_data(run)
-    label(run)
-    return run
+def whole(taught_run) -> Path:
+    """The unsharded run: data + effnet-lite0 teacher, labelled in process (conftest.py; the Ray tests'
+    reference too)."""
+    return taught_run
 
 
 def test_four_shards_merged_equal_unsharded(whole, tmp_path):

@@ -18,18 +18,17 @@ from compress.teachers import vlm_scoring  # noqa: E402
 from compress.teachers.calibration import calibration  # noqa: E402
 from compress.teachers.qwen_vl import QwenVLTeacher  # noqa: E402
 from compress.teachers.spatial_mllm import image_tchw, missing_requirements  # noqa: E402
-from compress.teachers.tiny_qwen_vl import build  # noqa: E402
 
 CLASSES = ["basic", "burnt", "combined", "mixed", "progression", "segment"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_qwen_vl):
     import torch
 
     torch.set_num_threads(1)
-    return build(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2.5-vl", CLASSES)
+    return tiny_qwen_vl  # conftest.py: built once per session for CLASSES
 
 
 @pytest.fixture(scope="module")

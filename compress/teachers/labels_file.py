@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecore.errors import UserError, one_line_errors
 from edgecore.io import atomic_path, sha256_file
+from ..data import load_dataset
 from .base import Teacher
 
 SUM_TOLERANCE = 1e-3
@@ -145,8 +146,6 @@ class LabelsFileTeacher(Teacher):
 
     @classmethod
     def from_args(cls, classes, args, work_dir):
-        from ..data import load_dataset
-
         run_dir = Path(work_dir).parent
         return cls(classes, args.teacher_labels, load_dataset(run_dir), run_dir)
 
@@ -186,8 +185,6 @@ def write_labels(out, classes, hashes, probs, paths) -> Path:
 
 def export(run_dir, out) -> dict:
     """R/teacher/soft_labels.npz -> labels file with the dataset's paths."""
-    from ..data import load_dataset
-
     run_dir = Path(run_dir)
     src = run_dir / "teacher" / "soft_labels.npz"
     if not src.is_file():
