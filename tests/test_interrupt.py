@@ -33,7 +33,10 @@ TRAINED_TWO = rb"KD student epoch 2/\d+: loss"  # logged after epoch 2's checkpo
 def pipeline(run: Path, kill_on: bytes | None = None, sig=signal.SIGINT, timeout=600):
     """Run `python -m compress all`; with kill_on (a regex), send `sig` once the output matches it."""
     cmd = [sys.executable, "-m", "compress", "all", "--run", str(run), *TINY]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Default SIGINT in the child: a suite started in the background by a non-interactive shell ignores SIGINT,
+    # and the child would inherit that and run to the end.
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, deadline = b"", time.monotonic() + timeout
     while True:
         chunk = os.read(p.stdout.fileno(), 4096)
