@@ -306,7 +306,7 @@ def train_baseline(x_lab, y_lab, cfg, params: TrainParams, lrs, seed, kd_steps, 
     for i, lr in enumerate(lrs):
         p = dataclasses.replace(params, epochs=epochs, lr=lr, alpha=0.0)
         model = train_student(x_lab, onehot, y_lab, cfg, p, seed, checkpoint=out_dir / f"checkpoint_baseline{i}.pt",
-                              fingerprint=f"{fingerprint}|baseline|{lr}", log=lambda m: None, val=val,
+                              fingerprint=f"{fingerprint}|baseline|{lr}", log=lambda m: None, val=None,
                               desc=f"baseline lr {lr:g}")
         acc = accuracy(model, *val) if val is not None and len(val[1]) else 0.0
         log(f"baseline lr {lr:g}: {epochs} epochs of {len(x_lab)} labelled images, val acc {100 * acc:.1f} %")
