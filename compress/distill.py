@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .camera import DEFAULT_STRENGTH, augment, to_u8
+from . import camera
+from .camera import DEFAULT_STRENGTH, to_u8
 from .data import load_dataset, load_images, split_name
 from edgecore import preprocess
 from edgecore.config import from_args
@@ -33,6 +34,7 @@ class TrainParams:
     temperature: float = 4.0
     alpha: float = 0.9
     augment: float = DEFAULT_STRENGTH
+    consistency: float = 0.0
     threads: int = 1
 
 
@@ -56,9 +58,43 @@ def to_input(batch_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(preprocess.to_float_nchw(np.asarray(batch_u8)))
 
 
+def _prep(x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(preprocess.to_float_nchw(to_u8(x)))
+
+
 def train_input(batch_u8: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
     """A training batch as a camera would deliver it (compress.camera, rounded to uint8), then preprocessed."""
-    return torch.from_numpy(preprocess.to_float_nchw(to_u8(augment(batch_u8, gen, strength))))
+    return _prep(camera.augment(batch_u8, gen, strength))
+
+
+def paired_views(batch_u8: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
+    """[2N] inputs: each image under one random camera pose, first with its own light (rows :N), then with
+    `camera.photometric` at `strength` on top (rows N:), so the two rows of an image differ in light only."""
+    posed = camera.geometry(batch_u8, gen)
+    return torch.cat([_prep(posed), _prep(camera.photometric(posed, gen, strength))])
+
+
+def js_divergence(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence between two batches of predictions (mean over rows, nats)."""
+    log_a, log_b = F.log_softmax(logits_a, dim=1), F.log_softmax(logits_b, dim=1)
+    log_m = torch.logsumexp(torch.stack([log_a, log_b]), dim=0) - np.log(2.0)
+    return 0.5 * (F.kl_div(log_m, log_a, reduction="batchmean", log_target=True)
+                  + F.kl_div(log_m, log_b, reduction="batchmean", log_target=True))
+
+
+def step_loss(model: torch.nn.Module, batch_u8: torch.Tensor, soft: torch.Tensor, labels: torch.Tensor,
+              params: TrainParams, gen: torch.Generator) -> torch.Tensor:
+    """One training batch's loss. With `params.consistency` > 0, each image is seen twice (`paired_views`):
+    the KD loss on both views plus `consistency` x their Jensen-Shannon divergence, which teaches the student
+    that light changes nothing (AugMix's consistency term, Hendrycks et al. 2020); else KD on one augmented
+    view."""
+    if params.consistency <= 0:
+        return kd_loss(model(train_input(batch_u8, gen, params.augment)), soft, labels, params.temperature,
+                       params.alpha)
+    n = len(batch_u8)
+    logits = model(paired_views(batch_u8, gen, params.augment))
+    kd = kd_loss(logits, torch.cat([soft, soft]), torch.cat([labels, labels]), params.temperature, params.alpha)
+    return kd + params.consistency * js_divergence(logits[:n], logits[n:])
 
 
 @torch.no_grad()
@@ -91,8 +127,7 @@ def _epoch(model, opt, sched, images, soft, labels, params, gen, desc) -> float:
         idx = order[start:start + params.batch_size]
         if len(idx) < 2:  # a batch of one breaks BatchNorm statistics
             continue
-        x = train_input(images[idx], gen, params.augment)
-        loss = kd_loss(model(x), soft[idx], labels[idx], params.temperature, params.alpha)
+        loss = step_loss(model, images[idx], soft[idx], labels[idx], params, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -208,6 +243,11 @@ def add_arguments(p) -> None:
                    help="camera augmentation: any rotation, zoom, perspective always; each of exposure x0.45-1.7, "
                         "white balance, vignette, gamma, contrast, saturation, hue, blur, noise and JPEG on this "
                         f"fraction of the images (compress/camera.py; default {d.augment}, 0 = geometry only)")
+    g.add_argument("--student-consistency", type=float, default=d.consistency, metavar="L",
+                   help="show each training image twice, in the same pose, once in its own light and once under "
+                        "the --student-augment light/sensor transforms, and add L x the Jensen-Shannon divergence "
+                        "of the two predictions to the loss (AugMix-style consistency: robustness to light "
+                        f"changes; doubles the training compute; 0 = one augmented view; default {d.consistency:g})")
     g.add_argument("--student-baseline", choices=("on", "off"), default=DistillConfig.student_baseline,
                    help="also train the hard-label baseline (same network, augmentation and number of optimizer "
                         "steps, on the labelled images only, best of --baseline-lrs by validation accuracy) so the "
@@ -229,11 +269,14 @@ def _train_params(config: DistillConfig) -> TrainParams:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
     if not 0.0 <= config.student_alpha <= 1.0 or config.student_temperature <= 0 or config.student_augment < 0:
         raise UserError("--student-alpha must be in [0, 1], --student-temperature > 0, --student-augment >= 0")
+    if config.student_consistency < 0:
+        raise UserError(f"--student-consistency must be >= 0, got {config.student_consistency}")
     if config.student_width <= 0:
         raise UserError(f"--student-width must be > 0, got {config.student_width}")
     return dataclasses.replace(TrainParams(), epochs=config.student_epochs, batch_size=config.student_batch_size,
                                lr=config.student_lr, temperature=config.student_temperature, alpha=config.student_alpha,
-                               augment=config.student_augment, threads=config.student_threads)
+                               augment=config.student_augment, consistency=config.student_consistency,
+                               threads=config.student_threads)
 
 
 def _baseline_lrs(text: str) -> list[float]:
@@ -324,6 +367,7 @@ class DistillConfig:
     student_temperature: float = TrainParams.temperature
     student_alpha: float = TrainParams.alpha
     student_augment: float = TrainParams.augment
+    student_consistency: float = TrainParams.consistency
     student_baseline: str = "on"                   # or "off"
     baseline_lrs: str = "0.004,0.0015"             # comma-separated learning rates the baseline tries
     student_input_size: int = StudentConfig.input_size

@@ -1,4 +1,5 @@
 """Student shapes/MACs, BN folding, KD loss maths, deterministic + resumable training, the baseline, distill errors."""
+import dataclasses
 import math
 import shutil
 
@@ -101,6 +102,45 @@ def test_augment_is_seeded_and_in_range():
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
 
 
+def test_js_divergence_known_values():
+    # p = [3/4, 1/4], q = [1/4, 3/4]: m = [1/2, 1/2], JS = KL(p || m) = 3/4 ln(3/2) + 1/4 ln(1/2)
+    a, b = torch.tensor([[math.log(3.0), 0.0]]), torch.tensor([[0.0, math.log(3.0)]])
+    expect = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert float(distill.js_divergence(a, b)) == pytest.approx(expect, rel=1e-6)
+    assert float(distill.js_divergence(b, a)) == pytest.approx(expect, rel=1e-6)
+    assert float(distill.js_divergence(a, a + 5.0)) == pytest.approx(0.0, abs=1e-7)  # same distribution
+    far = distill.js_divergence(torch.tensor([[50.0, -50.0]]), torch.tensor([[-50.0, 50.0]]))
+    assert float(far) == pytest.approx(math.log(2.0), rel=1e-5)  # its upper bound
+
+
+def test_paired_views_share_the_pose_and_differ_in_light_only():
+    x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    geometry_only = distill.paired_views(x, torch.Generator().manual_seed(2), 0.0)
+    assert geometry_only.shape == (8, 3, 32, 32) and torch.equal(geometry_only[:4], geometry_only[4:])
+    # the first half is what the one-view path makes at strength 0 from the same draws: the same pose
+    assert torch.equal(geometry_only[:4], distill.train_input(x, torch.Generator().manual_seed(2), 0.0))
+    lit = distill.paired_views(x, torch.Generator().manual_seed(2), 1.0)
+    assert torch.equal(lit[:4], geometry_only[:4]) and not torch.equal(lit[4:], lit[:4])
+
+
+@torch.no_grad()
+def test_consistency_adds_the_js_term_to_kd_on_both_views():
+    x, soft, y = _data(2)
+    x, soft, y = torch.as_tensor(x), torch.as_tensor(soft), torch.as_tensor(y)
+    torch.manual_seed(0)
+    model = Student(CFG).eval()  # eval: BatchNorm must not depend on the batch for this identity
+    params = TrainParams(consistency=3.0)
+    got = distill.step_loss(model, x, soft, y, params, torch.Generator().manual_seed(4))
+    views = distill.paired_views(x, torch.Generator().manual_seed(4), params.augment)
+    logits = model(views)
+    n = len(x)
+    kd = kd_loss(logits, torch.cat([soft, soft]), torch.cat([y, y]), params.temperature, params.alpha)
+    assert float(got) == pytest.approx(float(kd + 3.0 * distill.js_divergence(logits[:n], logits[n:])), rel=1e-5)
+    one_view = distill.step_loss(model, x, soft, y, TrainParams(), torch.Generator().manual_seed(4))
+    expect = kd_loss(model(distill.train_input(x, torch.Generator().manual_seed(4), 0.5)), soft, y, 4.0, 0.9)
+    assert float(one_view) == pytest.approx(float(expect), rel=1e-6)
+
+
 def _data(n_per_class=8):
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(6), n_per_class)
@@ -119,11 +159,13 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_training_is_deterministic():
+@pytest.mark.parametrize("consistency", [0.0, 2.0])
+def test_training_is_deterministic(consistency):
     x, soft, y = _data()
-    m1 = train_student(x, soft, y, CFG, PARAMS, seed=3, log=lambda m: None)
-    m2 = train_student(x, soft, y, CFG, PARAMS, seed=3, log=lambda m: None)
-    m3 = train_student(x, soft, y, CFG, PARAMS, seed=4, log=lambda m: None)
+    params = dataclasses.replace(PARAMS, consistency=consistency)
+    m1 = train_student(x, soft, y, CFG, params, seed=3, log=lambda m: None)
+    m2 = train_student(x, soft, y, CFG, params, seed=3, log=lambda m: None)
+    m3 = train_student(x, soft, y, CFG, params, seed=4, log=lambda m: None)
     assert _same(m1, m2)
     assert not _same(m1, m3)
     assert not torch.equal(m1.fc.weight, Student(CFG).fc.weight)  # it did train
@@ -232,6 +274,8 @@ def test_distill_stage_user_errors(tmp_path):
         distill.distill_run(run, _tiny_run.distill_config(student_width=0))
     with pytest.raises(UserError, match="--baseline-lrs"):
         distill.distill_run(run, _tiny_run.distill_config(baseline_lrs="fast"))
+    with pytest.raises(UserError, match="--student-consistency"):
+        distill.distill_run(run, _tiny_run.distill_config(student_consistency=-1))
 
 
 def test_a_planted_pickle_is_refused(tmp_path):
