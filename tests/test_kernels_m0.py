@@ -37,6 +37,8 @@ from export.rp2040.selftest import write_selftest_sources  # noqa: E402
 CASES = {
     "conv_rgb_3x3_s2_same_relu6": ((10, 12, 3),
                                    lambda x: L.Conv2D(6, 3, strides=2, padding="same", activation="relu6")(x)),
+    # padded on every side: the top and bottom rows run over a padded strip, one call each
+    "pad_then_conv_rgb_3x3_s2": ((10, 12, 3), lambda x: L.Conv2D(6, 3, strides=2)(L.ZeroPadding2D(1)(x))),
     "conv_rgb_3x3_s1_odd_width": ((6, 7, 3), lambda x: L.Conv2D(5, 3, padding="same")(x)),
     # a large bias widens the output range: right shifts beyond the short record's, through the unrolled loops
     "conv_rgb_3x3_s2_long_records": ((10, 12, 3), lambda x: L.Conv2D(
