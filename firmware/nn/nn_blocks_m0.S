@@ -158,10 +158,10 @@
 .endm
 
 /* Requantizes accumulator \acc into y[j] with the record at r2 (nn_rqc_t, 32 bytes), advancing r2; r5 = act_min.
- * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles; the rest branch to RQOUT \id's code, 27 in the
- * fast range (measured, rp2040js: per instruction address over the default student). */
+ * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles; the rest branch to RQOUT \id's code, 24 in the
+ * fast part (the sum of its instructions' costs in rp2040js). */
 .macro RQ acc, j, id
-    ldm r2!, {r1, r6}         /* lo, fast */
+    ldm r2!, {r1, r6}         /* lo, hi */
     cmp \acc, r1
     bge .Lrqin\id             /* signed acc >= lo */
     strb r5, [r7, #\j]
@@ -169,27 +169,46 @@
 .Lrqret\id:
 .endm
 
-/* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes): the
- * short record's fast range (d = acc - lo < fast: s = d*mh + ((d*ml + klo) >> 16) + khi_fast, y[j] = s >> 24);
- * beyond the range act_max (23 cycles in all); else the three-multiply or long formula in .Lrqslow. */
+/* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes): a short
+ * record's fast part, lo <= acc < hi: a = acc*mh + k, y[j] = a >> 24 unless (a << 8) + cmax8 carries (the low
+ * product's part might carry into the byte: then it is added, d*ml + klo >> 16); beyond it act_max (23 cycles in
+ * all), else the three-multiply or long formula in .Lrqslow. */
 .macro RQOUT acc, j, id
 .Lrqin\id:
+    cmp \acc, r6
+    bge .Lrqhi\id             /* acc >= hi (r1 = lo kept) */
     mov r3, \acc
-    subs r3, r3, r1           /* d */
-    cmp r3, r6
-    bhs .Lrqhi\id
-    ldm r2!, {r0, r1, r4, r6} /* ml, mh, klo, khi */
-    muls r0, r3, r0           /* d*ml */
-    adds r0, r0, r4           /* + klo < 2^32 */
-    lsrs r0, r0, #16
-    muls r1, r3, r1           /* d*mh */
-    adds r0, r0, r1
-    adds r0, r0, r6
+    ldm r2!, {r0, r1, r4}     /* mh, k, cmax8 */
+    muls r0, r3, r0
+    adds r0, r0, r1           /* a */
+    lsls r1, r0, #8
+    adds r1, r1, r4
+    bcs .Lrqc\id
+.Lrqs\id:
     lsrs r0, r0, #24
     strb r0, [r7, #\j]
-    adds r2, #8
+    adds r2, #12
     b .Lrqret\id
-.Lrqhi\id:
+.endm
+
+/* RQOUT \id's rare paths, placed after the fast parts. */
+.macro RQRARE acc, j, id
+.Lrqc\id:                     /* r2 -> ml + 2^16 klo, r3 = acc */
+    subs r2, #20
+    ldr r4, [r2, #0]          /* lo */
+    subs r3, r3, r4           /* d */
+    ldr r1, [r2, #20]
+    adds r2, #20
+    uxth r4, r1               /* ml */
+    muls r4, r3, r4
+    lsrs r1, r1, #16          /* klo */
+    adds r4, r4, r1           /* < 2^32 in the fast part */
+    lsrs r4, r4, #16
+    adds r0, r0, r4
+    b .Lrqs\id
+.Lrqhi\id:                    /* r1 = lo, r6 = hi, r2 -> w0 */
+    mov r3, \acc
+    subs r3, r3, r1           /* d */
     ldr r4, [r2, #16]         /* range */
     cmp r3, r4
     bhs 1f
@@ -428,10 +447,6 @@ nn_blocks:
     bx r3
 .Ltailj:
     b .Ltail
-    RQOUT r8, 0, 0
-    RQOUT r9, 1, 1
-    RQOUT r10, 2, 2
-    RQOUT r11, 3, 3
 
     /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
      * the weight stream restarts */
@@ -457,6 +472,15 @@ nn_blocks:
     mov r11, r7
     pop {r4, r5, r6, r7, pc}
 
+    RQOUT r8, 0, 0
+    RQOUT r9, 1, 1
+    RQOUT r10, 2, 2
+    RQOUT r11, 3, 3
+    RQRARE r8, 0, 0
+    RQRARE r9, 1, 1
+    RQRARE r10, 2, 2
+    RQRARE r11, 3, 3
+
 .Ltail:                       /* 1 to 3 channels left (oc % 4); y moves on by them for the next pixel */
     ldr r0, [sp, #F_C]
     lsls r0, r0, #30
@@ -466,28 +490,32 @@ nn_blocks:
     RQ r8, 0, t0
     ldr r0, [sp, #F_CHEND]
     cmp r2, r0
-    beq .Lpixel
+    beq 9f
     RQ r9, 1, t1
     ldr r0, [sp, #F_CHEND]
     cmp r2, r0
-    beq .Lpixel
+    beq 9f
     RQ r10, 2, t2
-    b .Lpixel
+9:  b .Lpixel
     RQOUT r8, 0, t0
     RQOUT r9, 1, t1
     RQOUT r10, 2, t2
+    RQRARE r8, 0, t0
+    RQRARE r9, 1, t1
+    RQRARE r10, 2, t2
 
-    /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r3 = d, r6 = fast, r2 -> w0.
+    /* A channel beyond its record's fast part, inside its range (nn_rqc_t): r3 = d, r1 = lo, r6 = hi, r2 -> w0.
      * Returns y in r0; r2, r7, r12 kept, r1 and r3-r6 not. Short records: the three-multiply formula. */
 .Lrqslow:
-    cmp r6, #0
+    cmp r6, r1
     beq .Lrqlong
-    ldr r1, [r2, #0]          /* ml */
-    ldr r6, [r2, #4]          /* mh */
-    ldr r4, [r2, #8]          /* klo */
+    ldr r1, [r2, #12]         /* ml + 2^16 klo */
+    ldr r6, [r2, #0]          /* mh */
     ldr r5, [r2, #20]         /* khi */
     muls r6, r3, r6           /* d*mh */
     adds r5, r5, r6
+    lsrs r4, r1, #16          /* klo */
+    uxth r1, r1               /* ml */
     lsrs r6, r3, #16          /* dh */
     muls r6, r1, r6           /* dh*ml */
     adds r5, r5, r6
