@@ -50,6 +50,9 @@ CASES = {
     "pointwise_bytes_odd": ((3, 5, 10), lambda x: L.Conv2D(11, 1)(x)),
     "pointwise_words_relu6": ((4, 4, 16), lambda x: L.Conv2D(8, 1, activation="relu6")(x)),
     "pointwise_words_tail": ((5, 6, 8), lambda x: L.Conv2D(7, 1)(x)),
+    # fewer than 4 channels: no full block, every pixel's tail block writes through nn_blocks' scratch
+    "pointwise_words_3_channels": ((4, 5, 8), lambda x: L.Conv2D(3, 1)(x)),
+    "conv_rgb_3x3_s2_2_channels": ((8, 10, 3), lambda x: L.Conv2D(2, 3, strides=2, padding="same")(x)),
     "pointwise_words_odd_count": ((3, 4, 12), lambda x: L.Conv2D(6, 1)(x)),
     "pointwise_relu6_saturates": ((4, 4, 16), lambda x: L.Conv2D(
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),

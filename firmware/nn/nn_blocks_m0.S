@@ -26,9 +26,9 @@
 
     .equ F_X, 0          /* stack frame */
     .equ F_W0, 4         /* the weight stream's start */
-    .equ F_WEND, 8       /* the end of a pixel's weight stream */
-    .equ F_TAIL, 12      /* the records of the tail block (oc % 4 channels), 0 if none */
-    .equ F_CHEND, 16     /* the end of the tail block's records */
+    .equ F_WEND, 8       /* where a block's end goes to .Lpixel: the end of the full blocks, or of the tail block */
+    .equ F_TAIL, 12      /* the start of the tail block (oc % 4 channels), 0 if none */
+    .equ F_TEND, 16      /* the end of the tail block */
     .equ F_MIN, 20
     .equ F_MAX, 24
     .equ F_Y, 28
@@ -40,7 +40,9 @@
     .equ F_C, 52         /* oc */
     .equ F_LR, 56        /* lr and r12 across .Lrqslow */
     .equ F_R12, 60
-    .equ F_SIZE, 64
+    .equ F_TAILY, 64     /* y of the tail block's channels while it writes into F_SCR */
+    .equ F_SCR, 68       /* the tail block's 4 outputs */
+    .equ F_SIZE, 72
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4 x
@@ -253,23 +255,26 @@ nn_blocks:
     muls r6, r4, r6
     ldr r3, [r0, #B_W]
     adds r6, r3, r6           /* past the full blocks */
+    str r6, [sp, #F_WEND]
+    str r2, [sp, #F_Y]
     lsls r5, r5, #30
     beq 35f
-    adds r6, r6, r4           /* past the tail block */
-    mov r7, r6
-    subs r7, #128
-    str r7, [sp, #F_TAIL]
-    lsrs r5, r5, #25          /* (oc % 4) * 32 */
-    adds r7, r7, r5
-    str r7, [sp, #F_CHEND]
+    str r6, [sp, #F_TAIL]
+    adds r7, r6, r4           /* past the tail block */
+    str r7, [sp, #F_TEND]
+    cmp r6, r3
+    bne 36f
+    str r7, [sp, #F_WEND]     /* no full blocks: every pixel's first block is the tail, into F_SCR */
+    str r2, [sp, #F_TAILY]
+    add r7, sp, #F_SCR
+    str r7, [sp, #F_Y]
     b 36f
 35: str r5, [sp, #F_TAIL]     /* no tail: 0 */
-36: str r6, [sp, #F_WEND]
+36:
     ldr r3, [r0, #B_MIN]
     str r3, [sp, #F_MIN]
     ldr r3, [r0, #B_MAX]
     str r3, [sp, #F_MAX]
-    str r2, [sp, #F_Y]
     ldr r3, [r0, #B_PIX]
     str r3, [sp, #F_PIX]
     ldr r6, [r0, #B_OC]
@@ -430,9 +435,6 @@ nn_blocks:
 .Lrq:                         /* r2 -> the block's records */
     ldr r7, [sp, #F_Y]
     ldr r5, [sp, #F_MIN]
-    ldr r0, [sp, #F_TAIL]
-    cmp r2, r0
-    beq .Ltailj
     RQ r8, 0, 0
     RQ r9, 1, 1
     RQ r10, 2, 2
@@ -445,12 +447,13 @@ nn_blocks:
     ldr r0, [sp, #F_X]        /* .Lblock */
     ldr r3, [sp, #F_ENTRY]
     bx r3
-.Ltailj:
-    b .Ltail
-
-    /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
-     * the weight stream restarts */
+    /* the end of a pixel's full blocks or of its tail block (.Ltailpix); then the next pixel of the run: x moves
+     * on to x_step bytes past this pixel's, y is already oc bytes on; the weight stream restarts */
 .Lpixel:
+    ldr r0, [sp, #F_TAIL]
+    cmp r0, #0
+    bne .Ltailpix
+.Lnextpix:
     ldr r0, [sp, #F_PIX]
     subs r0, #1
     beq .Ldone
@@ -462,6 +465,40 @@ nn_blocks:
     ldr r2, [sp, #F_W0]
     ldr r3, [sp, #F_ENTRY]    /* .Lblock, x already in r0 */
     bx r3
+
+    /* oc % 4 channels left: the tail block writes its 4 outputs into F_SCR, then oc % 4 of them go to y */
+.Ltailpix:                    /* r0 = the tail block's start */
+    cmp r2, r0
+    bne 1f
+    ldr r1, [sp, #F_TEND]     /* the full blocks are done: the tail block next */
+    str r1, [sp, #F_WEND]
+    str r7, [sp, #F_TAILY]
+    add r1, sp, #F_SCR
+    str r1, [sp, #F_Y]
+    ldr r0, [sp, #F_X]
+    ldr r3, [sp, #F_ENTRY]
+    bx r3
+1:  ldr r3, [sp, #F_TAILY]    /* the tail block is done: its channels to y */
+    ldr r1, [sp, #F_C]
+    lsls r1, r1, #30
+    lsrs r1, r1, #30          /* oc % 4 */
+    add r4, sp, #F_SCR
+2:  ldrb r5, [r4, #0]
+    strb r5, [r3, #0]
+    adds r4, #1
+    adds r3, #1
+    subs r1, #1
+    bne 2b
+    ldr r1, [sp, #F_W0]
+    cmp r0, r1
+    beq 3f
+    str r3, [sp, #F_Y]        /* y after the tail's channels */
+    str r0, [sp, #F_WEND]
+    b .Lnextpix
+3:  str r3, [sp, #F_TAILY]    /* no full blocks: the next pixel's tail block writes into F_SCR again */
+    add r1, sp, #F_SCR
+    str r1, [sp, #F_Y]
+    b .Lnextpix
 
 .Ldone:
     add sp, #F_SIZE
@@ -480,29 +517,6 @@ nn_blocks:
     RQRARE r9, 1, 1
     RQRARE r10, 2, 2
     RQRARE r11, 3, 3
-
-.Ltail:                       /* 1 to 3 channels left (oc % 4); y moves on by them for the next pixel */
-    ldr r0, [sp, #F_C]
-    lsls r0, r0, #30
-    lsrs r0, r0, #30
-    adds r0, r7, r0
-    str r0, [sp, #F_Y]
-    RQ r8, 0, t0
-    ldr r0, [sp, #F_CHEND]
-    cmp r2, r0
-    beq 9f
-    RQ r9, 1, t1
-    ldr r0, [sp, #F_CHEND]
-    cmp r2, r0
-    beq 9f
-    RQ r10, 2, t2
-9:  b .Lpixel
-    RQOUT r8, 0, t0
-    RQOUT r9, 1, t1
-    RQOUT r10, 2, t2
-    RQRARE r8, 0, t0
-    RQRARE r9, 1, t1
-    RQRARE r10, 2, t2
 
     /* A channel beyond its record's fast part, inside its range (nn_rqc_t): r3 = d, r1 = lo, r6 = hi, r2 -> w0.
      * Returns y in r0; r2, r7, r12 kept, r1 and r3-r6 not. Short records: the three-multiply formula. */
