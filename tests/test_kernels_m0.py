@@ -53,6 +53,13 @@ CASES = {
     # fewer than 4 channels: no full block, every pixel's tail block writes through nn_blocks' scratch
     "pointwise_words_3_channels": ((4, 5, 8), lambda x: L.Conv2D(3, 1)(x)),
     "conv_rgb_3x3_s2_2_channels": ((8, 10, 3), lambda x: L.Conv2D(2, 3, strides=2, padding="same")(x)),
+    # oc % 4 == 0 takes the specialised loops (.Lrow9s, .Lws): their requantization's slow paths and act_max too
+    "conv_rgb_3x3_s2_long_records_c8": ((8, 10, 3), lambda x: L.Conv2D(
+        8, 3, strides=2, padding="same", bias_initializer=keras.initializers.Constant(40.0))(x)),
+    "pointwise_words_long_records_c8": ((3, 4, 16), lambda x: L.Conv2D(
+        8, 1, bias_initializer=keras.initializers.Constant(40.0))(x)),
+    "pointwise_relu6_saturates_c8": ((4, 4, 16), lambda x: L.Conv2D(
+        8, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
     "pointwise_words_odd_count": ((3, 4, 12), lambda x: L.Conv2D(6, 1)(x)),
     "pointwise_relu6_saturates": ((4, 4, 16), lambda x: L.Conv2D(
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),

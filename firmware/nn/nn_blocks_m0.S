@@ -227,6 +227,81 @@
     b .Lrqret\id
 .endm
 
+/* The block end of the specialised loops (.Lrow9s, .Lws, .Ldw3: no tail block): requantizes r8..r11 into y = r7,
+ * RQ ids \p0..\p3, y moved on; BLOCKOUT \p their out-of-line parts; EPILOGUE a copy of the return. */
+.macro BLOCKRQ p
+    ldr r5, [sp, #F_MIN]
+    RQ r8, 0, \p\()0
+    RQ r9, 1, \p\()1
+    RQ r10, 2, \p\()2
+    RQ r11, 3, \p\()3
+    adds r7, #4
+.endm
+
+.macro BLOCKOUT p
+    RQOUT r8, 0, \p\()0
+    RQOUT r9, 1, \p\()1
+    RQOUT r10, 2, \p\()2
+    RQOUT r11, 3, \p\()3
+    RQRARE r8, 0, \p\()0
+    RQRARE r9, 1, \p\()1
+    RQRARE r10, 2, \p\()2
+    RQRARE r11, 3, \p\()3
+.endm
+
+.macro EPILOGUE
+    add sp, #F_SIZE
+    pop {r4, r5, r6, r7}
+    mov r8, r4
+    mov r9, r5
+    mov r10, r6
+    mov r11, r7
+    pop {r4, r5, r6, r7, pc}
+.endm
+
+/* The next pixel of a run for the specialised loops: r0 = pixels left less one (Z set: the call is done, go to
+ * \done), else x moved on by x_step into r0 and F_X, r3 = x_step, r2 = the weight stream's start. */
+.macro NEXTPIX done
+    ldr r0, [sp, #F_PIX]
+    subs r0, #1
+    beq \done
+    str r0, [sp, #F_PIX]
+    ldr r0, [sp, #F_X]
+    ldr r3, [sp, #F_XADJ]
+    adds r0, r0, r3
+    str r0, [sp, #F_X]
+    ldr r2, [sp, #F_W0]
+.endm
+
+/* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs
+ * (2k, 2k + 1): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 0, row 1's bytes 1-8 by LDRB, row 2's
+ * bytes 0-7 by LDRH, then its byte 8 alone. 363 cycles a window, 108 MACs (measured, rp2040js: the region's
+ * cycles over the default student's interior stem windows). */
+.macro ROW9
+    PAIRH 0, mov
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
+    ldrb r1, [r0, #8]
+    add r0, lr
+    ldrb r3, [r0, #0]
+    sxtb r1, r1
+    sxtb r3, r3
+    MAC2x4 r1, r3
+    PAIRB 1
+    PAIRB 3
+    PAIRB 5
+    PAIRB 7
+    add r0, lr
+    PAIRH 0
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
+    ldrb r3, [r0, #8]
+    sxtb r3, r3
+    MAC4 r3
+.endm
+
     .section .time_critical.nn_blocks, "ax", %progbits
     .global nn_blocks
     .type nn_blocks, %function
@@ -294,10 +369,15 @@ nn_blocks:
     mov lr, r5                /* RGB stem rows, 3x3 depthwise: the step to the next row (kept for the call) */
     cmp r5, #0
     beq 31f
-    ldr r6, =(.Lrow9 + 1)
+    ldr r6, =(.Ldw3 + 1)      /* 3x3 depthwise (oc % 4 == 0, nn_dwconv) */
     cmp r7, #0
-    beq 30f
-    ldr r6, =(.Ldw3 + 1)
+    bne 30f
+    ldr r6, =(.Lrow9 + 1)
+    ldr r5, [r0, #B_OC]
+    lsls r5, r5, #30
+    bne 30f                   /* a tail block: the generic loop */
+    ldr r6, =(.Lrow9s + 1)
+    mov r12, r2               /* .Lrow9s keeps y in r12 */
     b 30f
 31: lsls r5, r4, #2
     adds r5, r5, r3           /* the offset table's end */
@@ -320,10 +400,16 @@ nn_blocks:
     orrs r5, r1               /* n | x: word loads need both multiples of 4 (x_step = n keeps x aligned) */
     lsls r5, r5, #30
     bne 30f
-    ldr r6, =(.Lwords + 1)
-    lsls r5, r4, #29          /* an odd word count: enter at the second word */
-    beq 30f
     ldr r6, =(.Lwordso + 1)
+    lsls r5, r4, #29          /* an odd word count: enter at the second word */
+    bne 30f
+    ldr r6, =(.Lwords + 1)
+    ldr r5, [r0, #B_OC]
+    lsls r5, r5, #30
+    bne 30f                   /* a tail block: the generic loop */
+    ldr r6, =(.Lws + 1)
+    adds r5, r1, r4
+    mov lr, r5                /* .Lws: x + n in lr for the pixel */
 30: str r6, [sp, #F_ENTRY]
     ldr r2, [r0, #B_W]
     b .Lblock
@@ -580,37 +666,54 @@ nn_blocks:
     mov r12, r1
     bx lr
 
-    /* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs
-     * (2k, 2k + 1): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 0, row 1's bytes 1-8 by LDRB, row 2's
-     * bytes 0-7 by LDRH, then its byte 8 alone. 363 cycles a window, 108 MACs (measured, rp2040js: the region's
-     * cycles over the default student's interior stem windows). */
+    /* RGB stem rows with a tail block (oc % 4 != 0): the generic block end */
 .Lrow9:
-    PAIRH 0, mov
-    PAIRH 2
-    PAIRH 4
-    PAIRH 6
-    ldrb r1, [r0, #8]
-    add r0, lr
-    ldrb r3, [r0, #0]
-    sxtb r1, r1
-    sxtb r3, r3
-    MAC2x4 r1, r3
-    PAIRB 1
-    PAIRB 3
-    PAIRB 5
-    PAIRB 7
-    add r0, lr
-    PAIRH 0
-    PAIRH 2
-    PAIRH 4
-    PAIRH 6
-    ldrb r3, [r0, #8]
-    sxtb r3, r3
-    MAC4 r3
+    ROW9
     b .Lrq
 
+    /* RGB stem rows, oc % 4 == 0: y in r12 for the call, the block end and the next pixel branch straight back */
+.Lrow9s:
+    ROW9
+    mov r7, r12
+    BLOCKRQ s
+    mov r12, r7
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq 41f
+    ldr r0, [sp, #F_X]
+    b .Lrow9s
+41: NEXTPIX 42f
+    b .Lrow9s
+42: EPILOGUE
+    BLOCKOUT s
+
+    /* pointwise words, an even word count and oc % 4 == 0: lr = x + n set once a pixel (x_step = n), two words per
+     * branch, the block end and the next pixel branch straight back */
+.Lws:
+    WORD4 mov
+    b 52f
+51: WORD4
+52: WORD4
+    cmp r0, lr
+    bne 51b
+    ldr r7, [sp, #F_Y]
+    BLOCKRQ w
+    str r7, [sp, #F_Y]
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq 43f
+    ldr r0, [sp, #F_X]
+    b .Lws
+43: NEXTPIX 44f
+    adds r3, r0, r3
+    mov lr, r3
+    b .Lws
+44: EPILOGUE
+    BLOCKOUT w
+
     /* interior 3x3 depthwise window, unrolled: r0 = this block's window base; the taps step r12 = C bytes
-     * along a row and lr bytes to the next row. 22 cycles per tap, no offsets. */
+     * along a row and lr bytes to the next row. 22 cycles per tap, no offsets. nn_dwconv only takes oc % 4 == 0:
+     * no tail block. */
 .Ldw3:
     adds r3, r0, #4
     str r3, [sp, #F_X]        /* the next block: 4 channels on */
@@ -625,5 +728,16 @@ nn_blocks:
     DWSTEP r12
     ldr r3, [r1, #0]
     DWMAC
-    b .Lrq
+    ldr r7, [sp, #F_Y]
+    BLOCKRQ d
+    str r7, [sp, #F_Y]
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq 45f
+    ldr r0, [sp, #F_X]
+    b .Ldw3
+45: NEXTPIX 46f
+    b .Ldw3
+46: EPILOGUE
+    BLOCKOUT d
     .size nn_blocks, . - nn_blocks
