@@ -74,6 +74,8 @@ CASES = {
     "pad_then_depthwise_c4": ((7, 7, 4), lambda x: L.DepthwiseConv2D(3, strides=2)(L.ZeroPadding2D(1)(x))),
     "avgpool_3_s2_same": ((9, 11, 4), lambda x: L.AveragePooling2D(3, strides=2, padding="same")(x)),
     "mean_hw": ((6, 5, 7), lambda x: L.GlobalAveragePooling2D()(x)),
+    # 4 channels a word, over more than 256 pixels (the 16-bit lane sums are flushed every 256)
+    "mean_hw_300_pixels_c4": ((20, 15, 4), lambda x: L.GlobalAveragePooling2D()(x)),
     "fully_connected": ((3, 4, 5), lambda x: L.Dense(9)(L.Flatten()(x))),
     "softmax": ((2, 3, 4), lambda x: L.Softmax()(L.Dense(10)(L.Flatten()(x)))),
     "add": ((4, 5, 3), lambda x: L.Add()([L.Conv2D(4, 1)(x), L.Conv2D(4, 3, padding="same")(x)])),

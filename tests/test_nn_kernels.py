@@ -22,6 +22,8 @@ CASES = {
     "avgpool_2_valid": ((7, 6, 3), lambda x: L.AveragePooling2D(2, padding="valid")(x)),
     "mean_hw": ((6, 5, 7), lambda x: L.GlobalAveragePooling2D()(L.Conv2D(7, 1, activation="relu6")(x))),
     "mean_large": ((12, 12, 5), lambda x: L.GlobalAveragePooling2D()(L.Conv2D(6, 3, padding="same")(x))),
+    # 4 channels a word (16-bit lane sums flushed every 256 pixels)
+    "mean_words_300_pixels": ((20, 15, 3), lambda x: L.GlobalAveragePooling2D()(L.Conv2D(8, 1)(x))),
     "fully_connected": ((3, 4, 5), lambda x: L.Dense(9)(L.Flatten()(x))),
     "softmax": ((2, 3, 4), lambda x: L.Softmax()(L.Dense(10)(L.Flatten()(x)))),
     "softmax_wide_logits": ((4, 4, 3), lambda x: L.Softmax()(L.Dense(7, kernel_initializer="he_normal")(L.Flatten()(x)) * 4.0)),
