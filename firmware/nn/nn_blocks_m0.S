@@ -90,15 +90,6 @@
     MAC2x4 r1, r3, \op
 .endm
 
-/* Taps j and j + 1 of a row at r0, any alignment: two LDRB. */
-.macro PAIRB j
-    ldrb r1, [r0, #\j]
-    ldrb r3, [r0, #(\j + 1)]
-    sxtb r1, r1
-    sxtb r3, r3
-    MAC2x4 r1, r3
-.endm
-
 /* The next 4 contiguous taps, two pairs: one word of inputs at r0 (advanced), kept in r12 across the first. */
 .macro WORD4 op=add
     ldm r0!, {r3}
@@ -273,10 +264,9 @@
     ldr r2, [sp, #F_W0]
 .endm
 
-/* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs
- * (2k, 2k + 1): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 0, row 1's bytes 1-8 by LDRB, row 2's
- * bytes 0-7 by LDRH, then its byte 8 alone. 363 cycles a window, 108 MACs (measured, rp2040js: the region's
- * cycles over the default student's interior stem windows). */
+/* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs in the
+ * weights' order (lower.WIN9_ORDER): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 8, row 1's bytes 0-7
+ * and row 2's by LDRH, then row 2's byte 8 alone. */
 .macro ROW9
     PAIRH 0, mov
     PAIRH 2
@@ -284,14 +274,14 @@
     PAIRH 6
     ldrb r1, [r0, #8]
     add r0, lr
-    ldrb r3, [r0, #0]
+    ldrb r3, [r0, #8]
     sxtb r1, r1
     sxtb r3, r3
     MAC2x4 r1, r3
-    PAIRB 1
-    PAIRB 3
-    PAIRB 5
-    PAIRB 7
+    PAIRH 0
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
     add r0, lr
     PAIRH 0
     PAIRH 2

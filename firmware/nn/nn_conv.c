@@ -4,21 +4,25 @@
 #include "nn_dot.h"
 #include "nn_fixed.h"
 
+/* A window of 3 rows of 9 bytes (3x3 over 3 channels, an RGB stem; also 3x1 over 9): its weights come in this tap
+ * order (lower.WIN9_ORDER), so that nn_blocks' unrolled loop reads every pair of taps with one LDRH: rows 0 and 1's
+ * bytes 0-7 and 8 paired, row 1's bytes 0-7, row 2's bytes 0-7, then its byte 8. */
+static const uint8_t win9_order[27] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 17, 9, 10, 11, 12, 13, 14, 15, 16,
+                                       18, 19, 20, 21, 22, 23, 24, 25, 26};
+
 /* Window crossing the border: valid taps accumulate, padded taps add zero_point * weights. */
 static void conv_border(const nn_conv_t *p, const int8_t *in, int iy0, int ix0, const int32_t *block, int32_t acc[4]) {
     const nn_geom_t *g = &p->g;
     const int C = g->in_c;
     const int32_t n = g->k_h * g->k_w * C;
-    for (int ky = 0, t = 0; ky < g->k_h; ky++) {
-        const int iy = iy0 + ky;
-        for (int kx = 0; kx < g->k_w; kx++) {
-            const int ix = ix0 + kx;
-            const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
-            for (int c = 0; c < C; c++, t++) {
-                const int32_t u = inside ? in[(iy * g->in_w + ix) * C + c] : g->in_zp;
-                for (int j = 0; j < 4; j++) acc[j] += u * nn_wtap(block, n, t, j);
-            }
-        }
+    const int win9 = g->k_h == 3 && g->k_w * C == 9;
+    for (int32_t t = 0; t < n; t++) {
+        const int at = win9 ? win9_order[t] : (int)t;    /* the tap's index in window order (ky, kx, c) */
+        const int c = at % C, kx = at / C % g->k_w, ky = at / C / g->k_w;
+        const int iy = iy0 + ky, ix = ix0 + kx;
+        const int inside = iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w;
+        const int32_t u = inside ? in[(iy * g->in_w + ix) * C + c] : g->in_zp;
+        for (int j = 0; j < 4; j++) acc[j] += u * nn_wtap(block, n, t, j);
     }
 }
 
