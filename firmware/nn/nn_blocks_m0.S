@@ -29,7 +29,7 @@
     .equ F_WEND, 8       /* where a block's end goes to .Lpixel: the end of the full blocks, or of the tail block */
     .equ F_TAIL, 12      /* the start of the tail block (oc % 4 channels), 0 if none */
     .equ F_TEND, 16      /* the end of the tail block */
-    .equ F_MIN, 20
+    .equ F_MIN, 20       /* act_min's byte, 4 times */
     .equ F_MAX, 24
     .equ F_Y, 28
     .equ F_XADJ, 32      /* x of the next pixel = x after the last block + this */
@@ -151,13 +151,15 @@
 .endm
 
 /* Requantizes accumulator \acc into y[j] with the record at r2 (nn_rqc_t, 32 bytes), advancing r2; r5 = act_min.
- * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles; the rest branch to RQOUT \id's code, 24 in the
+ * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles (6 with \pre: y[j] already holds act_min); the rest branch to RQOUT \id's code, 24 in the
  * fast part (the sum of its instructions' costs in rp2040js). */
-.macro RQ acc, j, id
+.macro RQ acc, j, id, pre=0
     ldm r2!, {r1, r6}         /* lo, hi */
     cmp \acc, r1
     bge .Lrqin\id             /* signed acc >= lo */
+.if \pre == 0
     strb r5, [r7, #\j]
+.endif
     adds r2, #24
 .Lrqret\id:
 .endm
@@ -218,14 +220,16 @@
     b .Lrqret\id
 .endm
 
-/* The block end of the specialised loops (.Lrow9s, .Lws, .Ldw3: no tail block): requantizes r8..r11 into y = r7,
- * RQ ids \p0..\p3, y moved on; BLOCKOUT \p their out-of-line parts; EPILOGUE a copy of the return. */
+/* The block end of the specialised loops (.Lrow9s, .Lws, .Ldw3: no tail block, y word-aligned): act_min into the
+ * 4 outputs with one store, then requantizes r8..r11 into y = r7 (RQ ids \p0..\p3; the outputs below lo keep
+ * act_min), y moved on; BLOCKOUT \p their out-of-line parts; EPILOGUE a copy of the return. */
 .macro BLOCKRQ p
     ldr r5, [sp, #F_MIN]
-    RQ r8, 0, \p\()0
-    RQ r9, 1, \p\()1
-    RQ r10, 2, \p\()2
-    RQ r11, 3, \p\()3
+    str r5, [r7, #0]
+    RQ r8, 0, \p\()0, 1
+    RQ r9, 1, \p\()1, 1
+    RQ r10, 2, \p\()2, 1
+    RQ r11, 3, \p\()3, 1
     adds r7, #4
 .endm
 
@@ -292,6 +296,22 @@
     MAC4 r3
 .endm
 
+.macro DW3
+    adds r3, r0, #4
+    str r3, [sp, #F_X]        /* the next block: 4 channels on */
+    mov r1, r0
+    DWSTEP r12, mov
+    DWSTEP r12
+    DWSTEP lr
+    DWSTEP r12
+    DWSTEP r12
+    DWSTEP lr
+    DWSTEP r12
+    DWSTEP r12
+    ldr r3, [r1, #0]
+    DWMAC
+.endm
+
     .section .time_critical.nn_blocks, "ax", %progbits
     .global nn_blocks
     .type nn_blocks, %function
@@ -337,7 +357,12 @@ nn_blocks:
 35: str r5, [sp, #F_TAIL]     /* no tail: 0 */
 36:
     ldr r3, [r0, #B_MIN]
-    str r3, [sp, #F_MIN]
+    uxtb r3, r3
+    lsls r4, r3, #8
+    orrs r3, r4
+    lsls r4, r3, #16
+    orrs r3, r4
+    str r3, [sp, #F_MIN]      /* act_min in every byte: one store fills a block's 4 outputs */
     ldr r3, [r0, #B_MAX]
     str r3, [sp, #F_MAX]
     ldr r3, [r0, #B_PIX]
@@ -359,13 +384,18 @@ nn_blocks:
     mov lr, r5                /* RGB stem rows, 3x3 depthwise: the step to the next row (kept for the call) */
     cmp r5, #0
     beq 31f
-    ldr r6, =(.Ldw3 + 1)      /* 3x3 depthwise (oc % 4 == 0, nn_dwconv) */
     cmp r7, #0
-    bne 30f
-    ldr r6, =(.Lrow9 + 1)
+    beq 39f
+    ldr r6, =(.Ldw3g + 1)     /* 3x3 depthwise (oc % 4 == 0, nn_dwconv) */
+    lsls r5, r2, #30
+    bne 30f                   /* y not word-aligned: the generic block end */
+    ldr r6, =(.Ldw3 + 1)
+    b 30f
+39: ldr r6, =(.Lrow9 + 1)
     ldr r5, [r0, #B_OC]
+    orrs r5, r2
     lsls r5, r5, #30
-    bne 30f                   /* a tail block: the generic loop */
+    bne 30f                   /* a tail block or y not word-aligned: the generic loop */
     ldr r6, =(.Lrow9s + 1)
     mov r12, r2               /* .Lrow9s keeps y in r12 */
     b 30f
@@ -395,8 +425,9 @@ nn_blocks:
     bne 30f
     ldr r6, =(.Lwords + 1)
     ldr r5, [r0, #B_OC]
+    orrs r5, r2
     lsls r5, r5, #30
-    bne 30f                   /* a tail block: the generic loop */
+    bne 30f                   /* a tail block or y not word-aligned: the generic loop */
     ldr r6, =(.Lws + 1)
     adds r5, r1, r4
     mov lr, r5                /* .Lws: x + n in lr for the pixel */
@@ -484,6 +515,11 @@ nn_blocks:
 24: DWTAP
     cmp r1, lr
     bne 23b
+    b .Lrq
+
+    /* 3x3 depthwise (.Ldw3) with y not word-aligned: the generic block end */
+.Ldw3g:
+    DW3
     b .Lrq
 
     /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers; placed to fall into .Lrq): one LDM
@@ -705,19 +741,7 @@ nn_blocks:
      * along a row and lr bytes to the next row. 22 cycles per tap, no offsets. nn_dwconv only takes oc % 4 == 0:
      * no tail block. */
 .Ldw3:
-    adds r3, r0, #4
-    str r3, [sp, #F_X]        /* the next block: 4 channels on */
-    mov r1, r0
-    DWSTEP r12, mov
-    DWSTEP r12
-    DWSTEP lr
-    DWSTEP r12
-    DWSTEP r12
-    DWSTEP lr
-    DWSTEP r12
-    DWSTEP r12
-    ldr r3, [r1, #0]
-    DWMAC
+    DW3
     ldr r7, [sp, #F_Y]
     BLOCKRQ d
     str r7, [sp, #F_Y]
