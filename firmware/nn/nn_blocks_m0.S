@@ -105,6 +105,20 @@
     MAC2x4 r1, r3
 .endm
 
+/* WORD4 without r12 (.Lws keeps y there): the word is loaded twice, the same cycles as keeping it in r12. */
+.macro WORD4R op=add
+    ldr r3, [r0, #0]
+    sxtb r1, r3
+    lsls r3, r3, #16
+    asrs r3, r3, #24
+    MAC2x4 r1, r3, \op
+    ldm r0!, {r3}
+    lsls r1, r3, #8
+    asrs r1, r1, #24
+    asrs r3, r3, #24
+    MAC2x4 r1, r3
+.endm
+
 /* One depthwise tap through the offset table: r1 -> next byte offset, r12 = window base. */
 .macro DWTAP
     ldm r1!, {r3}
@@ -430,7 +444,8 @@ nn_blocks:
     bne 30f                   /* a tail block or y not word-aligned: the generic loop */
     ldr r6, =(.Lws + 1)
     adds r5, r1, r4
-    mov lr, r5                /* .Lws: x + n in lr for the pixel */
+    mov lr, r5                /* .Lws: x + n in lr for the pixel, y in r12 for the call */
+    mov r12, r2
 30: str r6, [sp, #F_ENTRY]
     ldr r2, [r0, #B_W]
     b .Lblock
@@ -713,18 +728,18 @@ nn_blocks:
 42: EPILOGUE
     BLOCKOUT s
 
-    /* pointwise words, an even word count and oc % 4 == 0: lr = x + n set once a pixel (x_step = n), two words per
-     * branch, the block end and the next pixel branch straight back */
+    /* pointwise words, an even word count and oc % 4 == 0: lr = x + n set once a pixel (x_step = n), y in r12 for
+     * the call, two words per branch, the block end and the next pixel branch straight back */
 .Lws:
-    WORD4 mov
+    WORD4R mov
     b 52f
-51: WORD4
-52: WORD4
+51: WORD4R
+52: WORD4R
     cmp r0, lr
     bne 51b
-    ldr r7, [sp, #F_Y]
+    mov r7, r12
     BLOCKRQ w
-    str r7, [sp, #F_Y]
+    mov r12, r7
     ldr r0, [sp, #F_WEND]
     cmp r2, r0
     beq 43f
