@@ -182,7 +182,7 @@
  * record's fast part, lo <= acc < hi: a = acc*mh + k, y[j] = a >> 24 unless (a << 8) + cmax8 carries (the low
  * product's part might carry into the byte: then it is added, d*ml + klo >> 16); beyond it act_max (23 cycles in
  * all), else the three-multiply or long formula in .Lrqslow. */
-.macro RQOUT acc, j, id
+.macro RQOUT acc, j, id, tail
 .Lrqin\id:
     cmp \acc, r6
     bge .Lrqhi\id             /* acc >= hi (r1 = lo kept) */
@@ -197,7 +197,11 @@
     lsrs r0, r0, #24
     strb r0, [r7, #\j]
     adds r2, #12
+.ifb \tail
     b .Lrqret\id
+.else
+    \tail                     /* a copy of what follows .Lrqret\id: no branch back */
+.endif
 .endm
 
 /* RQOUT \id's rare paths, placed after the fast parts. */
@@ -236,7 +240,8 @@
 
 /* The block end of the specialised loops (.Lrow9s, .Lws, .Ldw3: no tail block, y word-aligned): act_min into the
  * 4 outputs with one store, then requantizes r8..r11 into y = r7 (RQ ids \p0..\p3; the outputs below lo keep
- * act_min), y moved on; BLOCKOUT \p their out-of-line parts; EPILOGUE a copy of the return. */
+ * act_min); BLOCKOUT \p their out-of-line parts, the last channel's fast part followed by a copy of the block end
+ * \end (no branch back); EPILOGUE a copy of the return. */
 .macro BLOCKRQ p
     ldr r5, [sp, #F_MIN]
     str r5, [r7, #0]
@@ -244,14 +249,13 @@
     RQ r9, 1, \p\()1, 1
     RQ r10, 2, \p\()2, 1
     RQ r11, 3, \p\()3, 1
-    adds r7, #4
 .endm
 
-.macro BLOCKOUT p
+.macro BLOCKOUT p, end
     RQOUT r8, 0, \p\()0
     RQOUT r9, 1, \p\()1
     RQOUT r10, 2, \p\()2
-    RQOUT r11, 3, \p\()3
+    RQOUT r11, 3, \p\()3, \end
     RQRARE r8, 0, \p\()0
     RQRARE r9, 1, \p\()1
     RQRARE r10, 2, \p\()2
@@ -324,6 +328,38 @@
     DWSTEP r12
     ldr r3, [r1, #0]
     DWMAC
+.endm
+
+/* The block ends of the specialised loops: y moved on (kept in r12, or in the frame for .Ldw3), then the next block
+ * or the next pixel. */
+.macro ENDS
+    adds r7, #4
+    mov r12, r7
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixs
+    ldr r0, [sp, #F_X]
+    b .Lrow9s
+.endm
+
+.macro ENDW
+    adds r7, #4
+    mov r12, r7
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixw
+    ldr r0, [sp, #F_X]
+    b .Lws
+.endm
+
+.macro ENDD
+    adds r7, #4
+    str r7, [sp, #F_Y]
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixd
+    ldr r0, [sp, #F_X]
+    b .Ldw3
 .endm
 
     .section .time_critical.nn_blocks, "ax", %progbits
@@ -717,16 +753,12 @@ nn_blocks:
     ROW9
     mov r7, r12
     BLOCKRQ s
-    mov r12, r7
-    ldr r0, [sp, #F_WEND]
-    cmp r2, r0
-    beq 41f
-    ldr r0, [sp, #F_X]
-    b .Lrow9s
-41: NEXTPIX 42f
+    ENDS
+.Lpixs:
+    NEXTPIX 42f
     b .Lrow9s
 42: EPILOGUE
-    BLOCKOUT s
+    BLOCKOUT s, ENDS
 
     /* pointwise words, an even word count and oc % 4 == 0: lr = x + n set once a pixel (x_step = n), y in r12 for
      * the call, two words per branch, the block end and the next pixel branch straight back */
@@ -739,18 +771,14 @@ nn_blocks:
     bne 51b
     mov r7, r12
     BLOCKRQ w
-    mov r12, r7
-    ldr r0, [sp, #F_WEND]
-    cmp r2, r0
-    beq 43f
-    ldr r0, [sp, #F_X]
-    b .Lws
-43: NEXTPIX 44f
+    ENDW
+.Lpixw:
+    NEXTPIX 44f
     adds r3, r0, r3
     mov lr, r3
     b .Lws
 44: EPILOGUE
-    BLOCKOUT w
+    BLOCKOUT w, ENDW
 
     /* interior 3x3 depthwise window, unrolled: r0 = this block's window base; the taps step r12 = C bytes
      * along a row and lr bytes to the next row. 22 cycles per tap, no offsets. nn_dwconv only takes oc % 4 == 0:
@@ -759,14 +787,10 @@ nn_blocks:
     DW3
     ldr r7, [sp, #F_Y]
     BLOCKRQ d
-    str r7, [sp, #F_Y]
-    ldr r0, [sp, #F_WEND]
-    cmp r2, r0
-    beq 45f
-    ldr r0, [sp, #F_X]
-    b .Ldw3
-45: NEXTPIX 46f
+    ENDD
+.Lpixd:
+    NEXTPIX 46f
     b .Ldw3
 46: EPILOGUE
-    BLOCKOUT d
+    BLOCKOUT d, ENDD
     .size nn_blocks, . - nn_blocks
