@@ -113,7 +113,7 @@ static void border_window9(const nn_geom_t *g, const int8_t *in, int iy0, int ix
 
 /* The k_h input rows of a whole output row that crosses the top or bottom border, copied with zero points around
  * them, so that one nn_blocks call takes the row's windows like interior ones (3x3 RGB stems and 3x3 depthwise). */
-#define STRIP_BYTES 1536
+#define STRIP_BYTES 1024
 static int8_t strip[3 * STRIP_BYTES] __attribute__((aligned(4)));
 
 /* The strip's row length for an output row of g (even, a multiple of 4 for depthwise), 0 if it does not fit. */
