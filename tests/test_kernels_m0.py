@@ -37,6 +37,8 @@ from export.rp2040.selftest import write_selftest_sources  # noqa: E402
 CASES = {
     "conv_rgb_3x3_s2_same_relu6": ((10, 12, 3),
                                    lambda x: L.Conv2D(6, 3, strides=2, padding="same", activation="relu6")(x)),
+    # padded on every side: the top and bottom rows run over a padded strip, one call each
+    "pad_then_conv_rgb_3x3_s2": ((10, 12, 3), lambda x: L.Conv2D(6, 3, strides=2)(L.ZeroPadding2D(1)(x))),
     "conv_rgb_3x3_s1_odd_width": ((6, 7, 3), lambda x: L.Conv2D(5, 3, padding="same")(x)),
     # a large bias widens the output range: right shifts beyond the short record's, through the unrolled loops
     "conv_rgb_3x3_s2_long_records": ((10, 12, 3), lambda x: L.Conv2D(
@@ -48,6 +50,20 @@ CASES = {
     "pointwise_bytes_odd": ((3, 5, 10), lambda x: L.Conv2D(11, 1)(x)),
     "pointwise_words_relu6": ((4, 4, 16), lambda x: L.Conv2D(8, 1, activation="relu6")(x)),
     "pointwise_words_tail": ((5, 6, 8), lambda x: L.Conv2D(7, 1)(x)),
+    # fewer than 4 channels: no full block, every pixel's tail block writes through nn_blocks' scratch
+    "pointwise_words_3_channels": ((4, 5, 8), lambda x: L.Conv2D(3, 1)(x)),
+    "conv_rgb_3x3_s2_2_channels": ((8, 10, 3), lambda x: L.Conv2D(2, 3, strides=2, padding="same")(x)),
+    # oc % 4 == 0 takes the specialised loops (.Lrow9s, .Lws): their requantization's slow paths and act_max too
+    "conv_rgb_3x3_s2_long_records_c8": ((8, 10, 3), lambda x: L.Conv2D(
+        8, 3, strides=2, padding="same", bias_initializer=keras.initializers.Constant(40.0))(x)),
+    "pointwise_words_long_records_c8": ((3, 4, 16), lambda x: L.Conv2D(
+        8, 1, bias_initializer=keras.initializers.Constant(40.0))(x)),
+    "pointwise_relu6_saturates_c8": ((4, 4, 16), lambda x: L.Conv2D(
+        8, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
+    # the output one byte past a word boundary: the byte-storing block ends of the same loops
+    "depthwise_3x3_s1_same_c8_odd_out": ((5, 6, 8), lambda x: L.DepthwiseConv2D(3, padding="same")(x)),
+    "pointwise_words_c8_odd_out": ((4, 4, 16), lambda x: L.Conv2D(8, 1)(x)),
+    "conv_rgb_3x3_s2_c8_odd_out": ((8, 10, 3), lambda x: L.Conv2D(8, 3, strides=2, padding="same")(x)),
     "pointwise_words_odd_count": ((3, 4, 12), lambda x: L.Conv2D(6, 1)(x)),
     "pointwise_relu6_saturates": ((4, 4, 16), lambda x: L.Conv2D(
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
@@ -62,6 +78,8 @@ CASES = {
     "pad_then_depthwise_c4": ((7, 7, 4), lambda x: L.DepthwiseConv2D(3, strides=2)(L.ZeroPadding2D(1)(x))),
     "avgpool_3_s2_same": ((9, 11, 4), lambda x: L.AveragePooling2D(3, strides=2, padding="same")(x)),
     "mean_hw": ((6, 5, 7), lambda x: L.GlobalAveragePooling2D()(x)),
+    # 4 channels a word, over more than 256 pixels (the 16-bit lane sums are flushed every 256)
+    "mean_hw_300_pixels_c4": ((20, 15, 4), lambda x: L.GlobalAveragePooling2D()(x)),
     "fully_connected": ((3, 4, 5), lambda x: L.Dense(9)(L.Flatten()(x))),
     "softmax": ((2, 3, 4), lambda x: L.Softmax()(L.Dense(10)(L.Flatten()(x)))),
     "add": ((4, 5, 3), lambda x: L.Add()([L.Conv2D(4, 1)(x), L.Conv2D(4, 3, padding="same")(x)])),
@@ -78,8 +96,10 @@ def _case_source(i: int, compiled) -> str:
     return re.sub(r"\bmodel_run\b", f"case{i}_run", text)
 
 
-def _dispatch_sources(n: int, in_bytes: int, out_bytes: int, arena: int) -> tuple[str, str]:
-    """model.h/model.c of the test image: input byte 0 picks the case, its input starts at byte 4 (word-aligned)."""
+def _dispatch_sources(n: int, in_bytes: int, out_bytes: int, arena: int, odd: list[int]) -> tuple[str, str]:
+    """model.h/model.c of the test image: input byte 0 picks the case, its input starts at byte 4 (word-aligned).
+    The cases with odd[k] write their output one byte past a word boundary (nn_blocks' loops that store a word need
+    an aligned y and fall back to their byte-storing block end otherwise), then it is copied to the output."""
     h = ("#ifndef MODEL_H\n#define MODEL_H\n#include <stdint.h>\n"
          f"#define MODEL_INPUT_H 1\n#define MODEL_INPUT_W {in_bytes}\n#define MODEL_INPUT_C 1\n"
          f"#define MODEL_INPUT_BYTES {in_bytes}\n#define MODEL_NUM_CLASSES {out_bytes}\n"
@@ -89,12 +109,19 @@ def _dispatch_sources(n: int, in_bytes: int, out_bytes: int, arena: int) -> tupl
     decls = "".join(f"int case{i}_run(const int8_t *input, int8_t *output);\n" for i in range(n))
     table = ", ".join(f"case{i}_run" for i in range(n))
     names = ", ".join(f'"o{k}"' for k in range(out_bytes))
+    odd_table = ", ".join(str(int(o)) for o in odd)
     c = ('#include <string.h>\n#include "model.h"\n' + decls +
          f"const char *const model_class_names[MODEL_NUM_CLASSES] = {{{names}}};\n"
          f"static int (*const cases[{n}])(const int8_t *, int8_t *) = {{{table}}};\n"
+         f"static const uint8_t odd[{n}] = {{{odd_table}}};\n"
+         "static int8_t odd_out[MODEL_NUM_CLASSES + 4] __attribute__((aligned(4)));\n"
          "int model_run(const int8_t *input, int8_t *output) {\n"
          "    memset(output, 0, MODEL_NUM_CLASSES);\n"
-         f"    const uint8_t k = (uint8_t)input[0];\n    return k < {n} ? cases[k](input + 4, output) : 1;\n}}\n")
+         f"    const uint8_t k = (uint8_t)input[0];\n    if (k >= {n}) return 1;\n"
+         "    if (!odd[k]) return cases[k](input + 4, output);\n"
+         "    memset(odd_out, 0, sizeof odd_out);\n"
+         "    const int rc = cases[k](input + 4, odd_out + 1);\n"
+         "    memcpy(output, odd_out + 1, MODEL_NUM_CLASSES);\n    return rc;\n}\n")
     return h, c
 
 
@@ -122,7 +149,7 @@ def kernel_image(tmp_path_factory):
     for j, (i, xi) in enumerate(inputs):
         images[j, 0, 0, 0] = i
         images[j, 0, 4:4 + xi.size, 0] = xi
-    h, c = _dispatch_sources(len(names), in_bytes, out_bytes, arena)
+    h, c = _dispatch_sources(len(names), in_bytes, out_bytes, arena, [n.endswith("_odd_out") for n in names])
     (gen / "model.h").write_text(h)
     (gen / "model.c").write_text(c)
     write_selftest_sources(gen, images, [0] * len(images))

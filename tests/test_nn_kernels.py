@@ -22,6 +22,8 @@ CASES = {
     "avgpool_2_valid": ((7, 6, 3), lambda x: L.AveragePooling2D(2, padding="valid")(x)),
     "mean_hw": ((6, 5, 7), lambda x: L.GlobalAveragePooling2D()(L.Conv2D(7, 1, activation="relu6")(x))),
     "mean_large": ((12, 12, 5), lambda x: L.GlobalAveragePooling2D()(L.Conv2D(6, 3, padding="same")(x))),
+    # 4 channels a word (16-bit lane sums flushed every 256 pixels)
+    "mean_words_300_pixels": ((20, 15, 3), lambda x: L.GlobalAveragePooling2D()(L.Conv2D(8, 1)(x))),
     "fully_connected": ((3, 4, 5), lambda x: L.Dense(9)(L.Flatten()(x))),
     "softmax": ((2, 3, 4), lambda x: L.Softmax()(L.Dense(10)(L.Flatten()(x)))),
     "softmax_wide_logits": ((4, 4, 3), lambda x: L.Softmax()(L.Dense(7, kernel_initializer="he_normal")(L.Flatten()(x)) * 4.0)),
@@ -92,7 +94,7 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
     i32 = ctypes.c_int32
     so.run.argtypes = [ctypes.c_void_p, i32, i32, i32, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     rng = np.random.default_rng(2)
-    short = long = partial = 0
+    short = long = partial = carries = 0
     for i in range(400):
         mult, shift = quantize_multiplier(float(2.0 ** rng.uniform(-24, 3 if i % 10 == 0 else -0.5)))
         zp = int(rng.integers(-128, 128))
@@ -100,13 +102,14 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
         hi = int(rng.choice([127, min(127, zp + int(rng.integers(1, 200)))]))
         bias = int(rng.choice([0, int(rng.integers(-2**20, 2**20))]))   # the record reads acc - bias
         rec = channel_requant(mult, shift, zp, lo, hi, bias)
-        short += rec[1] > 0
-        long += rec[1] == 0 and rec[6] > 0 and not is_generic(rec)
-        partial += 0 < rec[1] < rec[6]
+        fast = rec[1] - rec[0]   # hi - lo: the short record's fast part, 0 for the others
+        short += fast > 0
+        long += fast == 0 and rec[6] > 0 and not is_generic(rec)
+        partial += 0 < fast < rec[6]
         t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
         inner = rng.integers(max(t_lo, -2**31), min(t_hi, 2**31 - 1) + 1, 300) if t_lo <= t_hi else []
         edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1,
-                 t_lo + rec[1] - 1, t_lo + rec[1]]
+                 t_lo + fast - 1, t_lo + fast]
         accs = np.clip(np.concatenate([inner, edges, rng.integers(-2**31, 2**31, 50), rng.integers(-5000, 5000, 100)]),
                        -2**31 + max(bias, 0), 2**31 - 1 + min(bias, 0))   # sums without the bias fit int32
         words, sums = np.array(rec, np.int64).astype(np.uint32), (accs - bias).astype(np.int32)  # alive across run
@@ -114,6 +117,18 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
         so.run(words.ctypes.data, zp, lo, hi, sums.ctypes.data, len(accs), y.ctypes.data)
         want = [requantize(int(a), mult, shift, zp, lo, hi) for a in accs]
         assert y.tolist() == want, (mult, shift, zp, lo, hi, bias)
+        # nn_blocks_m0.S's fast part: the byte of a = sum*mh + w1 unless (a << 8) + cmax8 carries, then exact
+        for a_acc, w in zip(accs.tolist(), want):
+            u = a_acc - bias
+            if not rec[0] <= u < rec[1]:
+                continue
+            a = (u * rec[2] + rec[3]) % 2**32
+            carry = ((a << 8) % 2**32) + rec[4] >= 2**32
+            if carry:
+                a += ((u - rec[0]) * (rec[5] & 0xFFFF) + (rec[5] >> 16)) >> 16
+            assert ((a % 2**32) >> 24) == w % 256, (mult, shift, zp, lo, hi, bias, a_acc)
+            carries += carry
+    print(f"{carries} accumulators of the fast parts took the exact sum")
     assert short > 100 and long > 100 and partial > 20, \
         f"{short} short ({partial} with a shorter fast part) and {long} long records: a path was hardly tested"
 

@@ -22,6 +22,12 @@ class Step:
     macs: int = 0
 
 
+# A convolution window of 3 rows of 9 bytes (3x3 over 3 channels, an RGB stem) takes its taps in this order (nn_conv.c's
+# win9_order): rows 0 and 1's bytes 0-7, their bytes 8 as one pair, row 1's bytes 0-7, row 2's, its byte 8 alone, so
+# that nn_blocks' unrolled loop reads every pair with one LDRH. The weights and the offset table follow it.
+WIN9_ORDER = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 17, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26])
+
+
 def _one(t: Tensor, what: str) -> tuple[float, int]:
     if t.scale.size != 1 or t.zero_point.size != 1:
         raise UserError(f"{what}: tensor '{t.name}' must be per-tensor quantized")
@@ -141,6 +147,8 @@ def lower(g: Graph) -> tuple[list[Step], dict]:
                 # byte offset of every (ky, kx, c) tap from the window origin, in weight order
                 offsets = (np.arange(kh)[:, None, None] * in_w * in_c + np.arange(kw)[None, :, None] * in_c
                            + np.arange(in_c)[None, None, :]).reshape(-1).astype(np.int32)
+                if kh == 3 and kw * in_c == 9:   # rows of 9 bytes: the taps in the order nn_blocks' loop pairs them
+                    w2, offsets = w2[:, WIN9_ORDER], offsets[WIN9_ORDER]
                 rq_fields["fast"] &= int(_pairs_fit(w2))
                 steps.append(Step("conv2d", step_in, op.outputs[0], {**geom, **rq_fields},
                                   {"weights": ("int32_t", _blocks4(w2, records, True)),

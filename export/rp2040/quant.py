@@ -100,7 +100,7 @@ def clamp_thresholds(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[
 
 
 def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int, bias: int = 0) -> tuple[int, ...]:
-    """The nn_rqc_t record (lo, fast, w0..w3, range, w4) of one output channel whose accumulator is `bias` plus the
+    """The nn_rqc_t record (lo, hi, w0..w3, range, w4) of one output channel whose accumulator is `bias` plus the
     sum nn_blocks computes, see firmware/nn/nn.h: every constant refers to that sum, acc - bias.
 
     For a right shift r >= 1 (S = 31 + r), TFLite's two roundings collapse into one floor (nn_requant):
@@ -110,43 +110,51 @@ def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int, bias: int 
     k = t_lo*mult + E + (zp + 256)*2^S: the +256 keeps the floor positive and the int8 output is its low byte.
     The record's lo is t_lo - bias, so d is the same for the sum.
 
-    Short record (S - 32 <= 8), w0..w3 = ml, mh, klo, khi_fast, w4 = khi: scaled by 2^e, e = 8 - (S - 32), that
-    byte is bits 24..31 of s = floor((d*m' + K') / 2^16), m' = mult*2^e = mh*2^16 + ml, K' = k*2^e = khi*2^16 + klo.
-    While d*ml + klo < 2^32 two 32-bit multiplies give it, s = d*mh + ((d*ml + klo) >> 16) + khi (mod 2^32): the
-    first `fast` accumulators of the range take that path. Beyond them, d = dh*2^16 + dl and
+    Short record (S - 32 <= 8): scaled by 2^e, e = 8 - (S - 32), that byte is bits 24..31 of
+    s = floor((d*m' + K') / 2^16), m' = mult*2^e = mh*2^16 + ml, K' = k*2^e = khi*2^16 + klo. While
+    d*ml + klo < 2^32 (the first `fast` accumulators of the range, hi = lo + fast) two 32-bit multiplies give it,
+    s = d*mh + khi + c (mod 2^32), c = (d*ml + klo) >> 16 < 2^16, and since d*mh + khi = sum*mh + (khi - lo*mh) the
+    first needs no d: a = sum*mh + w1. c only matters when it carries into bit 24: below c_max = the largest c of the
+    fast part, (a mod 2^24) + c_max < 2^24 (no carry out of (a << 8) + (c_max << 8)) means the byte is a's.
+    w0..w3 = mh, khi_fast - lo*mh, c_max << 8, ml + 2^16 klo; w4 = khi. Beyond the fast part, d = dh*2^16 + dl and
     s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi, where only dl*ml + klo < 2^32 must not wrap. For acc < 0, k is
     2^31 less: a range that starts below zero keeps its fast part there, with khi_fast = khi - 2^(15+e) (otherwise
     khi_fast = khi), and takes a long record if the fast part ends before zero.
-    Long record (fast 0), w0..w3 = mult, k mod 2^32, k >> 32, S - 32, w4 = max(-t_lo, 0) (d < w4: acc < 0, k less
-    2^31): the byte is bits S..S+7 of the 64-bit d*mult + k. A channel with an empty range is all zeros but lo
+    Long record (hi = lo), w0..w3 = mult, k mod 2^32, k >> 32, S - 32, w4 = max(-t_lo, 0) (d < w4: acc < 0, k less
+    2^31): the byte is bits S..S+7 of the 64-bit d*mult + k. A channel with an empty range has hi = lo and zeros
     (every acc >= t_lo saturates to act_max). Channels that need the generic path (left shift, r = 0, huge ranges)
-    have lo = INT32_MIN, fast 0 and w0..w3 = mult, shift, bias, -1."""
+    have lo = hi = INT32_MIN and w0..w3 = mult, shift, bias, -1."""
     t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
     r = -shift
     rng = max(t_hi - t_lo + 1, 0)
-    generic = -2**31, 0, mult, shift % 2**32, bias % 2**32, 2**32 - 1, 0, 0
+    generic = -2**31, -2**31, mult, shift % 2**32, bias % 2**32, 2**32 - 1, 0, 0
     if shift > 0 or r < 1 or rng >= 2**31 or not -2**31 <= t_lo - bias < 2**31:
         return generic
     if rng and not lo < requantize(t_lo, mult, shift, zp, lo, hi) <= requantize(t_hi, mult, shift, zp, lo, hi) < hi:
         return generic    # the thresholds were clipped to int32: the range's ends saturate
+    base = t_lo - bias
     if not rng:
-        return t_lo - bias, 0, 0, 0, 0, 0, 0, 0
+        return base, base, 0, 0, 0, 0, 0, 0
     s = 31 + r
     k = t_lo * mult + (1 << 30) + (1 << (30 + r)) + (zp + 256) * (1 << s)
-    if s - 32 <= 8:
+    if s - 32 <= 8 and base < 2**31 - 1:
         e = 8 - (s - 32)
         m, kk = mult << e, k << e
         ml, mh, klo, khi = m & 0xFFFF, (m >> 16) % 2**32, kk & 0xFFFF, (kk >> 16) % 2**32
         fast = min(rng, (2**32 - 1 - klo) // ml + 1 if ml else rng)   # d*ml + klo < 2^32 for every d < fast
-        if t_lo >= 0:
-            return t_lo - bias, fast, ml, mh, klo, khi, rng, khi
-        if fast >= min(-t_lo, rng):
-            return t_lo - bias, min(-t_lo, rng), ml, mh, klo, (khi - (1 << (15 + e))) % 2**32, rng, khi
+        khi_fast = khi
+        if t_lo < 0:
+            fast = min(-t_lo, rng) if fast >= min(-t_lo, rng) else 0
+            khi_fast = (khi - (1 << (15 + e))) % 2**32
+        if fast:
+            c8 = (((fast - 1) * ml + klo) >> 16) << 8
+            return (base, min(base + fast, 2**31 - 1), mh, (khi_fast - base * mh) % 2**32, c8, ml + (klo << 16),
+                    rng, khi)
     if k < 0 or k + (rng - 1) * mult >= 2**64:
         return generic
-    return t_lo - bias, 0, mult, k % 2**32, k >> 32, s - 32, rng, max(-t_lo, 0)
+    return base, base, mult, k % 2**32, k >> 32, s - 32, rng, max(-t_lo, 0)
 
 
 def is_generic(record: tuple[int, ...]) -> bool:
     """A channel nn_blocks cannot requantize (its layer runs the C kernels)."""
-    return record[1] == 0 and record[5] == 2**32 - 1
+    return record[1] == record[0] and record[5] == 2**32 - 1

@@ -19,17 +19,18 @@
 
 /* One output channel's requantization, precomputed so the M0+ needs no 64-bit multiply (quant.channel_requant
  * explains the fields). It reads the channel's sum without its bias (the folded bias bias - zp_in * sum(w) is
- * inside lo and the generic path's w2): acc < lo saturates to act_min. With d = acc - lo (uint32): a short record
- * (fast > 0), w0..w3 = ml, mh, klo, khi_fast, takes d < fast with two multiplies, out = (int8)(s >> 24),
- * s = d*mh + ((d*ml + klo) >> 16) + khi_fast in uint32 arithmetic; fast <= d < range with three,
- * s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + w4. A long record (fast 0, range > 0, for right
+ * inside lo and the generic path's w2): acc < lo saturates to act_min. A short record (hi != lo), w0..w3 = mh,
+ * k, cmax8, ml + 2^16 klo, takes lo <= acc < hi with two multiplies: a = acc*mh + k, out = (int8)(s >> 24),
+ * s = a + ((d*ml + klo) >> 16) in uint32 arithmetic, d = acc - lo; the second only when (a << 8) + cmax8 carries
+ * (rarely: otherwise the sum cannot carry into the byte and out = a >> 24). hi <= acc < lo + range with three,
+ * s = d*mh + (d >> 16)*ml + (((d & 0xffff)*ml + klo) >> 16) + w4. A long record (hi == lo, range > 0, for right
  * shifts the short one cannot hold), w0..w3 = m, k_lo, k_hi, sh: out = (int8)(((d*m + k) >> 32) >> sh),
  * k = k_hi:k_lo less 2^31 when d < w4 (TFLite rounds negative ties the other way). d >= range saturates to
- * act_max. w3 = -1 with fast 0 (lo = INT32_MIN) marks a channel that needs the generic
+ * act_max. w3 = -1 with hi == lo (lo = INT32_MIN) marks a channel that needs the generic
  * MultiplyByQuantizedMultiplier (mult, shift, bias in w0..w2). */
 typedef struct {
     int32_t lo;
-    uint32_t fast;
+    int32_t hi;
     uint32_t w0, w1, w2, w3;
     uint32_t range;
     uint32_t w4;

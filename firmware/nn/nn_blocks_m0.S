@@ -26,10 +26,10 @@
 
     .equ F_X, 0          /* stack frame */
     .equ F_W0, 4         /* the weight stream's start */
-    .equ F_WEND, 8       /* the end of a pixel's weight stream */
-    .equ F_TAIL, 12      /* the records of the tail block (oc % 4 channels), 0 if none */
-    .equ F_CHEND, 16     /* the end of the tail block's records */
-    .equ F_MIN, 20
+    .equ F_WEND, 8       /* where a block's end goes to .Lpixel: the end of the full blocks, or of the tail block */
+    .equ F_TAIL, 12      /* the start of the tail block (oc % 4 channels), 0 if none */
+    .equ F_TEND, 16      /* the end of the tail block */
+    .equ F_MIN, 20       /* act_min's byte, 4 times */
     .equ F_MAX, 24
     .equ F_Y, 28
     .equ F_XADJ, 32      /* x of the next pixel = x after the last block + this */
@@ -40,7 +40,9 @@
     .equ F_C, 52         /* oc */
     .equ F_LR, 56        /* lr and r12 across .Lrqslow */
     .equ F_R12, 60
-    .equ F_SIZE, 64
+    .equ F_TAILY, 64     /* y of the tail block's channels while it writes into F_SCR */
+    .equ F_SCR, 68       /* the tail block's 4 outputs */
+    .equ F_SIZE, 72
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4 x
@@ -88,15 +90,6 @@
     MAC2x4 r1, r3, \op
 .endm
 
-/* Taps j and j + 1 of a row at r0, any alignment: two LDRB. */
-.macro PAIRB j
-    ldrb r1, [r0, #\j]
-    ldrb r3, [r0, #(\j + 1)]
-    sxtb r1, r1
-    sxtb r3, r3
-    MAC2x4 r1, r3
-.endm
-
 /* The next 4 contiguous taps, two pairs: one word of inputs at r0 (advanced), kept in r12 across the first. */
 .macro WORD4 op=add
     ldm r0!, {r3}
@@ -106,6 +99,20 @@
     asrs r3, r3, #24
     MAC2x4 r1, r3, \op
     mov r3, r12
+    lsls r1, r3, #8
+    asrs r1, r1, #24
+    asrs r3, r3, #24
+    MAC2x4 r1, r3
+.endm
+
+/* WORD4 without r12 (.Lws keeps y there): the word is loaded twice, the same cycles as keeping it in r12. */
+.macro WORD4R op=add
+    ldr r3, [r0, #0]
+    sxtb r1, r3
+    lsls r3, r3, #16
+    asrs r3, r3, #24
+    MAC2x4 r1, r3, \op
+    ldm r0!, {r3}
     lsls r1, r3, #8
     asrs r1, r1, #24
     asrs r3, r3, #24
@@ -158,38 +165,63 @@
 .endm
 
 /* Requantizes accumulator \acc into y[j] with the record at r2 (nn_rqc_t, 32 bytes), advancing r2; r5 = act_min.
- * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles; the rest branch to RQOUT \id's code, 27 in the
- * fast range (measured, rp2040js: per instruction address over the default student). */
-.macro RQ acc, j, id
-    ldm r2!, {r1, r6}         /* lo, fast */
+ * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles (6 with \pre: y[j] already holds act_min); the rest branch to RQOUT \id's code, 24 in the
+ * fast part (the sum of its instructions' costs in rp2040js). */
+.macro RQ acc, j, id, pre=0
+    ldm r2!, {r1, r6}         /* lo, hi */
     cmp \acc, r1
     bge .Lrqin\id             /* signed acc >= lo */
+.if \pre == 0
     strb r5, [r7, #\j]
+.endif
     adds r2, #24
 .Lrqret\id:
 .endm
 
-/* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes): the
- * short record's fast range (d = acc - lo < fast: s = d*mh + ((d*ml + klo) >> 16) + khi_fast, y[j] = s >> 24);
- * beyond the range act_max (23 cycles in all); else the three-multiply or long formula in .Lrqslow. */
-.macro RQOUT acc, j, id
+/* The branches out of RQ \id, placed after the code that follows it (conditional branches reach 256 bytes): a short
+ * record's fast part, lo <= acc < hi: a = acc*mh + k, y[j] = a >> 24 unless (a << 8) + cmax8 carries (the low
+ * product's part might carry into the byte: then it is added, d*ml + klo >> 16); beyond it act_max (23 cycles in
+ * all), else the three-multiply or long formula in .Lrqslow. */
+.macro RQOUT acc, j, id, tail
 .Lrqin\id:
+    cmp \acc, r6
+    bge .Lrqhi\id             /* acc >= hi (r1 = lo kept) */
     mov r3, \acc
-    subs r3, r3, r1           /* d */
-    cmp r3, r6
-    bhs .Lrqhi\id
-    ldm r2!, {r0, r1, r4, r6} /* ml, mh, klo, khi */
-    muls r0, r3, r0           /* d*ml */
-    adds r0, r0, r4           /* + klo < 2^32 */
-    lsrs r0, r0, #16
-    muls r1, r3, r1           /* d*mh */
-    adds r0, r0, r1
-    adds r0, r0, r6
+    ldm r2!, {r0, r1, r4}     /* mh, k, cmax8 */
+    muls r0, r3, r0
+    adds r0, r0, r1           /* a */
+    lsls r1, r0, #8
+    adds r1, r1, r4
+    bcs .Lrqc\id
+.Lrqs\id:
     lsrs r0, r0, #24
     strb r0, [r7, #\j]
-    adds r2, #8
+    adds r2, #12
+.ifb \tail
     b .Lrqret\id
-.Lrqhi\id:
+.else
+    \tail                     /* a copy of what follows .Lrqret\id: no branch back */
+.endif
+.endm
+
+/* RQOUT \id's rare paths, placed after the fast parts. */
+.macro RQRARE acc, j, id
+.Lrqc\id:                     /* r2 -> ml + 2^16 klo, r3 = acc */
+    subs r2, #20
+    ldr r4, [r2, #0]          /* lo */
+    subs r3, r3, r4           /* d */
+    ldr r1, [r2, #20]
+    adds r2, #20
+    uxth r4, r1               /* ml */
+    muls r4, r3, r4
+    lsrs r1, r1, #16          /* klo */
+    adds r4, r4, r1           /* < 2^32 in the fast part */
+    lsrs r4, r4, #16
+    adds r0, r0, r4
+    b .Lrqs\id
+.Lrqhi\id:                    /* r1 = lo, r6 = hi, r2 -> w0 */
+    mov r3, \acc
+    subs r3, r3, r1           /* d */
     ldr r4, [r2, #16]         /* range */
     cmp r3, r4
     bhs 1f
@@ -204,6 +236,130 @@
 2:  strb r0, [r7, #\j]
     adds r2, #24
     b .Lrqret\id
+.endm
+
+/* The block end of the specialised loops (.Lrow9s, .Lws, .Ldw3: no tail block, y word-aligned): act_min into the
+ * 4 outputs with one store, then requantizes r8..r11 into y = r7 (RQ ids \p0..\p3; the outputs below lo keep
+ * act_min); BLOCKOUT \p their out-of-line parts, the last channel's fast part followed by a copy of the block end
+ * \end (no branch back); EPILOGUE a copy of the return. */
+.macro BLOCKRQ p
+    ldr r5, [sp, #F_MIN]
+    str r5, [r7, #0]
+    RQ r8, 0, \p\()0, 1
+    RQ r9, 1, \p\()1, 1
+    RQ r10, 2, \p\()2, 1
+    RQ r11, 3, \p\()3, 1
+.endm
+
+.macro BLOCKOUT p, end
+    RQOUT r8, 0, \p\()0
+    RQOUT r9, 1, \p\()1
+    RQOUT r10, 2, \p\()2
+    RQOUT r11, 3, \p\()3, \end
+    RQRARE r8, 0, \p\()0
+    RQRARE r9, 1, \p\()1
+    RQRARE r10, 2, \p\()2
+    RQRARE r11, 3, \p\()3
+.endm
+
+.macro EPILOGUE
+    add sp, #F_SIZE
+    pop {r4, r5, r6, r7}
+    mov r8, r4
+    mov r9, r5
+    mov r10, r6
+    mov r11, r7
+    pop {r4, r5, r6, r7, pc}
+.endm
+
+/* The next pixel of a run for the specialised loops: r0 = pixels left less one (Z set: the call is done, go to
+ * \done), else x moved on by x_step into r0 and F_X, r3 = x_step, r2 = the weight stream's start. */
+.macro NEXTPIX done
+    ldr r0, [sp, #F_PIX]
+    subs r0, #1
+    beq \done
+    str r0, [sp, #F_PIX]
+    ldr r0, [sp, #F_X]
+    ldr r3, [sp, #F_XADJ]
+    adds r0, r0, r3
+    str r0, [sp, #F_X]
+    ldr r2, [sp, #F_W0]
+.endm
+
+/* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs in the
+ * weights' order (lower.WIN9_ORDER): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 8, row 1's bytes 0-7
+ * and row 2's by LDRH, then row 2's byte 8 alone. */
+.macro ROW9
+    PAIRH 0, mov
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
+    ldrb r1, [r0, #8]
+    add r0, lr
+    ldrb r3, [r0, #8]
+    sxtb r1, r1
+    sxtb r3, r3
+    MAC2x4 r1, r3
+    PAIRH 0
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
+    add r0, lr
+    PAIRH 0
+    PAIRH 2
+    PAIRH 4
+    PAIRH 6
+    ldrb r3, [r0, #8]
+    sxtb r3, r3
+    MAC4 r3
+.endm
+
+.macro DW3
+    adds r3, r0, #4
+    str r3, [sp, #F_X]        /* the next block: 4 channels on */
+    mov r1, r0
+    DWSTEP r12, mov
+    DWSTEP r12
+    DWSTEP lr
+    DWSTEP r12
+    DWSTEP r12
+    DWSTEP lr
+    DWSTEP r12
+    DWSTEP r12
+    ldr r3, [r1, #0]
+    DWMAC
+.endm
+
+/* The block ends of the specialised loops: y moved on (kept in r12, or in the frame for .Ldw3), then the next block
+ * or the next pixel. */
+.macro ENDS
+    adds r7, #4
+    mov r12, r7
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixs
+    ldr r0, [sp, #F_X]
+    b .Lrow9s
+.endm
+
+.macro ENDW
+    adds r7, #4
+    mov r12, r7
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixw
+    ldr r0, [sp, #F_X]
+    b .Lws
+.endm
+
+.macro ENDD
+    adds r7, #4
+    str r7, [sp, #F_Y]
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixd
+    ldr r0, [sp, #F_X]
+    b .Ldw3
 .endm
 
     .section .time_critical.nn_blocks, "ax", %progbits
@@ -234,23 +390,31 @@ nn_blocks:
     muls r6, r4, r6
     ldr r3, [r0, #B_W]
     adds r6, r3, r6           /* past the full blocks */
+    str r6, [sp, #F_WEND]
+    str r2, [sp, #F_Y]
     lsls r5, r5, #30
     beq 35f
-    adds r6, r6, r4           /* past the tail block */
-    mov r7, r6
-    subs r7, #128
-    str r7, [sp, #F_TAIL]
-    lsrs r5, r5, #25          /* (oc % 4) * 32 */
-    adds r7, r7, r5
-    str r7, [sp, #F_CHEND]
+    str r6, [sp, #F_TAIL]
+    adds r7, r6, r4           /* past the tail block */
+    str r7, [sp, #F_TEND]
+    cmp r6, r3
+    bne 36f
+    str r7, [sp, #F_WEND]     /* no full blocks: every pixel's first block is the tail, into F_SCR */
+    str r2, [sp, #F_TAILY]
+    add r7, sp, #F_SCR
+    str r7, [sp, #F_Y]
     b 36f
 35: str r5, [sp, #F_TAIL]     /* no tail: 0 */
-36: str r6, [sp, #F_WEND]
+36:
     ldr r3, [r0, #B_MIN]
-    str r3, [sp, #F_MIN]
+    uxtb r3, r3
+    lsls r4, r3, #8
+    orrs r3, r4
+    lsls r4, r3, #16
+    orrs r3, r4
+    str r3, [sp, #F_MIN]      /* act_min in every byte: one store fills a block's 4 outputs */
     ldr r3, [r0, #B_MAX]
     str r3, [sp, #F_MAX]
-    str r2, [sp, #F_Y]
     ldr r3, [r0, #B_PIX]
     str r3, [sp, #F_PIX]
     ldr r6, [r0, #B_OC]
@@ -270,10 +434,20 @@ nn_blocks:
     mov lr, r5                /* RGB stem rows, 3x3 depthwise: the step to the next row (kept for the call) */
     cmp r5, #0
     beq 31f
-    ldr r6, =(.Lrow9 + 1)
     cmp r7, #0
-    beq 30f
+    beq 39f
+    ldr r6, =(.Ldw3g + 1)     /* 3x3 depthwise (oc % 4 == 0, nn_dwconv) */
+    lsls r5, r2, #30
+    bne 30f                   /* y not word-aligned: the generic block end */
     ldr r6, =(.Ldw3 + 1)
+    b 30f
+39: ldr r6, =(.Lrow9 + 1)
+    ldr r5, [r0, #B_OC]
+    orrs r5, r2
+    lsls r5, r5, #30
+    bne 30f                   /* a tail block or y not word-aligned: the generic loop */
+    ldr r6, =(.Lrow9s + 1)
+    mov r12, r2               /* .Lrow9s keeps y in r12 */
     b 30f
 31: lsls r5, r4, #2
     adds r5, r5, r3           /* the offset table's end */
@@ -296,10 +470,18 @@ nn_blocks:
     orrs r5, r1               /* n | x: word loads need both multiples of 4 (x_step = n keeps x aligned) */
     lsls r5, r5, #30
     bne 30f
-    ldr r6, =(.Lwords + 1)
-    lsls r5, r4, #29          /* an odd word count: enter at the second word */
-    beq 30f
     ldr r6, =(.Lwordso + 1)
+    lsls r5, r4, #29          /* an odd word count: enter at the second word */
+    bne 30f
+    ldr r6, =(.Lwords + 1)
+    ldr r5, [r0, #B_OC]
+    orrs r5, r2
+    lsls r5, r5, #30
+    bne 30f                   /* a tail block or y not word-aligned: the generic loop */
+    ldr r6, =(.Lws + 1)
+    adds r5, r1, r4
+    mov lr, r5                /* .Lws: x + n in lr for the pixel, y in r12 for the call */
+    mov r12, r2
 30: str r6, [sp, #F_ENTRY]
     ldr r2, [r0, #B_W]
     b .Lblock
@@ -386,6 +568,11 @@ nn_blocks:
     bne 23b
     b .Lrq
 
+    /* 3x3 depthwise (.Ldw3) with y not word-aligned: the generic block end */
+.Ldw3g:
+    DW3
+    b .Lrq
+
     /* contiguous taps, word-aligned x and n % 4 == 0 (pointwise layers; placed to fall into .Lrq): one LDM
      * brings 4 inputs, two pairs of taps; two words per branch, an odd word count enters at the second
      * (.Lwordso). r0 -> x, lr = x + n. 107 cycles per two words, 32 MACs (measured, rp2040js). */
@@ -411,9 +598,6 @@ nn_blocks:
 .Lrq:                         /* r2 -> the block's records */
     ldr r7, [sp, #F_Y]
     ldr r5, [sp, #F_MIN]
-    ldr r0, [sp, #F_TAIL]
-    cmp r2, r0
-    beq .Ltailj
     RQ r8, 0, 0
     RQ r9, 1, 1
     RQ r10, 2, 2
@@ -426,16 +610,13 @@ nn_blocks:
     ldr r0, [sp, #F_X]        /* .Lblock */
     ldr r3, [sp, #F_ENTRY]
     bx r3
-.Ltailj:
-    b .Ltail
-    RQOUT r8, 0, 0
-    RQOUT r9, 1, 1
-    RQOUT r10, 2, 2
-    RQOUT r11, 3, 3
-
-    /* the next pixel of the run: x moves on to x_step bytes past this pixel's, y is already oc bytes on;
-     * the weight stream restarts */
+    /* the end of a pixel's full blocks or of its tail block (.Ltailpix); then the next pixel of the run: x moves
+     * on to x_step bytes past this pixel's, y is already oc bytes on; the weight stream restarts */
 .Lpixel:
+    ldr r0, [sp, #F_TAIL]
+    cmp r0, #0
+    bne .Ltailpix
+.Lnextpix:
     ldr r0, [sp, #F_PIX]
     subs r0, #1
     beq .Ldone
@@ -448,6 +629,40 @@ nn_blocks:
     ldr r3, [sp, #F_ENTRY]    /* .Lblock, x already in r0 */
     bx r3
 
+    /* oc % 4 channels left: the tail block writes its 4 outputs into F_SCR, then oc % 4 of them go to y */
+.Ltailpix:                    /* r0 = the tail block's start */
+    cmp r2, r0
+    bne 1f
+    ldr r1, [sp, #F_TEND]     /* the full blocks are done: the tail block next */
+    str r1, [sp, #F_WEND]
+    str r7, [sp, #F_TAILY]
+    add r1, sp, #F_SCR
+    str r1, [sp, #F_Y]
+    ldr r0, [sp, #F_X]
+    ldr r3, [sp, #F_ENTRY]
+    bx r3
+1:  ldr r3, [sp, #F_TAILY]    /* the tail block is done: its channels to y */
+    ldr r1, [sp, #F_C]
+    lsls r1, r1, #30
+    lsrs r1, r1, #30          /* oc % 4 */
+    add r4, sp, #F_SCR
+2:  ldrb r5, [r4, #0]
+    strb r5, [r3, #0]
+    adds r4, #1
+    adds r3, #1
+    subs r1, #1
+    bne 2b
+    ldr r1, [sp, #F_W0]
+    cmp r0, r1
+    beq 3f
+    str r3, [sp, #F_Y]        /* y after the tail's channels */
+    str r0, [sp, #F_WEND]
+    b .Lnextpix
+3:  str r3, [sp, #F_TAILY]    /* no full blocks: the next pixel's tail block writes into F_SCR again */
+    add r1, sp, #F_SCR
+    str r1, [sp, #F_Y]
+    b .Lnextpix
+
 .Ldone:
     add sp, #F_SIZE
     pop {r4, r5, r6, r7}
@@ -457,37 +672,27 @@ nn_blocks:
     mov r11, r7
     pop {r4, r5, r6, r7, pc}
 
-.Ltail:                       /* 1 to 3 channels left (oc % 4); y moves on by them for the next pixel */
-    ldr r0, [sp, #F_C]
-    lsls r0, r0, #30
-    lsrs r0, r0, #30
-    adds r0, r7, r0
-    str r0, [sp, #F_Y]
-    RQ r8, 0, t0
-    ldr r0, [sp, #F_CHEND]
-    cmp r2, r0
-    beq .Lpixel
-    RQ r9, 1, t1
-    ldr r0, [sp, #F_CHEND]
-    cmp r2, r0
-    beq .Lpixel
-    RQ r10, 2, t2
-    b .Lpixel
-    RQOUT r8, 0, t0
-    RQOUT r9, 1, t1
-    RQOUT r10, 2, t2
+    RQOUT r8, 0, 0
+    RQOUT r9, 1, 1
+    RQOUT r10, 2, 2
+    RQOUT r11, 3, 3
+    RQRARE r8, 0, 0
+    RQRARE r9, 1, 1
+    RQRARE r10, 2, 2
+    RQRARE r11, 3, 3
 
-    /* A channel beyond its record's fast range, inside its range (nn_rqc_t): r3 = d, r6 = fast, r2 -> w0.
+    /* A channel beyond its record's fast part, inside its range (nn_rqc_t): r3 = d, r1 = lo, r6 = hi, r2 -> w0.
      * Returns y in r0; r2, r7, r12 kept, r1 and r3-r6 not. Short records: the three-multiply formula. */
 .Lrqslow:
-    cmp r6, #0
+    cmp r6, r1
     beq .Lrqlong
-    ldr r1, [r2, #0]          /* ml */
-    ldr r6, [r2, #4]          /* mh */
-    ldr r4, [r2, #8]          /* klo */
+    ldr r1, [r2, #12]         /* ml + 2^16 klo */
+    ldr r6, [r2, #0]          /* mh */
     ldr r5, [r2, #20]         /* khi */
     muls r6, r3, r6           /* d*mh */
     adds r5, r5, r6
+    lsrs r4, r1, #16          /* klo */
+    uxth r1, r1               /* ml */
     lsrs r6, r3, #16          /* dh */
     muls r6, r1, r6           /* dh*ml */
     adds r5, r5, r6
@@ -538,50 +743,54 @@ nn_blocks:
     mov r12, r1
     bx lr
 
-    /* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs
-     * (2k, 2k + 1): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 0, row 1's bytes 1-8 by LDRB, row 2's
-     * bytes 0-7 by LDRH, then its byte 8 alone. 363 cycles a window, 108 MACs (measured, rp2040js: the region's
-     * cycles over the default student's interior stem windows). */
+    /* RGB stem rows with a tail block (oc % 4 != 0): the generic block end */
 .Lrow9:
-    PAIRH 0, mov
-    PAIRH 2
-    PAIRH 4
-    PAIRH 6
-    ldrb r1, [r0, #8]
-    add r0, lr
-    ldrb r3, [r0, #0]
-    sxtb r1, r1
-    sxtb r3, r3
-    MAC2x4 r1, r3
-    PAIRB 1
-    PAIRB 3
-    PAIRB 5
-    PAIRB 7
-    add r0, lr
-    PAIRH 0
-    PAIRH 2
-    PAIRH 4
-    PAIRH 6
-    ldrb r3, [r0, #8]
-    sxtb r3, r3
-    MAC4 r3
+    ROW9
     b .Lrq
 
+    /* RGB stem rows, oc % 4 == 0: y in r12 for the call, the block end and the next pixel branch straight back */
+.Lrow9s:
+    ROW9
+    mov r7, r12
+    BLOCKRQ s
+    ENDS
+.Lpixs:
+    NEXTPIX 42f
+    b .Lrow9s
+42: EPILOGUE
+    BLOCKOUT s, ENDS
+
+    /* pointwise words, an even word count and oc % 4 == 0: lr = x + n set once a pixel (x_step = n), y in r12 for
+     * the call, two words per branch, the block end and the next pixel branch straight back */
+.Lws:
+    WORD4R mov
+    b 52f
+51: WORD4R
+52: WORD4R
+    cmp r0, lr
+    bne 51b
+    mov r7, r12
+    BLOCKRQ w
+    ENDW
+.Lpixw:
+    NEXTPIX 44f
+    adds r3, r0, r3
+    mov lr, r3
+    b .Lws
+44: EPILOGUE
+    BLOCKOUT w, ENDW
+
     /* interior 3x3 depthwise window, unrolled: r0 = this block's window base; the taps step r12 = C bytes
-     * along a row and lr bytes to the next row. 22 cycles per tap, no offsets. */
+     * along a row and lr bytes to the next row. 22 cycles per tap, no offsets. nn_dwconv only takes oc % 4 == 0:
+     * no tail block. */
 .Ldw3:
-    adds r3, r0, #4
-    str r3, [sp, #F_X]        /* the next block: 4 channels on */
-    mov r1, r0
-    DWSTEP r12, mov
-    DWSTEP r12
-    DWSTEP lr
-    DWSTEP r12
-    DWSTEP r12
-    DWSTEP lr
-    DWSTEP r12
-    DWSTEP r12
-    ldr r3, [r1, #0]
-    DWMAC
-    b .Lrq
+    DW3
+    ldr r7, [sp, #F_Y]
+    BLOCKRQ d
+    ENDD
+.Lpixd:
+    NEXTPIX 46f
+    b .Ldw3
+46: EPILOGUE
+    BLOCKOUT d, ENDD
     .size nn_blocks, . - nn_blocks

@@ -34,7 +34,7 @@ _Static_assert(offsetof(nn_blocks_t, weights) == 0 && offsetof(nn_blocks_t, offs
                offsetof(nn_blocks_t, dw) == 24 && offsetof(nn_blocks_t, pixels) == 28 &&
                offsetof(nn_blocks_t, x_step) == 32 && offsetof(nn_blocks_t, row) == 36,
                "nn_blocks_t layout is nn_blocks_m0.S's B_* offsets");
-_Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, fast) == 4 && offsetof(nn_rqc_t, w0) == 8 &&
+_Static_assert(offsetof(nn_rqc_t, lo) == 0 && offsetof(nn_rqc_t, hi) == 4 && offsetof(nn_rqc_t, w0) == 8 &&
                offsetof(nn_rqc_t, range) == 24 && offsetof(nn_rqc_t, w4) == 28 && sizeof(nn_rqc_t) == 32 &&
                NN_PACKED_WORDS(3) == 8 && NN_DW_WORDS(3) == 12,
                "nn_rqc_t layout and the weight stream are what the RQ macros and the block loop read");

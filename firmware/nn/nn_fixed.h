@@ -92,8 +92,11 @@ int8_t nn_out_slow(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc);
  * layer's) cost a compare; most of the others two 32-bit multiplies. */
 static inline int8_t nn_out(const nn_requant_t *rq, const nn_rqc_t *c, int32_t acc) {
     if (acc < c->lo) return (int8_t)rq->act_min;
-    const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
-    if (d < c->fast) return (int8_t)(uint8_t)((d * c->w1 + ((d * c->w0 + c->w2) >> 16) + c->w3) >> 24);
+    if (acc < c->hi) {
+        const uint32_t d = (uint32_t)acc - (uint32_t)c->lo;
+        const uint32_t a = (uint32_t)acc * c->w0 + c->w1;
+        return (int8_t)(uint8_t)((a + ((d * (c->w3 & 0xffffu) + (c->w3 >> 16)) >> 16)) >> 24);
+    }
     return nn_out_slow(rq, c, acc);
 }
 
