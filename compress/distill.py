@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import camera
-from .camera import DEFAULT_STRENGTH, to_u8
+from .camera import to_u8
 from .data import load_dataset, load_images, split_name
 from edgecore import preprocess
 from edgecore.config import from_args
@@ -33,8 +33,8 @@ class TrainParams:
     weight_decay: float = 1e-3
     temperature: float = 4.0
     alpha: float = 0.9
-    augment: float = DEFAULT_STRENGTH
-    consistency: float = 0.0
+    augment: float = 1.0  # the second view's light: every transform; the first view keeps the photo's own
+    consistency: float = 6.0
     threads: int = 1
 
 
@@ -242,7 +242,8 @@ def add_arguments(p) -> None:
     g.add_argument("--student-augment", type=float, default=d.augment, metavar="S",
                    help="camera augmentation: any rotation, zoom, perspective always; each of exposure x0.45-1.7, "
                         "white balance, vignette, gamma, contrast, saturation, hue, blur, noise and JPEG on this "
-                        f"fraction of the images (compress/camera.py; default {d.augment}, 0 = geometry only)")
+                        "fraction of the images, or of the second views with --student-consistency > 0 "
+                        f"(compress/camera.py; default {d.augment:g}, 0 = geometry only)")
     g.add_argument("--student-consistency", type=float, default=d.consistency, metavar="L",
                    help="show each training image twice, in the same pose, once in its own light and once under "
                         "the --student-augment light/sensor transforms, and add L x the Jensen-Shannon divergence "

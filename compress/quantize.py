@@ -20,8 +20,8 @@ from tqdm import tqdm
 from . import pt2e_int8
 from .camera import DEFAULT_STRENGTH
 from .data import load_dataset, split_name
-from .distill import (kd_training_set, load_float, load_split, load_teacher, predict, set_determinism, to_input,
-                      train_input)
+from .distill import (js_divergence, kd_training_set, load_float, load_split, load_teacher, paired_views, predict,
+                      set_determinism, to_input, train_input)
 from edgecore import preprocess
 from edgecore.config import from_args
 from edgecore.errors import UserError
@@ -47,6 +47,7 @@ class QuantParams:
     batch_size: int = 64
     alpha: float = 0.9
     augment: float = DEFAULT_STRENGTH
+    consistency: float = 0.0
     calib_images: int = 200
     threads: int = 1
 
@@ -60,6 +61,17 @@ def _qat_loss(probs: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, 
     known = labels >= 0
     hard = F.nll_loss(logp[known], labels[known]) if bool(known.any()) else soft * 0.0
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def _qat_step_loss(prepared, batch_u8, soft, labels, params: QuantParams, gen: torch.Generator) -> torch.Tensor:
+    """The training step's loss as the float student had it (distill.step_loss), on the deployed probabilities."""
+    if params.consistency <= 0:
+        return _qat_loss(prepared(train_input(batch_u8, gen, params.augment)), soft, labels, params.alpha)
+    n = len(batch_u8)
+    probs = prepared(paired_views(batch_u8, gen, params.augment))
+    logp = torch.log(probs.clamp_min(OUTPUT_SCALE / 2))  # log_softmax of it renormalises the int8 steps
+    return (_qat_loss(probs, torch.cat([soft, soft]), torch.cat([labels, labels]), params.alpha)
+            + params.consistency * js_divergence(logp[:n], logp[n:]))
 
 
 def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.ndarray, calib: np.ndarray,
@@ -88,8 +100,7 @@ def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.n
                    unit="batch", leave=False)
         for start in bar:
             idx = order[start:start + params.batch_size]
-            loss = _qat_loss(prepared(train_input(images_t[idx], gen, params.augment)), soft_t[idx], labels_t[idx],
-                             params.alpha)
+            loss = _qat_step_loss(prepared, images_t[idx], soft_t[idx], labels_t[idx], params, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -291,7 +302,8 @@ def quantize_run(run_dir: Path, config: QuantizeConfig) -> dict:
     trained = student_cfg.get("train", {})
     params = QuantParams(qat_epochs=config.qat_epochs, lr=config.qat_lr, calib_images=config.quant_calib_images,
                          alpha=float(trained.get("alpha", QuantParams.alpha)),
-                         augment=float(trained.get("augment", QuantParams.augment)))  # QAT sees what training saw
+                         augment=float(trained.get("augment", QuantParams.augment)),  # QAT sees what training saw
+                         consistency=float(trained.get("consistency", QuantParams.consistency)))
     calib = calibration_images(x_train, params.calib_images, config.seed)
 
     t0 = time.monotonic()

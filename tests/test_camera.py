@@ -65,3 +65,10 @@ def test_augment_is_seeded_and_strength_zero_is_geometry_only():
     light = camera.augment(flat, torch.Generator().manual_seed(1), 1.0)
     means = light.mean(dim=(1, 2, 3))
     assert float(means.max() - means.min()) > 0.2  # exposure, gamma and contrast really vary per image
+
+
+def test_augment_is_geometry_then_photometric_from_the_same_draws():
+    u8 = torch.from_numpy(IMAGES)
+    whole = camera.augment(u8, torch.Generator().manual_seed(3), 0.5)
+    gen = torch.Generator().manual_seed(3)
+    assert torch.equal(whole, camera.photometric(camera.geometry(u8, gen), gen, 0.5))
