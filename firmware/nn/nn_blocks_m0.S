@@ -332,24 +332,22 @@
 
 /* The block ends of the specialised loops: y moved on (kept in r12, or in the frame for .Ldw3), then the next block
  * or the next pixel. */
-.macro ENDS
+.macro ENDR pix, loop
     adds r7, #4
     mov r12, r7
     ldr r0, [sp, #F_WEND]
     cmp r2, r0
-    beq .Lpixs
+    beq \pix
     ldr r0, [sp, #F_X]
-    b .Lrow9s
+    b \loop
+.endm
+
+.macro ENDS
+    ENDR .Lpixs, .Lrow9s
 .endm
 
 .macro ENDW
-    adds r7, #4
-    mov r12, r7
-    ldr r0, [sp, #F_WEND]
-    cmp r2, r0
-    beq .Lpixw
-    ldr r0, [sp, #F_X]
-    b .Lws
+    ENDR .Lpixw, .Lws
 .endm
 
 .macro ENDD
