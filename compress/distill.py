@@ -59,7 +59,7 @@ def to_input(batch_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def _prep(x: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(preprocess.to_float_nchw(to_u8(x)))
+    return to_input(to_u8(x))
 
 
 def train_input(batch_u8: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
@@ -82,19 +82,27 @@ def js_divergence(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tenso
                   + F.kl_div(log_m, log_b, reduction="batchmean", log_target=True))
 
 
+def training_batch(batch_u8: torch.Tensor, soft: torch.Tensor, labels: torch.Tensor, augment: float,
+                   consistency: float, gen: torch.Generator):
+    """(inputs, teacher probs, labels) of one step: one augmented view per image, or with `consistency` > 0
+    the `paired_views` with the targets repeated for the second half."""
+    if consistency <= 0:
+        return train_input(batch_u8, gen, augment), soft, labels
+    return paired_views(batch_u8, gen, augment), torch.cat([soft, soft]), torch.cat([labels, labels])
+
+
 def step_loss(model: torch.nn.Module, batch_u8: torch.Tensor, soft: torch.Tensor, labels: torch.Tensor,
               params: TrainParams, gen: torch.Generator) -> torch.Tensor:
-    """One training batch's loss. With `params.consistency` > 0, each image is seen twice (`paired_views`):
-    the KD loss on both views plus `consistency` x their Jensen-Shannon divergence, which teaches the student
-    that light changes nothing (AugMix's consistency term, Hendrycks et al. 2020); else KD on one augmented
-    view."""
+    """One training batch's loss: KD on every view (`training_batch`), plus with `params.consistency` > 0 that
+    weight x the Jensen-Shannon divergence of each image's two views, which teaches the student that light
+    changes nothing (AugMix's consistency term, Hendrycks et al. 2020)."""
+    x, soft, labels = training_batch(batch_u8, soft, labels, params.augment, params.consistency, gen)
+    logits = model(x)
+    loss = kd_loss(logits, soft, labels, params.temperature, params.alpha)
     if params.consistency <= 0:
-        return kd_loss(model(train_input(batch_u8, gen, params.augment)), soft, labels, params.temperature,
-                       params.alpha)
+        return loss
     n = len(batch_u8)
-    logits = model(paired_views(batch_u8, gen, params.augment))
-    kd = kd_loss(logits, torch.cat([soft, soft]), torch.cat([labels, labels]), params.temperature, params.alpha)
-    return kd + params.consistency * js_divergence(logits[:n], logits[n:])
+    return loss + params.consistency * js_divergence(logits[:n], logits[n:])
 
 
 @torch.no_grad()
@@ -248,7 +256,8 @@ def add_arguments(p) -> None:
                    help="show each training image twice, in the same pose, once in its own light and once under "
                         "the --student-augment light/sensor transforms, and add L x the Jensen-Shannon divergence "
                         "of the two predictions to the loss (AugMix-style consistency: robustness to light "
-                        f"changes; doubles the training compute; 0 = one augmented view; default {d.consistency:g})")
+                        "changes; two network passes per image, about 1.5x the training time; 0 = one augmented "
+                        f"view; default {d.consistency:g})")
     g.add_argument("--student-baseline", choices=("on", "off"), default=DistillConfig.student_baseline,
                    help="also train the hard-label baseline (same network, augmentation and number of optimizer "
                         "steps, on the labelled images only, best of --baseline-lrs by validation accuracy) so the "

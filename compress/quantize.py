@@ -20,8 +20,8 @@ from tqdm import tqdm
 from . import pt2e_int8
 from .camera import DEFAULT_STRENGTH
 from .data import load_dataset, split_name
-from .distill import (js_divergence, kd_training_set, load_float, load_split, load_teacher, paired_views, predict,
-                      set_determinism, to_input, train_input)
+from .distill import (js_divergence, kd_training_set, load_float, load_split, load_teacher, predict, set_determinism,
+                      to_input, training_batch)
 from edgecore import preprocess
 from edgecore.config import from_args
 from edgecore.errors import UserError
@@ -65,13 +65,14 @@ def _qat_loss(probs: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, 
 
 def _qat_step_loss(prepared, batch_u8, soft, labels, params: QuantParams, gen: torch.Generator) -> torch.Tensor:
     """The training step's loss as the float student had it (distill.step_loss), on the deployed probabilities."""
+    x, soft, labels = training_batch(batch_u8, soft, labels, params.augment, params.consistency, gen)
+    probs = prepared(x)
+    loss = _qat_loss(probs, soft, labels, params.alpha)
     if params.consistency <= 0:
-        return _qat_loss(prepared(train_input(batch_u8, gen, params.augment)), soft, labels, params.alpha)
+        return loss
     n = len(batch_u8)
-    probs = prepared(paired_views(batch_u8, gen, params.augment))
     logp = torch.log(probs.clamp_min(OUTPUT_SCALE / 2))  # log_softmax of it renormalises the int8 steps
-    return (_qat_loss(probs, torch.cat([soft, soft]), torch.cat([labels, labels]), params.alpha)
-            + params.consistency * js_divergence(logp[:n], logp[n:]))
+    return loss + params.consistency * js_divergence(logp[:n], logp[n:])
 
 
 def quantize_student(student, images: np.ndarray, soft: np.ndarray, labels: np.ndarray, calib: np.ndarray,
