@@ -256,8 +256,8 @@ def add_arguments(p) -> None:
                    help="show each training image twice, in the same pose, once in its own light and once under "
                         "the --student-augment light/sensor transforms, and add L x the Jensen-Shannon divergence "
                         "of the two predictions to the loss (AugMix-style consistency: robustness to light "
-                        "changes; two network passes per image, about 1.5x the training time; 0 = one augmented "
-                        f"view; default {d.consistency:g})")
+                        "changes; two network passes per image, 1.3-1.8x the training time measured here; "
+                        f"0 = one augmented view; default {d.consistency:g})")
     g.add_argument("--student-baseline", choices=("on", "off"), default=DistillConfig.student_baseline,
                    help="also train the hard-label baseline (same network, augmentation and number of optimizer "
                         "steps, on the labelled images only, best of --baseline-lrs by validation accuracy) so the "
