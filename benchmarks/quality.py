@@ -93,22 +93,30 @@ def shift_suite(ctx: Context, key: str, x: np.ndarray, y: np.ndarray, clean_pred
     d, precision = ctx.deployed, ctx.spec.precision.upper()
     prefix = "" if budgeted else "eval_"  # only the test split's worst drop is budgeted
     t0 = time.monotonic()
-    clean = 100.0 * float(np.mean(clean_pred == y))
+    clean_ok = clean_pred == y
+    clean = 100.0 * float(np.mean(clean_ok))
     rows, shifts = [], []
     for name, description in SUITE.items():
         cache_key = ("shift", key, name, d.size)
         if cache_key not in ctx.cache:  # the same shifted images for every target of one --all
             ctx.cache[cache_key] = apply_shift(x, name, SHIFT_SEED)
-        acc = 100.0 * float(np.mean(d.predict(ctx.cache[cache_key]) == y))
+        ok = d.predict(ctx.cache[cache_key]) == y
+        acc = 100.0 * float(np.mean(ok))
+        lost, gained = int(np.sum(clean_ok & ~ok)), int(np.sum(~clean_ok & ok))
+        # The drop is (lost - gained) / n; counting each flipped image as an independent +-1 gives its standard
+        # error, how far another draw of as many test images could move it.
+        se = 100.0 * float(np.sqrt(lost + gained)) / max(len(y), 1)
         shifts.append({"name": name, "description": description, "accuracy_pct": round(acc, 4),
-                       "drop_pts": round(clean - acc, 4)})
+                       "drop_pts": round(clean - acc, 4), "lost": lost, "gained": gained, "se_pts": round(se, 4)})
         rows.append(measured(f"{prefix}shift_accuracy_pct", f"{precision} accuracy under {name} ({d.runtime}), {data}",
-                             round(acc, 4), "%", f"drop {clean - acc:.2f} pts vs clean {clean:.2f} %; {description}"))
+                             round(acc, 4), "%", f"drop {clean - acc:.2f} +- {se:.2f} pts vs clean {clean:.2f} % "
+                             f"({lost} images lost, {gained} gained); {description}"))
     worst = max(shifts, key=lambda s: s["drop_pts"])
     seconds = time.monotonic() - t0
     rows.append(measured(f"{prefix}shift_drop_pts", f"worst drop under a camera shift ({worst['name']}, {d.runtime}), {data}",
                          worst["drop_pts"], "pts",
-                         f"clean {clean:.2f} % -> {worst['accuracy_pct']:.2f} %; {len(shifts)} shifts, seed "
+                         f"clean {clean:.2f} % -> {worst['accuracy_pct']:.2f} %, standard error of the drop "
+                         f"+- {worst['se_pts']:.2f} pts on {len(y)} images; {len(shifts)} shifts, seed "
                          f"{SHIFT_SEED}" + ("" if budgeted else "; not budgeted: budgets hold on the test split")))
     print(f"[bench] shift suite: {len(shifts)} shifts x {len(y)} images ({data}) through {d.runtime}: "
           f"{seconds:.1f} s", flush=True)

@@ -87,6 +87,11 @@ def test_shift_budget_broken_exits_1_naming_it(run_dir, capsys, monkeypatch):
     clean = next(r["value"] for r in doc["rows"] if r["metric"] == "accuracy_pct")
     assert suite["clean_pct"] == clean  # drops are against the deployed model's clean accuracy on the same images
     assert all(abs(s["drop_pts"] - (clean - s["accuracy_pct"])) < 1e-3 for s in suite["shifts"])
+    for s in suite["shifts"]:  # each drop is its images' flips, with the flips' standard error
+        assert abs(s["drop_pts"] - 100.0 * (s["lost"] - s["gained"]) / 120) < 1e-3
+        assert abs(s["se_pts"] - 100.0 * ((s["lost"] + s["gained"]) ** 0.5) / 120) < 1e-3
+    assert worst["lost"] > 6 and f"+- {worst['se_pts']:.2f} pts on 120 images" in \
+        next(r["note"] for r in doc["rows"] if r["metric"] == "shift_drop_pts")
     png = run_dir / "bench" / "host" / "robustness.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and "![robustness](robustness.png)" in \
         (run_dir / "bench" / "host" / "report.md").read_text()

@@ -72,3 +72,25 @@ def test_augment_is_geometry_then_photometric_from_the_same_draws():
     whole = camera.augment(u8, torch.Generator().manual_seed(3), 0.5)
     gen = torch.Generator().manual_seed(3)
     assert torch.equal(whole, camera.photometric(camera.geometry(u8, gen), gen, 0.5))
+
+
+def test_student_jpeg_quality_is_log_uniform_and_the_teacher_keeps_its_draw(monkeypatch):
+    """The student's JPEG views spend about half their draws on q10-30; the teacher head's stay uniform over
+    20-90; both take the same random numbers, so every other transform is the same image for image."""
+    seen = {}
+
+    def record(x, quality, apply=None):
+        seen["q"] = quality[apply]
+        return x
+
+    monkeypatch.setattr(camera, "jpeg", record)
+    x = torch.rand(4000, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = {}
+    for name, draw in (("student", camera.STUDENT_JPEG), ("teacher", camera.TEACHER_JPEG)):
+        out[name] = camera.photometric(x, torch.Generator().manual_seed(7), 1.0, draw)
+        q = seen["q"]
+        assert 1700 < len(q) < 2300  # JPEG on half the views at strength 1
+        assert float(q.min()) >= draw[0] and float(q.max()) <= draw[1] and torch.equal(q, q.round())
+        out[name + "_low"] = float((q <= 30).float().mean())
+    assert 0.44 < out["student_low"] < 0.54 and 0.1 < out["teacher_low"] < 0.2
+    assert torch.equal(out["student"], out["teacher"])  # the rest of the camera is unchanged

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..camera import augment
+from ..camera import TEACHER_JPEG, augment
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from .base import Teacher
@@ -211,7 +211,7 @@ class EffNetLite0Teacher(Teacher):
         gen = torch.Generator().manual_seed(self.hparams["seed"])
         feats = []
         for v in tqdm(range(views), desc="teacher: augmented views", leave=False):
-            x = augment(torch.from_numpy(np.ascontiguousarray(images)), gen)
+            x = augment(torch.from_numpy(np.ascontiguousarray(images)), gen, jpeg_quality=TEACHER_JPEG)
             u8 = (x.permute(0, 2, 3, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
             feats.append(self._features(u8))
         return torch.cat(feats), torch.as_tensor(np.tile(labels, views), dtype=torch.long)
