@@ -170,9 +170,9 @@ def photometric(x: torch.Tensor, gen: torch.Generator, strength: float = DEFAULT
     over its full range: exposure x0.45-1.7, white balance, vignette, gamma, contrast, saturation, hue cast,
     blur, noise, and JPEG on half as many.
 
-    The student's JPEG quality is log-uniform over 10-95 (it was uniform over 20-90): compression damage grows about as
-    1/quality below 50 and little is left of it above, so the uniform draw spent most JPEG views on harmless
-    qualities; q10-30, what a low-bitrate stream or a cheap camera module delivers, is now about half of them.
+    The student's JPEG quality is log-uniform over 10-95 (it was uniform over 20-90): compression damage grows
+    about as 1/quality below 50 and little is left of it above, so the uniform draw spent most JPEG views on
+    harmless qualities; q10-30, what a low-bitrate stream or a cheap camera module delivers, is now about half.
     Float students on 3000 fresh test images, seeds 0/1/2 (docs/distillation.md, "JPEG quality"): JPEG q15 cost
     3.8/5.4/3.7 -> 1.7/3.4/3.2 points, for clean accuracy 76.0/86.1/79.9 -> 76.0/82.5/78.9 %."""
     n, p = len(x), float(strength)
