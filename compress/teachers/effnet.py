@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..camera import TEACHER_JPEG, augment
+from ..camera import TEACHER_JPEG, augment, to_u8
 from edgecore.errors import UserError
 from edgecore.io import ensure_dir, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from .base import Teacher
@@ -212,8 +212,7 @@ class EffNetLite0Teacher(Teacher):
         feats = []
         for v in tqdm(range(views), desc="teacher: augmented views", leave=False):
             x = augment(torch.from_numpy(np.ascontiguousarray(images)), gen, jpeg_quality=TEACHER_JPEG)
-            u8 = (x.permute(0, 2, 3, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
-            feats.append(self._features(u8))
+            feats.append(self._features(to_u8(x)))
         return torch.cat(feats), torch.as_tensor(np.tile(labels, views), dtype=torch.long)
 
     def _fit_head(self, f_train, y_train, f_val, f_val_m, y_val) -> tuple[float | None, int, list]:
