@@ -1,5 +1,5 @@
 """Per-op kernel tests on the emulated Cortex-M0+: one single-op model per kernel variant the compiler emits (the
-M0+ assembly's RGB stem rows, offset table, pointwise byte and word loops, channel tails, unrolled and
+M0+ assembly's RGB stem rows, offset table, pointwise byte, word and buffered word loops, channel tails, unrolled and
 table-driven depthwise, border windows, odd channel counts that take the C paths; pooling, mean, fully
 connected, softmax, add), each compiled to C, golden outputs from TFLite-Micro. All cases go into ONE firmware
 image: its model_run dispatches on the first input byte, each boot self-test image is one case, so one boot
@@ -65,6 +65,14 @@ CASES = {
     "pointwise_words_c8_odd_out": ((4, 4, 16), lambda x: L.Conv2D(8, 1)(x)),
     "conv_rgb_3x3_s2_c8_odd_out": ((8, 10, 3), lambda x: L.Conv2D(8, 3, strides=2, padding="same")(x)),
     "pointwise_words_odd_count": ((3, 4, 12), lambda x: L.Conv2D(6, 1)(x)),
+    # 16 channels or more: each pixel's inputs sign-extended once into a buffer (.Lwx), up to 96 inputs
+    "pointwise_buffered_c16": ((3, 5, 16), lambda x: L.Conv2D(16, 1)(x)),
+    "pointwise_buffered_relu6_saturates_c16": ((2, 3, 24), lambda x: L.Conv2D(
+        16, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
+    "pointwise_buffered_long_records_c20": ((2, 3, 8), lambda x: L.Conv2D(
+        20, 1, bias_initializer=keras.initializers.Constant(40.0))(x)),
+    "pointwise_buffered_96_inputs": ((1, 2, 96), lambda x: L.Conv2D(16, 1)(x)),
+    "pointwise_words_104_inputs_c16": ((1, 2, 104), lambda x: L.Conv2D(16, 1)(x)),
     "pointwise_relu6_saturates": ((4, 4, 16), lambda x: L.Conv2D(
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
     "depthwise_3x3_s1_same_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)),

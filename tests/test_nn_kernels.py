@@ -73,8 +73,8 @@ def test_fast_requant_equals_tflite_reference(tmp_path):
 
 def test_channel_requant_equals_tflite_reference(tmp_path):
     """nn_out with the nn_rqc_t record from quant.channel_requant == MultiplyByQuantizedMultiplier + zero point
-    + clamp, on random channels (right shifts 1..31: short records, also with a fast part shorter than the range,
-    and long ones; no shift, left shifts; ReLU or not) and accumulators at the clamp thresholds, at the end of the
+    + clamp, on random channels (right shifts 1..31: short records, also with a fast part shorter than the range
+    or at a coarser scale for shifts over 9, and long ones; no shift, left shifts; ReLU or not) and accumulators at the clamp thresholds, at the end of the
     fast part, around zero (negative ties round differently), inside the range and far outside."""
     import ctypes
     import subprocess
@@ -94,7 +94,7 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
     i32 = ctypes.c_int32
     so.run.argtypes = [ctypes.c_void_p, i32, i32, i32, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     rng = np.random.default_rng(2)
-    short = long = partial = carries = 0
+    short = long = partial = coarse = carries = 0
     for i in range(400):
         mult, shift = quantize_multiplier(float(2.0 ** rng.uniform(-24, 3 if i % 10 == 0 else -0.5)))
         zp = int(rng.integers(-128, 128))
@@ -106,6 +106,7 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
         short += fast > 0
         long += fast == 0 and rec[6] > 0 and not is_generic(rec)
         partial += 0 < fast < rec[6]
+        coarse += fast > 0 and -shift > 9
         t_lo, t_hi = clamp_thresholds(mult, shift, zp, lo, hi)
         inner = rng.integers(max(t_lo, -2**31), min(t_hi, 2**31 - 1) + 1, 300) if t_lo <= t_hi else []
         edges = [t_lo - 1, t_lo, t_lo + 1, t_hi - 1, t_hi, t_hi + 1, -2, -1, 0, 1, 2, -2**31, 2**31 - 1,
@@ -129,8 +130,9 @@ def test_channel_requant_equals_tflite_reference(tmp_path):
             assert ((a % 2**32) >> 24) == w % 256, (mult, shift, zp, lo, hi, bias, a_acc)
             carries += carry
     print(f"{carries} accumulators of the fast parts took the exact sum")
-    assert short > 100 and long > 100 and partial > 20, \
-        f"{short} short ({partial} with a shorter fast part) and {long} long records: a path was hardly tested"
+    assert short > 100 and long > 100 and partial > 20 and coarse > 20, \
+        f"{short} short ({partial} with a shorter fast part, {coarse} coarser) and {long} long records: a path was " \
+        "hardly tested"
 
 
 def test_clamp_thresholds_are_exact():

@@ -99,6 +99,34 @@ def clamp_thresholds(mult: int, shift: int, zp: int, lo: int, hi: int) -> tuple[
     return min(t_lo, i32_max), max(t_hi, i32_min)
 
 
+def _floors(m: int, k: int, s: int, d: np.ndarray) -> np.ndarray:
+    """floor((d*m + k) / 2^s) in int64 for d < 2^22, m < 2^31, s <= 62 (k split so that nothing overflows)."""
+    kq, kr = k >> s, k & ((1 << s) - 1)
+    return kq + ((d * m + kr) >> s)
+
+
+def _coarser(mult: int, k: int, s: int, t: int, rng: int, t_lo: int) -> tuple[int | None, int | None]:
+    """(m, kk) with floor((d*m + kk) / 2^(s-t)) == floor((d*mult + k) / 2^s) for every d < rng, and the same with
+    k less 2^31 and kk less 2^(31-t) for d < -t_lo (acc < 0): a short record at S = 40 for a right shift over 9.
+    Exact when 2^t divides mult; otherwise mult / 2^t rounded either way, kept only if every d of the range agrees
+    (checked, for ranges up to 2^22). (None, None): a long record."""
+    if t > 15:
+        return None, None
+    if mult % (1 << t) == 0:
+        return mult >> t, k >> t
+    if rng > 1 << 22 or s > 62:
+        return None, None
+    d = np.arange(rng, dtype=np.int64)
+    neg = d[:max(min(-t_lo, rng), 0)]
+    want, want_neg = _floors(mult, k, s, d), _floors(mult, k - (1 << 31), s, neg)
+    for m in (mult >> t, (mult >> t) + 1):
+        for kk in ((k >> t) + j for j in (0, 1, -1, 2, -2)):
+            if np.array_equal(_floors(m, kk, s - t, d), want) and \
+                    np.array_equal(_floors(m, kk - (1 << (31 - t)), s - t, neg), want_neg):
+                return m, kk
+    return None, None
+
+
 def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int, bias: int = 0) -> tuple[int, ...]:
     """The nn_rqc_t record (lo, hi, w0..w3, range, w4) of one output channel whose accumulator is `bias` plus the
     sum nn_blocks computes, see firmware/nn/nn.h: every constant refers to that sum, acc - bias.
@@ -120,7 +148,8 @@ def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int, bias: int 
     s = d*mh + dh*ml + ((dl*ml + klo) >> 16) + khi, where only dl*ml + klo < 2^32 must not wrap. For acc < 0, k is
     2^31 less: a range that starts below zero keeps its fast part there, with khi_fast = khi - 2^(15+e) (otherwise
     khi_fast = khi), and takes a long record if the fast part ends before zero.
-    Long record (hi = lo), w0..w3 = mult, k mod 2^32, k >> 32, S - 32, w4 = max(-t_lo, 0) (d < w4: acc < 0, k less
+    A right shift over 9 (S - 32 > 8) takes a short record at S = 40 when _coarser finds mult / 2^(S-40) exact or
+    checked over the range, else a long record (hi = lo), w0..w3 = mult, k mod 2^32, k >> 32, S - 32, w4 = max(-t_lo, 0) (d < w4: acc < 0, k less
     2^31): the byte is bits S..S+7 of the 64-bit d*mult + k. A channel with an empty range has hi = lo and zeros
     (every acc >= t_lo saturates to act_max). Channels that need the generic path (left shift, r = 0, huge ranges)
     have lo = hi = INT32_MIN and w0..w3 = mult, shift, bias, -1."""
@@ -137,9 +166,9 @@ def channel_requant(mult: int, shift: int, zp: int, lo: int, hi: int, bias: int 
         return base, base, 0, 0, 0, 0, 0, 0
     s = 31 + r
     k = t_lo * mult + (1 << 30) + (1 << (30 + r)) + (zp + 256) * (1 << s)
-    if s - 32 <= 8 and base < 2**31 - 1:
-        e = 8 - (s - 32)
-        m, kk = mult << e, k << e
+    e = 8 - (s - 32)
+    m, kk = (mult << e, k << e) if e >= 0 else _coarser(mult, k, s, -e, rng, t_lo)
+    if m is not None and base < 2**31 - 1:
         ml, mh, klo, khi = m & 0xFFFF, (m >> 16) % 2**32, kk & 0xFFFF, (kk >> 16) % 2**32
         fast = min(rng, (2**32 - 1 - klo) // ml + 1 if ml else rng)   # d*ml + klo < 2^32 for every d < fast
         khi_fast = khi
