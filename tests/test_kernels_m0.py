@@ -54,6 +54,8 @@ CASES = {
     "pointwise_words_3_channels": ((4, 5, 8), lambda x: L.Conv2D(3, 1)(x)),
     "conv_rgb_3x3_s2_2_channels": ((8, 10, 3), lambda x: L.Conv2D(2, 3, strides=2, padding="same")(x)),
     # oc % 4 == 0 takes the specialised loops (.Lrow9s, .Lws): their requantization's slow paths and act_max too
+    "conv_rgb_3x3_s2_same_relu_c8": ((8, 10, 3), lambda x: L.Conv2D(8, 3, strides=2, padding="same",
+                                                                     activation="relu")(x)),
     "conv_rgb_3x3_s2_long_records_c8": ((8, 10, 3), lambda x: L.Conv2D(
         8, 3, strides=2, padding="same", bias_initializer=keras.initializers.Constant(40.0))(x)),
     "pointwise_words_long_records_c8": ((3, 4, 16), lambda x: L.Conv2D(
@@ -65,14 +67,15 @@ CASES = {
     "pointwise_words_c8_odd_out": ((4, 4, 16), lambda x: L.Conv2D(8, 1)(x)),
     "conv_rgb_3x3_s2_c8_odd_out": ((8, 10, 3), lambda x: L.Conv2D(8, 3, strides=2, padding="same")(x)),
     "pointwise_words_odd_count": ((3, 4, 12), lambda x: L.Conv2D(6, 1)(x)),
-    # 16 channels or more: each pixel's inputs sign-extended once into a buffer (.Lwx), up to 96 inputs
+    # 16 to 128 inputs and 16 channels or more: each pixel's inputs sign-extended once into a buffer (.Lwx)
     "pointwise_buffered_c16": ((3, 5, 16), lambda x: L.Conv2D(16, 1)(x)),
     "pointwise_buffered_relu6_saturates_c16": ((2, 3, 24), lambda x: L.Conv2D(
         16, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
-    "pointwise_buffered_long_records_c20": ((2, 3, 8), lambda x: L.Conv2D(
+    "pointwise_buffered_long_records_c20": ((2, 3, 16), lambda x: L.Conv2D(
         20, 1, bias_initializer=keras.initializers.Constant(40.0))(x)),
-    "pointwise_buffered_96_inputs": ((1, 2, 96), lambda x: L.Conv2D(16, 1)(x)),
-    "pointwise_words_104_inputs_c16": ((1, 2, 104), lambda x: L.Conv2D(16, 1)(x)),
+    "pointwise_buffered_128_inputs": ((1, 2, 128), lambda x: L.Conv2D(16, 1)(x)),
+    "pointwise_words_136_inputs_c16": ((1, 1, 136), lambda x: L.Conv2D(16, 1)(x)),
+    "pointwise_words_8_inputs_c16": ((2, 3, 8), lambda x: L.Conv2D(16, 1)(x)),
     "pointwise_relu6_saturates": ((4, 4, 16), lambda x: L.Conv2D(
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
     "depthwise_3x3_s1_same_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)),
@@ -166,9 +169,13 @@ def kernel_image(tmp_path_factory):
     return names, images, golden, gen, fw
 
 
-def _mismatches(names, golden, got) -> list[str]:
-    return [f"{names[j // SAMPLES]} sample {j % SAMPLES}: want {g.tolist()} got {o[:g.size].tolist()}"
-            for j, (g, o) in enumerate(zip(golden, got)) if o[:g.size].tolist() != g.tolist()]
+def _mismatches(names, golden, got) -> str:
+    """'' when every output equals its golden one, else the failing cases' names first, then the outputs."""
+    bad = [(names[j // SAMPLES], f"sample {j % SAMPLES}: want {g.tolist()} got {o[:g.size].tolist()}")
+           for j, (g, o) in enumerate(zip(golden, got)) if o[:g.size].tolist() != g.tolist()]
+    if not bad:
+        return ""
+    return "failing: " + ", ".join(sorted({n for n, _ in bad})) + "\n" + "\n".join(f"{n} {s}" for n, s in bad)
 
 
 def test_every_kernel_variant_on_the_host_equals_tflite_micro(kernel_image, tmp_path):
@@ -185,7 +192,8 @@ def test_every_kernel_variant_on_the_host_equals_tflite_micro(kernel_image, tmp_
         out = np.zeros(n_out, np.int8)
         assert so.model_run(np.ascontiguousarray(img.reshape(-1)).ctypes.data, out.ctypes.data) == 0
         got.append(out)
-    assert not _mismatches(names, golden, got)
+    bad = _mismatches(names, golden, got)
+    assert not bad, bad
 
 
 def test_every_kernel_variant_on_the_m0_equals_tflite_micro(kernel_image):
@@ -199,4 +207,5 @@ def test_every_kernel_variant_on_the_m0_equals_tflite_micro(kernel_image):
     got = [np.array([int(v) for v in s.split(",")], np.int8) for _, _, _, s in lines]
     for j in range(0, len(lines), SAMPLES):
         print(f"{names[j // SAMPLES]:32s} {lines[j][2]:>8s} cycles")
-    assert not _mismatches(names, golden, got)
+    bad = _mismatches(names, golden, got)
+    assert not bad, bad

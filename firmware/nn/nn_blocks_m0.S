@@ -42,10 +42,12 @@
     .equ F_R12, 60
     .equ F_TAILY, 64     /* y of the tail block's channels while it writes into F_SCR */
     .equ F_SCR, 68       /* the tail block's 4 outputs */
-    .equ F_XBUF, 72      /* .Lwx: the pixel's inputs sign-extended to words */
-    .equ XBUF_MAX, 96    /* inputs; sub sp takes at most 508 bytes */
-    .equ F_SIZE, F_XBUF + 4 * XBUF_MAX
-    .equ XMIN_OC, 16     /* .Lwx pays a pixel's conversion back from this many output channels (measured) */
+    .equ F_NK, 72        /* .Lrow9s, .Lwx: -(pairs of taps) * 2^15, FIXK's constant */
+    .equ F_XB, 76        /* .Lwx: the start of the pixel's inputs in nn_xbuf, 4 n bytes before its end */
+    .equ F_SIZE, 80
+    .equ XBUF_MAX, 128   /* .Lwx: at most this many inputs (nn_xbuf's 512 bytes) */
+    .equ XMIN_N, 16      /* and at least this many, with at least XMIN_OC output channels: the pixel's conversion */
+    .equ XMIN_OC, 16     /* and FIXK cost less than the cycles they save below that (measured) */
 
 /* One step of the 4-channel dot product: \x = input, r2 -> 4 int32 weights, accumulators r8..r11. */
 .macro MAC4 x
@@ -84,13 +86,47 @@
     \op r11, r6
 .endm
 
+/* MAC2x4 for the loops that keep r12 = 2^15 (.Lrow9s, .Lwx): s + 2^15 = (lo + 2^15) + 2^16 hi with lo + 2^15 in
+ * [0, 2^16), so hi = (s + 2^15) >> 16 exactly, and r8, r10 take s + 2^15 whole: FIXK takes 2^16 hi and the 2^15s
+ * back out at the block end. 19 cycles for 8 MACs. */
+.macro MAC2x4R x0, x1, op=add
+    ldm r2!, {r4, r5, r6, r7}
+    muls r4, \x0, r4
+    muls r5, \x1, r5
+    muls r6, \x0, r6
+    muls r7, \x1, r7
+    adds r4, r4, r5
+    adds r6, r6, r7
+    add r4, r12
+    asrs r5, r4, #16
+    \op r8, r4
+    \op r9, r5
+    add r6, r12
+    asrs r7, r6, #16
+    \op r10, r6
+    \op r11, r7
+.endm
+
+/* After MAC2x4R: r8 and r10 less 2^16 times r9 and r11 and less F_NK's (pairs) * 2^15: the channels' sums. */
+.macro FIXK
+    ldr r5, [sp, #F_NK]
+    mov r4, r9
+    lsls r4, r4, #16
+    subs r4, r5, r4
+    add r8, r4
+    mov r4, r11
+    lsls r4, r4, #16
+    subs r4, r5, r4
+    add r10, r4
+.endm
+
 /* Taps j and j + 1 of a window row at r0, j even (r0 even): one LDRH, its bytes sign-extended into r1 and r3. */
-.macro PAIRH j, op=add
+.macro PAIRH j, op=add, mac=MAC2x4
     ldrh r3, [r0, #\j]
     sxtb r1, r3
     lsls r3, r3, #16
     asrs r3, r3, #24
-    MAC2x4 r1, r3, \op
+    \mac r1, r3, \op
 .endm
 
 /* The next 4 contiguous taps, two pairs: one word of inputs at r0 (advanced), kept in r12 across the first. */
@@ -125,7 +161,7 @@
 /* The next 2 taps from the pixel's sign-extended inputs (.Lwx): r0 -> 2 words, advanced. 24 cycles for 8 MACs. */
 .macro XPAIR op=add
     ldm r0!, {r1, r3}
-    MAC2x4 r1, r3, \op
+    MAC2x4R r1, r3, \op
 .endm
 
 /* One depthwise tap through the offset table: r1 -> next byte offset, r12 = window base. */
@@ -249,10 +285,10 @@
     b .Lrqret\id
 .endm
 
-/* The block end of the specialised loops (.Lrow9s, .Lws, .Ldw3: no tail block, y word-aligned): act_min into the
- * 4 outputs with one store, then requantizes r8..r11 into y = r7 (RQ ids \p0..\p3; the outputs below lo keep
- * act_min); BLOCKOUT \p their out-of-line parts, the last channel's fast part followed by a copy of the block end
- * \end (no branch back); EPILOGUE a copy of the return. */
+/* The block end of the specialised loops (.Lrow9s, .Lws, .Lwx, .Ldw3: no tail block, y word-aligned): act_min into
+ * the 4 outputs with one store, then requantizes r8..r11 into y = r7 (RQ ids \p0..\p3; the outputs below lo keep
+ * act_min); BLOCKOUT \p their out-of-line parts, each channel's fast part followed by a copy of the rest of the
+ * block end down to \end (RQTAIL: no branch back); EPILOGUE a copy of the return. */
 .macro BLOCKRQ p
     ldr r5, [sp, #F_MIN]
     str r5, [r7, #0]
@@ -313,29 +349,32 @@
 
 /* 3x3 window over 3 channels, unrolled: r0 = window base (even), lr = row stride (even). The 27 taps in pairs in the
  * weights' order (lower.WIN9_ORDER): row 0's bytes 0-7 by LDRH, its byte 8 with row 1's byte 8, row 1's bytes 0-7
- * and row 2's by LDRH, then row 2's byte 8 alone. */
-.macro ROW9
-    PAIRH 0, mov
-    PAIRH 2
-    PAIRH 4
-    PAIRH 6
+ * and row 2's by LDRH, then row 2's byte 8 alone. \mac MAC2x4R: r12 = 2^15, FIXK at the block end. */
+.macro ROW9 mac=MAC2x4
+    PAIRH 0, mov, \mac
+    PAIRH 2, add, \mac
+    PAIRH 4, add, \mac
+    PAIRH 6, add, \mac
     ldrb r1, [r0, #8]
     add r0, lr
     ldrb r3, [r0, #8]
     sxtb r1, r1
     sxtb r3, r3
-    MAC2x4 r1, r3
-    PAIRH 0
-    PAIRH 2
-    PAIRH 4
-    PAIRH 6
+    \mac r1, r3
+    PAIRH 0, add, \mac
+    PAIRH 2, add, \mac
+    PAIRH 4, add, \mac
+    PAIRH 6, add, \mac
     add r0, lr
-    PAIRH 0
-    PAIRH 2
-    PAIRH 4
-    PAIRH 6
+    PAIRH 0, add, \mac
+    PAIRH 2, add, \mac
+    PAIRH 4, add, \mac
+    PAIRH 6, add, \mac
     ldrb r3, [r0, #8]
     sxtb r3, r3
+.ifc \mac,MAC2x4R
+    FIXK                      /* before the last tap: MAC4 adds exact products to r9 and r11 */
+.endif
     MAC4 r3
 .endm
 
@@ -355,8 +394,8 @@
     DWMAC
 .endm
 
-/* The block ends of the specialised loops: y moved on (kept in r12, or in the frame for .Ldw3), then the next block
- * or the next pixel. */
+/* The block ends of the specialised loops: y moved on (kept in r12 for .Lws, in lr for .Lwx, in the frame for
+ * .Lrow9s and .Ldw3), then the next block or the next pixel. */
 .macro ENDR pix, loop
     adds r7, #4
     mov r12, r7
@@ -368,7 +407,13 @@
 .endm
 
 .macro ENDS
-    ENDR .Lpixs, .Lrow9s
+    adds r7, #4
+    str r7, [sp, #F_Y]
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixs
+    ldr r0, [sp, #F_X]
+    b .Lrow9s
 .endm
 
 .macro ENDW
@@ -377,7 +422,7 @@
 
 .macro ENDX
     adds r7, #4
-    mov r12, r7
+    mov lr, r7
     ldr r0, [sp, #F_WEND]
     cmp r2, r0
     beq .Lpixx
@@ -479,8 +524,7 @@ nn_blocks:
     lsls r5, r5, #30
     bne 30f                   /* a tail block or y not word-aligned: the generic loop */
     ldr r6, =(.Lrow9s + 1)
-    mov r12, r2               /* .Lrow9s keeps y in r12 */
-    b 30f
+    b 38f
 31: lsls r5, r4, #2
     adds r5, r5, r3           /* the offset table's end */
     cmp r7, #0
@@ -516,14 +560,24 @@ nn_blocks:
     mov r12, r2
     cmp r4, #XBUF_MAX
     bhi 30f
+    cmp r4, #XMIN_N
+    blo 30f
     ldr r5, [r0, #B_OC]
     cmp r5, #XMIN_OC
     blo 30f
-    ldr r6, =(.Lxconv + 1)    /* .Lwx: lr = the end of the inputs' words */
-    lsls r5, r4, #2
-    add r5, sp
-    adds r5, #F_XBUF
-    mov lr, r5
+    ldr r6, =(.Lxconv + 1)    /* .Lwx: y in lr for the call, the inputs' words end at nn_xbuf's end */
+    mov lr, r2
+    ldr r5, =nn_xbuf + 4 * XBUF_MAX
+    lsls r3, r4, #2
+    subs r5, r5, r3
+    str r5, [sp, #F_XB]
+38: movs r5, #1               /* .Lrow9s, .Lwx: r12 = 2^15 for MAC2x4R, F_NK for FIXK */
+    lsls r5, r5, #15
+    mov r12, r5
+    lsrs r5, r4, #1
+    lsls r5, r5, #15
+    negs r5, r5
+    str r5, [sp, #F_NK]
 30: str r6, [sp, #F_ENTRY]
     ldr r2, [r0, #B_W]
     b .Lblock
@@ -790,10 +844,11 @@ nn_blocks:
     ROW9
     b .Lrq
 
-    /* RGB stem rows, oc % 4 == 0: y in r12 for the call, the block end and the next pixel branch straight back */
+    /* RGB stem rows, oc % 4 == 0: MAC2x4R with r12 = 2^15 for the call (y in the frame), the block end and the next
+     * pixel branch straight back */
 .Lrow9s:
-    ROW9
-    mov r7, r12
+    ROW9 MAC2x4R
+    ldr r7, [sp, #F_Y]
     BLOCKRQ s
     ENDS
 .Lpixs:
@@ -822,11 +877,12 @@ nn_blocks:
 44: EPILOGUE
     BLOCKOUT w, ENDW
 
-    /* pointwise words as .Lws, with oc >= XMIN_OC and n <= XBUF_MAX: each pixel's inputs sign-extended once into
-     * F_XBUF (.Lxconv, 31 cycles per 8 inputs), so every block reads two taps with one LDM instead of extracting
-     * bytes again: 99 cycles per 8 taps (32 MACs), .Lws 107. lr = the buffer's end, y in r12 for the call. */
+    /* pointwise words as .Lws, with XMIN_N <= n <= XBUF_MAX and oc >= XMIN_OC: each pixel's inputs sign-extended
+     * once into nn_xbuf (.Lxconv, 31 cycles per 8 inputs), so every block reads two taps with one LDM instead of
+     * extracting bytes again, and MAC2x4R: 91 cycles per 8 taps (32 MACs), .Lws 107, and FIXK's 10 a block.
+     * y in lr, r12 = 2^15 for the call; the words end at a 512-byte boundary, which ends the loops. */
 .Lxconv:                      /* r0 = the pixel's x */
-    add r1, sp, #F_XBUF
+    ldr r1, [sp, #F_XB]
 1:  ldm r0!, {r3}
     sxtb r4, r3
     lsls r5, r3, #16
@@ -843,23 +899,22 @@ nn_blocks:
     asrs r6, r6, #24
     asrs r7, r3, #24
     stm r1!, {r4, r5, r6, r7}
-    cmp r1, lr
+    lsls r3, r1, #23
     bne 1b
 .Lwx:
-    add r0, sp, #F_XBUF
+    ldr r0, [sp, #F_XB]
     XPAIR mov
     XPAIR
     XPAIR
     XPAIR
-    cmp r0, lr
-    beq 2f
 1:  XPAIR
     XPAIR
     XPAIR
     XPAIR
-    cmp r0, lr
+    lsls r3, r0, #23
     bne 1b
-2:  mov r7, r12
+    FIXK
+    mov r7, lr
     BLOCKRQ x
     ENDX
 .Lpixx:
@@ -882,3 +937,10 @@ nn_blocks:
 46: EPILOGUE
     BLOCKOUT d, ENDD
     .size nn_blocks, . - nn_blocks
+
+    /* .Lwx's inputs as words: they end at a 512-byte boundary, so the loops test the pointer's low bits for the end */
+    .section .bss.nn_xbuf, "aw", %nobits
+    .balign 512
+nn_xbuf:
+    .space 4 * XBUF_MAX
+    .size nn_xbuf, . - nn_xbuf
