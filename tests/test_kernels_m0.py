@@ -53,7 +53,7 @@ CASES = {
     # fewer than 4 channels: no full block, every pixel's tail block writes through nn_blocks' scratch
     "pointwise_words_3_channels": ((4, 5, 8), lambda x: L.Conv2D(3, 1)(x)),
     "conv_rgb_3x3_s2_2_channels": ((8, 10, 3), lambda x: L.Conv2D(2, 3, strides=2, padding="same")(x)),
-    # oc % 4 == 0 takes the specialised loops (.Lrow9s, .Lws): their requantization's slow paths and act_max too
+    # oc % 4 == 0 takes the specialised loops (.Lrow9s, .Lws, .Lwx): their requantization's slow paths and act_max too
     "conv_rgb_3x3_s2_same_relu_c8": ((8, 10, 3), lambda x: L.Conv2D(8, 3, strides=2, padding="same",
                                                                      activation="relu")(x)),
     "conv_rgb_3x3_s2_long_records_c8": ((8, 10, 3), lambda x: L.Conv2D(
@@ -80,6 +80,11 @@ CASES = {
         7, 1, activation="relu6", kernel_initializer=keras.initializers.RandomNormal(0.0, 3.0))(x)),
     "depthwise_3x3_s1_same_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)),
     "depthwise_3x3_s2_same_c4": ((9, 11, 4), lambda x: L.DepthwiseConv2D(3, strides=2, padding="same")(x)),
+    # 8, 16 and 32 channels: taps at immediate offsets (.Ldw3c8/16/32); 64 takes .Ldw3
+    "depthwise_3x3_s1_same_relu_c16": ((3, 4, 16), lambda x: L.DepthwiseConv2D(3, padding="same",
+                                                                               activation="relu")(x)),
+    "depthwise_3x3_s2_valid_c32": ((5, 3, 32), lambda x: L.DepthwiseConv2D(3, strides=2, activation="relu")(x)),
+    "depthwise_3x3_valid_c64": ((3, 3, 64), lambda x: L.DepthwiseConv2D(3)(x)),
     "depthwise_3x3_long_records_c8": ((5, 6, 8), lambda x: L.DepthwiseConv2D(
         3, padding="same", bias_initializer=keras.initializers.Constant(40.0))(x)),
     "depthwise_3x5_valid_c8": ((7, 8, 8), lambda x: L.DepthwiseConv2D((3, 5), padding="valid", activation="relu")(x)),

@@ -42,9 +42,8 @@
     .equ F_R12, 60
     .equ F_TAILY, 64     /* y of the tail block's channels while it writes into F_SCR */
     .equ F_SCR, 68       /* the tail block's 4 outputs */
-    .equ F_NK, 72        /* .Lrow9s, .Lwx: -(pairs of taps) * 2^15, FIXK's constant */
-    .equ F_XB, 76        /* .Lwx: the start of the pixel's inputs in nn_xbuf, 4 n bytes before its end */
-    .equ F_SIZE, 80
+    .equ F_XB, 72        /* .Lwx: the start of the pixel's inputs in nn_xbuf, 4 n bytes before its end */
+    .equ F_SIZE, 76
     .equ XBUF_MAX, 128   /* .Lwx: at most this many inputs (nn_xbuf's 512 bytes) */
     .equ XMIN_N, 16      /* and at least this many, with at least XMIN_OC output channels: the pixel's conversion */
     .equ XMIN_OC, 16     /* and FIXK cost less than the cycles they save below that (measured) */
@@ -87,8 +86,8 @@
 .endm
 
 /* MAC2x4 for the loops that keep r12 = 2^15 (.Lrow9s, .Lwx): s + 2^15 = (lo + 2^15) + 2^16 hi with lo + 2^15 in
- * [0, 2^16), so hi = (s + 2^15) >> 16 exactly, and r8, r10 take s + 2^15 whole: FIXK takes 2^16 hi and the 2^15s
- * back out at the block end. 19 cycles for 8 MACs. */
+ * [0, 2^16), so hi = (s + 2^15) >> 16 exactly; r8 and r10 take s whole, and FIXK takes 2^16 hi back out at the
+ * block end. 19 cycles for 8 MACs. */
 .macro MAC2x4R x0, x1, op=add
     ldm r2!, {r4, r5, r6, r7}
     muls r4, \x0, r4
@@ -97,26 +96,25 @@
     muls r7, \x1, r7
     adds r4, r4, r5
     adds r6, r6, r7
+    \op r8, r4
     add r4, r12
     asrs r5, r4, #16
-    \op r8, r4
     \op r9, r5
+    \op r10, r6
     add r6, r12
     asrs r7, r6, #16
-    \op r10, r6
     \op r11, r7
 .endm
 
-/* After MAC2x4R: r8 and r10 less 2^16 times r9 and r11 and less F_NK's (pairs) * 2^15: the channels' sums. */
+/* After MAC2x4R: r8 and r10 less 2^16 times r9 and r11, the channels' sums (mod 2^32, exact: they fit). */
 .macro FIXK
-    ldr r5, [sp, #F_NK]
     mov r4, r9
     lsls r4, r4, #16
-    subs r4, r5, r4
+    negs r4, r4
     add r8, r4
     mov r4, r11
     lsls r4, r4, #16
-    subs r4, r5, r4
+    negs r4, r4
     add r10, r4
 .endm
 
@@ -158,7 +156,7 @@
     MAC2x4 r1, r3
 .endm
 
-/* The next 2 taps from the pixel's sign-extended inputs (.Lwx): r0 -> 2 words, advanced. 24 cycles for 8 MACs. */
+/* The next 2 taps from the pixel's sign-extended inputs (.Lwx): r0 -> 2 words, advanced. 22 cycles for 8 MACs. */
 .macro XPAIR op=add
     ldm r0!, {r1, r3}
     MAC2x4R r1, r3, \op
@@ -182,21 +180,21 @@
 
 /* r3 = the 4 channels' inputs of one tap, r2 -> 4 int32 weights; byte j of r3 feeds accumulator r8 + j (\op mov:
  * sets it). */
-.macro DWMAC op=add
+.macro DWMAC op=add, t=r0
     ldm r2!, {r4, r5, r6, r7}
-    sxtb r0, r3
-    muls r4, r0, r4
+    sxtb \t, r3
+    muls r4, \t, r4
     \op r8, r4
-    lsls r0, r3, #16
-    asrs r0, r0, #24
-    muls r5, r0, r5
+    lsls \t, r3, #16
+    asrs \t, \t, #24
+    muls r5, \t, r5
     \op r9, r5
-    lsls r0, r3, #8
-    asrs r0, r0, #24
-    muls r6, r0, r6
+    lsls \t, r3, #8
+    asrs \t, \t, #24
+    muls r6, \t, r6
     \op r10, r6
-    asrs r0, r3, #24
-    muls r7, r0, r7
+    asrs \t, r3, #24
+    muls r7, \t, r7
     \op r11, r7
 .endm
 
@@ -210,8 +208,9 @@
 .endm
 
 /* Requantizes accumulator \acc into y[j] with the record at r2 (nn_rqc_t, 32 bytes), advancing r2; r5 = act_min.
- * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles (6 with \pre: y[j] already holds act_min); the rest branch to RQOUT \id's code, 24 in the
- * fast part (the sum of its instructions' costs in rp2040js). */
+ * acc < lo (most outputs of a ReLU layer) falls through, 8 cycles (6 with \pre: y[j] already holds act_min); the
+ * rest branch to RQOUT \id's code, 24 in the fast part (22 where RQTAIL follows it; the sums of their
+ * instructions' costs in rp2040js). */
 .macro RQ acc, j, id, pre=0, label=1
     ldm r2!, {r1, r6}         /* lo, hi */
     cmp \acc, r1
@@ -439,6 +438,69 @@
     b .Ldw3
 .endm
 
+/* 3x3 depthwise with C = \c channels, 8 to 32 (.Ldw3c\c): a row's taps at immediate offsets 0, C, 2C from r0, lr =
+ * the row stride; r1 is DWMAC's scratch. 194 cycles a block with its set-up (.Ldw3 201). */
+.macro DW3C c
+    adds r3, r0, #4
+    str r3, [sp, #F_X]        /* the next block: 4 channels on */
+    ldr r3, [r0, #0]
+    DWMAC mov, r1
+    ldr r3, [r0, #\c]
+    DWMAC add, r1
+    ldr r3, [r0, #2 * \c]
+    DWMAC add, r1
+    add r0, lr
+    ldr r3, [r0, #0]
+    DWMAC add, r1
+    ldr r3, [r0, #\c]
+    DWMAC add, r1
+    ldr r3, [r0, #2 * \c]
+    DWMAC add, r1
+    add r0, lr
+    ldr r3, [r0, #0]
+    DWMAC add, r1
+    ldr r3, [r0, #\c]
+    DWMAC add, r1
+    ldr r3, [r0, #2 * \c]
+    DWMAC add, r1
+.endm
+
+.macro ENDDC c
+    adds r7, #4
+    str r7, [sp, #F_Y]
+    ldr r0, [sp, #F_WEND]
+    cmp r2, r0
+    beq .Lpixd\c
+    ldr r0, [sp, #F_X]
+    b .Ldw3c\c
+.endm
+
+.macro ENDD8
+    ENDDC 8
+.endm
+
+.macro ENDD16
+    ENDDC 16
+.endm
+
+.macro ENDD32
+    ENDDC 32
+.endm
+
+/* .Ldw3c\c: the loop, its block end and its requantization's out-of-line parts */
+.macro LOOPDW3C c
+.Ldw3c\c:
+    DW3C \c
+    ldr r7, [sp, #F_Y]
+    BLOCKRQ d\c
+    ENDDC \c
+.Lpixd\c:
+    NEXTPIX 1f
+    b .Ldw3c\c
+1:  EPILOGUE
+    BLOCKOUT d\c, ENDD\c
+.endm
+
     .section .time_critical.nn_blocks, "ax", %progbits
     .global nn_blocks
     .type nn_blocks, %function
@@ -517,6 +579,19 @@ nn_blocks:
     lsls r5, r2, #30
     bne 30f                   /* y not word-aligned: the generic block end */
     ldr r6, =(.Ldw3 + 1)
+    ldr r5, [r0, #B_OC]       /* 8, 16 or 32 channels: .Ldw3c8/16/32, taps at immediate offsets, lr = the row stride */
+    ldr r3, =(.Ldw3c8 + 1)
+    cmp r5, #8
+    beq 29f
+    ldr r3, =(.Ldw3c16 + 1)
+    cmp r5, #16
+    beq 29f
+    ldr r3, =(.Ldw3c32 + 1)
+    cmp r5, #32
+    bne 30f
+29: mov r6, r3
+    lsls r3, r5, #1
+    add lr, r3
     b 30f
 39: ldr r6, =(.Lrow9 + 1)
     ldr r5, [r0, #B_OC]
@@ -571,13 +646,9 @@ nn_blocks:
     lsls r3, r4, #2
     subs r5, r5, r3
     str r5, [sp, #F_XB]
-38: movs r5, #1               /* .Lrow9s, .Lwx: r12 = 2^15 for MAC2x4R, F_NK for FIXK */
+38: movs r5, #1               /* .Lrow9s, .Lwx: r12 = 2^15 for MAC2x4R */
     lsls r5, r5, #15
     mov r12, r5
-    lsrs r5, r4, #1
-    lsls r5, r5, #15
-    negs r5, r5
-    str r5, [sp, #F_NK]
 30: str r6, [sp, #F_ENTRY]
     ldr r2, [r0, #B_W]
     b .Lblock
@@ -879,7 +950,7 @@ nn_blocks:
 
     /* pointwise words as .Lws, with XMIN_N <= n <= XBUF_MAX and oc >= XMIN_OC: each pixel's inputs sign-extended
      * once into nn_xbuf (.Lxconv, 31 cycles per 8 inputs), so every block reads two taps with one LDM instead of
-     * extracting bytes again, and MAC2x4R: 91 cycles per 8 taps (32 MACs), .Lws 107, and FIXK's 10 a block.
+     * extracting bytes again, and MAC2x4R: 91 cycles per 8 taps (32 MACs), .Lws 107, and FIXK's 8 a block.
      * y in lr, r12 = 2^15 for the call; the words end at a 512-byte boundary, which ends the loops. */
 .Lxconv:                      /* r0 = the pixel's x */
     ldr r1, [sp, #F_XB]
@@ -936,6 +1007,9 @@ nn_blocks:
     b .Ldw3
 46: EPILOGUE
     BLOCKOUT d, ENDD
+    LOOPDW3C 8
+    LOOPDW3C 16
+    LOOPDW3C 32
     .size nn_blocks, . - nn_blocks
 
     /* .Lwx's inputs as words: they end at a 512-byte boundary, so the loops test the pointer's low bits for the end */
