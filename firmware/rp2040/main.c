@@ -16,7 +16,7 @@
 #define INFO_VERSION 2u /* 2: byte 3 holds the reset reason */
 
 static int8_t input[MODEL_INPUT_BYTES] __attribute__((aligned(4)));
-static int8_t scores[MODEL_NUM_CLASSES];
+static int8_t scores[MODEL_NUM_CLASSES] __attribute__((aligned(4))); /* word-aligned y: nn_blocks' specialised loops */
 static proto_parser_t parser;
 
 static void put_u32(uint8_t *out, uint32_t v)
