@@ -393,11 +393,15 @@
     DWMAC
 .endm
 
-/* The block ends of the specialised loops: y moved on (kept in r12 for .Lws, in lr for .Lwx, in the frame for
- * .Lrow9s and .Ldw3), then the next block or the next pixel. */
-.macro ENDR pix, loop
+/* The block ends of the specialised loops: y moved on and kept in \y (r12 for .Lws; the frame for .Lrow9s, .Ldw3 and
+ * .Ldw3c8/16/32; .Lwx keeps it in lr, ENDX), then the next block or the next pixel. */
+.macro ENDR pix, loop, y=frame
     adds r7, #4
-    mov r12, r7
+.ifc \y,frame
+    str r7, [sp, #F_Y]
+.else
+    mov \y, r7
+.endif
     ldr r0, [sp, #F_WEND]
     cmp r2, r0
     beq \pix
@@ -406,17 +410,11 @@
 .endm
 
 .macro ENDS
-    adds r7, #4
-    str r7, [sp, #F_Y]
-    ldr r0, [sp, #F_WEND]
-    cmp r2, r0
-    beq .Lpixs
-    ldr r0, [sp, #F_X]
-    b .Lrow9s
+    ENDR .Lpixs, .Lrow9s
 .endm
 
 .macro ENDW
-    ENDR .Lpixw, .Lws
+    ENDR .Lpixw, .Lws, r12
 .endm
 
 .macro ENDX
@@ -429,13 +427,7 @@
 .endm
 
 .macro ENDD
-    adds r7, #4
-    str r7, [sp, #F_Y]
-    ldr r0, [sp, #F_WEND]
-    cmp r2, r0
-    beq .Lpixd
-    ldr r0, [sp, #F_X]
-    b .Ldw3
+    ENDR .Lpixd, .Ldw3
 .endm
 
 /* 3x3 depthwise with C = \c channels, 8 to 32 (.Ldw3c\c): a row's taps at immediate offsets 0, C, 2C from r0, lr =
@@ -443,48 +435,34 @@
 .macro DW3C c
     adds r3, r0, #4
     str r3, [sp, #F_X]        /* the next block: 4 channels on */
-    ldr r3, [r0, #0]
-    DWMAC mov, r1
-    ldr r3, [r0, #\c]
-    DWMAC add, r1
-    ldr r3, [r0, #2 * \c]
-    DWMAC add, r1
+    DWROWC \c, mov
     add r0, lr
-    ldr r3, [r0, #0]
-    DWMAC add, r1
-    ldr r3, [r0, #\c]
-    DWMAC add, r1
-    ldr r3, [r0, #2 * \c]
-    DWMAC add, r1
+    DWROWC \c
     add r0, lr
+    DWROWC \c
+.endm
+
+/* One row of DW3C: taps at r0, r0 + C, r0 + 2C (\op mov: the block's first tap sets the accumulators). */
+.macro DWROWC c, op=add
     ldr r3, [r0, #0]
-    DWMAC add, r1
+    DWMAC \op, r1
     ldr r3, [r0, #\c]
     DWMAC add, r1
     ldr r3, [r0, #2 * \c]
     DWMAC add, r1
 .endm
 
-.macro ENDDC c
-    adds r7, #4
-    str r7, [sp, #F_Y]
-    ldr r0, [sp, #F_WEND]
-    cmp r2, r0
-    beq .Lpixd\c
-    ldr r0, [sp, #F_X]
-    b .Ldw3c\c
-.endm
-
+/* BLOCKOUT's \end takes no arguments: one name per channel count. */
 .macro ENDD8
-    ENDDC 8
+    ENDR .Lpixd8, .Ldw3c8
 .endm
 
 .macro ENDD16
-    ENDDC 16
+    ENDR .Lpixd16, .Ldw3c16
 .endm
 
 .macro ENDD32
-    ENDDC 32
+    ENDR .Lpixd32, .Ldw3c32
 .endm
 
 /* .Ldw3c\c: the loop, its block end and its requantization's out-of-line parts */
@@ -493,7 +471,7 @@
     DW3C \c
     ldr r7, [sp, #F_Y]
     BLOCKRQ d\c
-    ENDDC \c
+    ENDD\c
 .Lpixd\c:
     NEXTPIX 1f
     b .Ldw3c\c
@@ -954,14 +932,8 @@ nn_blocks:
      * y in lr, r12 = 2^15 for the call; the words end at a 512-byte boundary, which ends the loops. */
 .Lxconv:                      /* r0 = the pixel's x */
     ldr r1, [sp, #F_XB]
-1:  ldm r0!, {r3}
-    sxtb r4, r3
-    lsls r5, r3, #16
-    asrs r5, r5, #24
-    lsls r6, r3, #8
-    asrs r6, r6, #24
-    asrs r7, r3, #24
-    stm r1!, {r4, r5, r6, r7}
+1:
+    .rept 2                   /* two words a pass: the word count is even */
     ldm r0!, {r3}
     sxtb r4, r3
     lsls r5, r3, #16
@@ -970,6 +942,7 @@ nn_blocks:
     asrs r6, r6, #24
     asrs r7, r3, #24
     stm r1!, {r4, r5, r6, r7}
+    .endr
     lsls r3, r1, #23
     bne 1b
 .Lwx:
